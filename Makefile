@@ -1,0 +1,61 @@
+# AI Interview Coach: the course's one front door. Run `make` to see lessons and targets.
+# The work happens in shared/ (course.py, testrun.py, devdb.py); tests live in tests/.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.PHONY: help setup run diff diffs test lint db db-stop db-reset psql clean
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COURSE := $(PYTHON) shared/course.py
+
+# Check LESSON / FROM / TO before anything runs: a bad value stops here with one line (exit 2).
+ARGS_ERROR := $(shell $(COURSE) check --goals "$(MAKECMDGOALS)" --lesson "$(LESSON)" --from "$(FROM)" --to "$(TO)")
+ifneq ($(ARGS_ERROR),)
+$(error $(ARGS_ERROR))
+endif
+
+help:
+	@$(COURSE) help
+
+# Re-installs only when a requirements file changed since the last install.
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "setting up $(VENV) (first time takes a minute)..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+	@echo "setup done."
+
+run: setup
+	@$(PY) shared/course.py run "$(LESSON)"
+
+diff:
+	@$(COURSE) diff --lesson "$(LESSON)" --from "$(FROM)" --to "$(TO)"
+
+diffs:
+	@$(COURSE) diffs
+
+test: setup
+	@$(PY) shared/testrun.py "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
+
+lint: setup
+	@$(VENV)/bin/ruff check lessons shared tests
+
+db: setup
+	@$(PY) shared/devdb.py up
+
+db-stop: setup
+	@$(PY) shared/devdb.py stop
+
+db-reset: setup
+	@CONFIRM=$(CONFIRM) $(PY) shared/devdb.py reset
+
+psql: setup
+	@$(PY) shared/devdb.py psql
+
+clean:
+	@find lessons shared tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	@rm -rf build .pytest_cache .ruff_cache
+	@echo "removed caches and build/"

@@ -1,0 +1,99 @@
+"""Runs the lessons' tests: each lesson in its own pytest process, several at once.
+
+    python shared/testrun.py            every lesson
+    python shared/testrun.py 09         one lesson
+    python shared/testrun.py 09 --dir ~/my-coach    lesson 09's tests against another folder
+
+Lessons share module names (main, models, ...), so each runs in a fresh interpreter with its
+own folder as the import root (the LESSON_DIR variable tells tests/conftest.py which folder).
+Ends with one line per lesson and a total line; exits non-zero when anything failed.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lessons import ROOT, UnknownLesson, all_lessons, find
+
+RESULTS = ROOT / "build" / "test-results"
+PYTEST_NO_TESTS = 5
+
+
+def run_one(lesson, folder: Path) -> dict:
+    junit = RESULTS / f"{lesson.number}.xml"
+    junit.unlink(missing_ok=True)
+    env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder))
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(lesson.test_file), f"--junitxml={junit}", "-q"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    if junit.exists():
+        suite = ET.parse(junit).getroot().find("testsuite")
+        total, skipped = int(suite.get("tests")), int(suite.get("skipped"))
+        failed = int(suite.get("failures")) + int(suite.get("errors"))
+        counts = {"passed": total - skipped - failed, "failed": failed, "skipped": skipped}
+    ok = proc.returncode == 0
+    if proc.returncode == PYTEST_NO_TESTS:
+        note = "no tests ran"
+    elif not ok and not counts["failed"]:
+        counts["failed"] = 1  # pytest itself failed (collection, import or usage error)
+        note = f"pytest exited {proc.returncode}"
+    else:
+        note = ""
+    return {"lesson": lesson, "ok": ok, "seconds": time.monotonic() - started,
+            "output": proc.stdout, "note": note, **counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("lesson", nargs="?", default="")
+    parser.add_argument("--dir", default="", help="folder to test instead of the lesson's own")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    try:
+        lessons = [find(args.lesson)] if args.lesson else all_lessons()
+    except UnknownLesson as error:
+        sys.exit(str(error))
+    if args.dir and len(lessons) != 1:
+        sys.exit("--dir grades one folder: name the lesson whose tests to use (LESSON=NN)")
+    folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
+
+    if any("db" in lesson.needs for lesson in lessons):
+        # Start the dev database once, before the parallel runs race to do it.
+        up = subprocess.run([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"], check=False)
+        if up.returncode:
+            sys.exit("the test database could not be started (see above)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda x: run_one(x, folder_for[x.number]), lessons))
+
+    for r in results:
+        if not r["ok"]:
+            print(f"\n===== lesson {r['lesson'].number} ({folder_for[r['lesson'].number]}) =====")
+            print(r["output"].rstrip())
+    print()
+    for r in results:
+        status = "ok  " if r["ok"] else "FAIL"
+        print(f"{status} lesson {r['lesson'].number} {r['lesson'].folder:<28} "
+              f"{r['passed']:3d} passed {r['failed']:2d} failed {r['skipped']:2d} skipped "
+              f"{r['seconds']:5.1f} s  {r['note']}".rstrip())
+    totals = {k: sum(r[k] for r in results) for k in ("passed", "failed", "skipped")}
+    wall = time.monotonic() - started
+    failed_lessons = [r["lesson"].number for r in results if not r["ok"]]
+    print(f"lessons: {len(results) - len(failed_lessons)} of {len(results)} green in {wall:.1f} s"
+          + (f" (failing: {' '.join(failed_lessons)})" if failed_lessons else ""))
+    print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
+    sys.exit(1 if failed_lessons else 0)
+
+
+if __name__ == "__main__":
+    main()
