@@ -92,10 +92,18 @@ def db(db_env):
     conn.close()
 
 
+def migrate(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """Runs `alembic <args>` in the lesson folder (default: upgrade head), as `make run` does."""
+    return subprocess.run([sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))], cwd=folder,
+                          env=os.environ.copy(), capture_output=True, text=True, check=True)
+
+
 @pytest.fixture(scope="session")
 def app(lesson, request):
     if "db" in lesson.needs:
         request.getfixturevalue("db_env")
+        if (lesson.path / "alembic").is_dir():
+            migrate(lesson.path)
     return importlib.import_module("main").app
 
 

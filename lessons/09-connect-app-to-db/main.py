@@ -1,0 +1,100 @@
+import os
+from datetime import datetime
+from itertools import count
+from typing import Literal
+
+import psycopg2
+from dotenv import load_dotenv
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+# Copy the settings from the .env file into the environment (variables already set win).
+load_dotenv()
+
+app = FastAPI()
+
+
+def get_connection():
+    """Opens a new connection to Postgres with the settings from the environment."""
+    return psycopg2.connect(
+        host=os.getenv("DB_HOST", "localhost"),
+        port=os.getenv("DB_PORT", "5433"),
+        dbname=os.getenv("DB_NAME"),
+        user=os.getenv("DB_USER"),
+        password=os.getenv("DB_PASSWORD"),
+        connect_timeout=3,
+    )
+
+
+# When Postgres cannot be reached, psycopg2 raises OperationalError. This handler turns it
+# into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
+@app.exception_handler(psycopg2.OperationalError)
+def database_unavailable(request: Request, exc: psycopg2.OperationalError):
+    return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# The model describes a valid profile. FastAPI checks every request body against it and
+# answers 422, with a `detail` naming each broken rule, before our function even runs.
+class User(BaseModel):
+    name: str = Field(min_length=2, max_length=10)
+    role: Literal["developer", "designer", "product-manager", "tester"]
+    place: str = Field(min_length=2)
+
+
+users: dict[int, dict] = {}
+next_id = count(1)
+
+
+def get_profile(user_id: int) -> dict:
+    """The stored profile, or a 404 that FastAPI turns into {"detail": "User not found"}."""
+    if user_id not in users:
+        raise HTTPException(status_code=404, detail="User not found")
+    return users[user_id]
+
+
+@app.get("/api/time")
+def get_time(name: str | None = None):
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name:
+        return {"message": f"Hi {name}! It's {now}"}
+    return {"time": now}
+
+
+@app.get("/api/test-db")
+def test_db():
+    conn = get_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT NOW();")
+        now = cur.fetchone()[0]
+        cur.close()
+    finally:
+        conn.close()  # always give the connection back, even when the query failed
+    return {"time": now}
+
+
+@app.post("/api/users", status_code=201)
+def create_user(user: User):
+    user_id = next(next_id)
+    users[user_id] = user.model_dump()
+    return {"id": user_id, "message": "User profile saved!"}
+
+
+@app.get("/api/users/{user_id}")
+def get_user(user_id: int):
+    return {"id": user_id, **get_profile(user_id)}
+
+
+@app.put("/api/users/{user_id}")
+def update_user(user_id: int, user: User):
+    profile = get_profile(user_id)
+    profile.update(user.model_dump())
+    return {"id": user_id, **profile}
+
+
+@app.delete("/api/users/{user_id}")
+def delete_user(user_id: int):
+    get_profile(user_id)
+    del users[user_id]
+    return {"message": "User deleted"}

@@ -1,0 +1,145 @@
+import logging
+import os
+import pathlib
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from typing import Annotated, Literal
+
+import psycopg2
+from dotenv import load_dotenv
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+load_dotenv()
+logger = logging.getLogger("uvicorn.error")
+SCHEMA = pathlib.Path(__file__).parent / "schema.sql"
+
+
+def get_connection():
+    """Opens a new connection to Postgres with the settings from the environment."""
+    return psycopg2.connect(
+        host=os.getenv("DB_HOST", "localhost"),
+        port=os.getenv("DB_PORT", "5433"),
+        dbname=os.getenv("DB_NAME"),
+        user=os.getenv("DB_USER"),
+        password=os.getenv("DB_PASSWORD"),
+        connect_timeout=3,
+    )
+
+
+@contextmanager
+def db_cursor() -> Iterator:
+    """A cursor on a fresh connection: commits when the block succeeds, always closes both."""
+    conn = get_connection()
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()  # without it, an INSERT/UPDATE/DELETE would be thrown away
+    finally:
+        conn.close()
+
+
+def create_tables() -> None:
+    with db_cursor() as cur:
+        cur.execute(SCHEMA.read_text())
+
+
+# Code before `yield` runs once when the app starts, code after it when the app stops.
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    try:
+        create_tables()
+    except psycopg2.OperationalError:
+        logger.warning("Database unavailable at startup: start it (make db), then restart the app")
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.exception_handler(psycopg2.OperationalError)
+def database_unavailable(request: Request, exc: psycopg2.OperationalError):
+    return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
+NO_NUL = r"^[^\x00]*$"
+
+
+class User(BaseModel):
+    name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
+    role: Literal["developer", "designer", "product-manager", "tester"]
+    place: str = Field(min_length=2, pattern=NO_NUL)
+
+
+# SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
+UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+def as_profile(row) -> dict:
+    user_id, name, role, place = row
+    return {"id": user_id, "name": name, "role": role, "place": place}
+
+
+@app.get("/api/time")
+def get_time(name: str | None = None):
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name:
+        return {"message": f"Hi {name}! It's {now}"}
+    return {"time": now}
+
+
+@app.get("/api/test-db")
+def test_db():
+    with db_cursor() as cur:
+        cur.execute("SELECT NOW();")
+        return {"time": cur.fetchone()[0]}
+
+
+# The values travel separately from the SQL (%s placeholders), so psycopg2 sends them as
+# data: a name like "x'); DROP TABLE users; --" is stored as-is and never runs as SQL.
+@app.post("/api/users", status_code=201)
+def create_user(user: User):
+    with db_cursor() as cur:
+        cur.execute(
+            "INSERT INTO users (name, role, place) VALUES (%s, %s, %s) RETURNING id",
+            (user.name, user.role, user.place),
+        )
+        user_id = cur.fetchone()[0]
+    return {"id": user_id, "message": "User profile saved!"}
+
+
+@app.get("/api/users/{user_id}")
+def get_user(user_id: UserId):
+    with db_cursor() as cur:
+        cur.execute("SELECT id, name, role, place FROM users WHERE id = %s", (user_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return as_profile(row)
+
+
+@app.put("/api/users/{user_id}")
+def update_user(user_id: UserId, user: User):
+    with db_cursor() as cur:
+        cur.execute(
+            "UPDATE users SET name = %s, role = %s, place = %s WHERE id = %s "
+            "RETURNING id, name, role, place",
+            (user.name, user.role, user.place, user_id),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return as_profile(row)
+
+
+@app.delete("/api/users/{user_id}")
+def delete_user(user_id: UserId):
+    with db_cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s RETURNING id", (user_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return {"message": "User deleted"}

@@ -1,0 +1,8 @@
+-- The tables the app needs. Run at every startup, so each statement must be safe to repeat:
+-- IF NOT EXISTS skips what is already there and never touches existing rows.
+CREATE TABLE IF NOT EXISTS users (
+    id SERIAL PRIMARY KEY,  -- numbered by Postgres: 1, 2, 3, ... never reused
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    place TEXT NOT NULL
+);

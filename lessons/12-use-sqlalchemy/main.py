@@ -1,0 +1,159 @@
+import logging
+import os
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Literal
+
+from dotenv import load_dotenv
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from passlib.context import CryptContext
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import URL, create_engine, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+import models
+
+load_dotenv()
+logger = logging.getLogger("uvicorn.error")
+
+# The engine knows how to reach the database and keeps a pool of open connections to reuse.
+# URL.create builds the address safely, even if the password holds characters like @ or /.
+engine = create_engine(
+    URL.create(
+        "postgresql+psycopg2",
+        username=os.getenv("DB_USER"),
+        password=os.getenv("DB_PASSWORD"),
+        host=os.getenv("DB_HOST", "localhost"),
+        port=int(os.getenv("DB_PORT", "5433")),
+        database=os.getenv("DB_NAME"),
+    ),
+    connect_args={"connect_timeout": 3},
+)
+
+
+# create_all creates the tables of every model that are missing and leaves existing ones
+# (and their rows) alone: the table from lesson 11 is used as it is.
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    try:
+        models.Base.metadata.create_all(engine)
+    except OperationalError:
+        logger.warning("Database unavailable at startup: start it (make db), then restart the app")
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.exception_handler(OperationalError)
+def database_unavailable(request: Request, exc: OperationalError):
+    return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
+# password back. Keep the rest (where and what) and drop the value itself.
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, exc: RequestValidationError):
+    errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+# Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
+NO_NUL = r"^[^\x00]*$"
+
+
+class User(BaseModel):
+    name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
+    role: Literal["developer", "designer", "product-manager", "tester"]
+    place: str = Field(min_length=2, pattern=NO_NUL)
+
+
+# What a signup sends: the profile plus a password.
+class UserCreate(User):
+    password: str = Field(min_length=6, pattern=NO_NUL)
+
+    # bcrypt reads at most 72 bytes (not characters: "é" is 2 bytes, an emoji 4) and refuses
+    # longer input. Saying so here gives a clear 422 instead of a crash or a silently cut password.
+    @field_validator("password")
+    @classmethod
+    def fits_bcrypt(cls, password: str) -> str:
+        if len(password.encode("utf-8")) > 72:
+            raise ValueError("password must be at most 72 bytes long (UTF-8)")
+        return password
+
+
+# What the API sends back: never the password, never its hash.
+class UserOut(User):
+    id: int
+
+
+pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
+
+# SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
+UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+def as_profile(user: models.User) -> dict:
+    return {"id": user.id, "name": user.name, "role": user.role, "place": user.place}
+
+
+def find_user(session: Session, user_id: int) -> models.User:
+    user = session.get(models.User, user_id)  # looks the row up by primary key
+    if user is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return user
+
+
+@app.get("/api/time")
+def get_time(name: str | None = None):
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name:
+        return {"message": f"Hi {name}! It's {now}"}
+    return {"time": now}
+
+
+@app.get("/api/test-db")
+def test_db():
+    with Session(engine) as session:
+        return {"time": session.scalar(select(func.now()))}
+
+
+# A Session is one conversation with the database. `with` closes it at the end of the block,
+# which hands its connection back to the engine's pool.
+@app.post("/api/users", status_code=201)
+def create_user(user: UserCreate):
+    with Session(engine) as session:
+        new_user = models.User(
+            name=user.name, role=user.role, place=user.place,
+            password_hash=pwd_context.hash(user.password),
+        )
+        session.add(new_user)  # staged: nothing is written yet
+        session.commit()  # INSERT ... now the row exists and has its id
+        return {"id": new_user.id, "message": "User profile saved!"}
+
+
+@app.get("/api/users/{user_id}", response_model=UserOut)
+def get_user(user_id: UserId):
+    with Session(engine) as session:
+        return as_profile(find_user(session, user_id))
+
+
+# Changing attributes of a loaded object and committing turns into an UPDATE.
+@app.put("/api/users/{user_id}", response_model=UserOut)
+def update_user(user_id: UserId, user: User):
+    with Session(engine) as session:
+        stored = find_user(session, user_id)
+        stored.name, stored.role, stored.place = user.name, user.role, user.place
+        session.commit()
+        return as_profile(stored)
+
+
+@app.delete("/api/users/{user_id}")
+def delete_user(user_id: UserId):
+    with Session(engine) as session:
+        session.delete(find_user(session, user_id))
+        session.commit()
+    return {"message": "User deleted"}

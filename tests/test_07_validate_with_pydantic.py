@@ -1,0 +1,165 @@
+"""Lesson 07: a Pydantic model checks the body; a broken rule answers 422 with FastAPI's `detail`.
+
+Each Field rule is tried just inside and just outside its limit. 404s keep working, now as
+{"detail": "User not found"} from HTTPException.
+"""
+
+import pytest
+
+ALAN = {"name": "Alan", "role": "developer", "place": "London"}
+NEVER_GIVEN = 10**9
+
+
+def without(field: str) -> dict:
+    return {k: v for k, v in ALAN.items() if k != field}
+
+
+def create(client, profile=ALAN) -> int:
+    r = client.post("/api/users", json=profile)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def broken_fields(r) -> list[str]:
+    """The fields a 422 answer names, from each error's loc: ["body", "name"] -> "name"."""
+    assert r.status_code == 422, r.text
+    return [error["loc"][-1] for error in r.json()["detail"]]
+
+
+def test_create_answers_201(client):
+    r = client.post("/api/users", json=ALAN)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"id": r.json()["id"], "message": "User profile saved!"}
+
+
+def test_fetch_returns_the_profile(client):
+    user_id = create(client)
+    r = client.get(f"/api/users/{user_id}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": user_id, **ALAN}
+
+
+@pytest.mark.parametrize("name", ["Al", "Alan Turin"], ids=["2-chars", "10-chars"])
+def test_name_within_2_to_10_chars_is_accepted(client, name):
+    r = client.post("/api/users", json={**ALAN, "name": name})
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("name", ["A", "Alan Turing"], ids=["1-char", "11-chars"])
+def test_name_outside_2_to_10_chars_is_422(client, name):
+    r = client.post("/api/users", json={**ALAN, "name": name})
+    assert broken_fields(r) == ["name"]
+
+
+def test_name_must_be_a_string(client):
+    r = client.post("/api/users", json={**ALAN, "name": 42})
+    assert broken_fields(r) == ["name"]
+
+
+@pytest.mark.parametrize("role", ["developer", "designer", "product-manager", "tester"])
+def test_each_allowed_role_is_accepted(client, role):
+    r = client.post("/api/users", json={**ALAN, "role": role})
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("role", ["pilot", "Tester", ""])
+def test_other_roles_are_422(client, role):
+    r = client.post("/api/users", json={**ALAN, "role": role})
+    assert broken_fields(r) == ["role"]
+
+
+def test_place_of_2_chars_is_accepted(client):
+    r = client.post("/api/users", json={**ALAN, "place": "UK"})
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("place", ["X", ""], ids=["1-char", "empty"])
+def test_place_shorter_than_2_chars_is_422(client, place):
+    r = client.post("/api/users", json={**ALAN, "place": place})
+    assert broken_fields(r) == ["place"]
+
+
+@pytest.mark.parametrize("field", ["name", "role", "place"])
+def test_missing_field_is_422(client, field):
+    r = client.post("/api/users", json=without(field))
+    assert broken_fields(r) == [field]
+    assert r.json()["detail"][0]["type"] == "missing", r.text
+
+
+def test_422_detail_says_where_and_what(client):
+    r = client.post("/api/users", json={**ALAN, "name": "A"})
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "name"], r.text
+    assert error["type"] == "string_too_short", r.text
+    assert error["msg"] == "String should have at least 2 characters", r.text
+
+
+def test_422_lists_every_broken_rule(client):
+    r = client.post("/api/users", json={"name": "A", "role": "pilot"})
+    assert broken_fields(r) == ["name", "role", "place"]
+
+
+def test_rejected_create_stores_nothing(client):
+    first = create(client)
+    client.post("/api/users", json={**ALAN, "name": "A"})
+    assert create(client) == first + 1
+
+
+def test_update_answers_the_new_profile(client):
+    user_id = create(client)
+    r = client.put(f"/api/users/{user_id}", json={**ALAN, "role": "tester"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": user_id, **ALAN, "role": "tester"}
+
+
+def test_bad_update_is_422_and_keeps_the_profile(client):
+    user_id = create(client)
+    r = client.put(f"/api/users/{user_id}", json={**ALAN, "name": "Alan Turing"})
+    assert broken_fields(r) == ["name"]
+    assert client.get(f"/api/users/{user_id}").json() == {"id": user_id, **ALAN}
+
+
+def test_unknown_id_get_is_404(client):
+    r = client.get(f"/api/users/{NEVER_GIVEN}")
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "User not found"}
+
+
+def test_unknown_id_put_is_404(client):
+    r = client.put(f"/api/users/{NEVER_GIVEN}", json=ALAN)
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "User not found"}
+
+
+def test_unknown_id_delete_is_404(client):
+    r = client.delete(f"/api/users/{NEVER_GIVEN}")
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "User not found"}
+
+
+def test_deleted_user_is_404(client):
+    user_id = create(client)
+    r = client.delete(f"/api/users/{user_id}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"message": "User deleted"}
+    r = client.get(f"/api/users/{user_id}")
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "User not found"}
+
+
+def test_ids_are_never_reused(client):
+    first, second = create(client), create(client)
+    r = client.delete(f"/api/users/{second}")
+    assert r.status_code == 200, r.text
+    third = create(client)
+    assert third == second + 1, (first, second, third)
+
+
+def test_openapi_publishes_the_rules(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["User"]
+    name, role, place = (schema["properties"][f] for f in ("name", "role", "place"))
+    assert (name["minLength"], name["maxLength"]) == (2, 10), schema
+    assert role["enum"] == ["developer", "designer", "product-manager", "tester"], schema
+    assert place["minLength"] == 2, schema
+    assert schema["required"] == ["name", "role", "place"], schema
