@@ -1,0 +1,39 @@
+"""baseline: users table as lesson 14 left it
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-27 10:36:04.709456
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision: str = '0001'
+down_revision: Union[str, Sequence[str], None] = None
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    # A database from lessons 10-14 already has this table (made by schema.sql or
+    # create_all) with its rows: adopt it as it is. Only an empty database gets it created.
+    if sa.inspect(op.get_bind()).has_table('users'):
+        return
+    op.create_table('users',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('role', sa.Text(), nullable=False),
+    sa.Column('place', sa.Text(), nullable=False),
+    sa.Column('password_hash', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    op.drop_table('users')

@@ -1,0 +1,154 @@
+import os
+from datetime import datetime
+from typing import Annotated
+
+from dotenv import load_dotenv
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from passlib.context import CryptContext
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+import models
+from database import SessionLocal
+
+load_dotenv()
+
+
+# No lifespan any more: the tables come from Alembic migrations (alembic upgrade head),
+# not from create_all, so the app never changes the schema behind Alembic's back.
+app = FastAPI()
+
+# A browser lets a page call an API on another origin (scheme + host + port) only if the API
+# says that origin is allowed. The signup page lives on http://localhost:8001 and the API on
+# :8000, so the API lists the page's origin, and only that: any other site stays blocked.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=os.getenv("CORS_ORIGINS", "http://localhost:8001").split(","),
+    allow_methods=["*"],
+    allow_headers=["*"],
+)
+
+
+@app.exception_handler(OperationalError)
+def database_unavailable(request: Request, exc: OperationalError):
+    return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
+# password back. Keep the rest (where and what) and drop the value itself.
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, exc: RequestValidationError):
+    errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+# Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
+NO_NUL = r"^[^\x00]*$"
+
+
+# A signup is now a name, an email and a password; role and place are gone (see models.py
+# and the migration that dropped them).
+class User(BaseModel):
+    name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
+    email: str = Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+
+
+# What a signup sends: the profile plus a password.
+class UserCreate(User):
+    password: str = Field(min_length=6, pattern=NO_NUL)
+
+    # bcrypt reads at most 72 bytes (not characters: "é" is 2 bytes, an emoji 4) and refuses
+    # longer input. Saying so here gives a clear 422 instead of a crash or a silently cut password.
+    @field_validator("password")
+    @classmethod
+    def fits_bcrypt(cls, password: str) -> str:
+        if len(password.encode("utf-8")) > 72:
+            raise ValueError("password must be at most 72 bytes long (UTF-8)")
+        return password
+
+
+# What the API sends back: never the password, never its hash. from_attributes lets
+# Pydantic read a SQLAlchemy object (user.name) as well as a dict (user["name"]).
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    email: str | None  # users from before lesson 15 have none yet
+
+
+pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
+
+# SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
+UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+
+
+def find_user(db: Session, user_id: int) -> models.User:
+    user = db.query(models.User).filter(models.User.id == user_id).first()  # the row, or None
+    if user is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return user
+
+
+@app.get("/api/time")
+def get_time(name: str | None = None):
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name:
+        return {"message": f"Hi {name}! It's {now}"}
+    return {"time": now}
+
+
+@app.get("/api/test-db")
+def test_db():
+    with SessionLocal() as db:
+        return {"time": db.scalar(select(func.now()))}
+
+
+# `with SessionLocal() as db` closes the session however the block ends (return, 404,
+# error), which hands its connection back to the pool: no request can leak one.
+@app.post("/api/users", status_code=201)
+def create_user(user: UserCreate):
+    with SessionLocal() as db:
+        new_user = models.User(
+            name=user.name, email=user.email, password_hash=pwd_context.hash(user.password)
+        )
+        db.add(new_user)
+        db.commit()
+        db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+        return {"id": new_user.id, "message": "User profile saved!"}
+
+
+@app.get("/api/users", response_model=list[UserOut])
+def list_users():
+    with SessionLocal() as db:
+        return db.query(models.User).order_by(models.User.id).all()
+
+
+# Returning the ORM object is enough: response_model=UserOut reads its attributes.
+@app.get("/api/users/{user_id}", response_model=UserOut)
+def get_user(user_id: UserId):
+    with SessionLocal() as db:
+        return find_user(db, user_id)
+
+
+@app.put("/api/users/{user_id}", response_model=UserOut)
+def update_user(user_id: UserId, user: User):
+    with SessionLocal() as db:
+        stored = find_user(db, user_id)
+        stored.name, stored.email = user.name, user.email
+        db.commit()
+        db.refresh(stored)
+        return stored
+
+
+# 204 No Content: the user is gone and there is nothing to send back.
+@app.delete("/api/users/{user_id}", status_code=204)
+def delete_user(user_id: UserId):
+    with SessionLocal() as db:
+        db.delete(find_user(db, user_id))
+        db.commit()
