@@ -5,6 +5,7 @@ the standard library, so it works before `make setup`.
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -31,8 +32,10 @@ TARGETS = [
     ("psql", "a psql prompt on the development database"),
     ("clean", "remove caches and build/ (keeps .venv and your database)"),
 ]
-# Files a learner's folder may hold that are not part of the lesson.
-IGNORED = {"__pycache__", ".env", "docker.env", ".venv", ".pytest_cache", ".ruff_cache", ".DS_Store"}
+# Left out of diffs: what a learner's folder may hold besides the lesson (caches, secrets,
+# virtualenvs), and README.md, the lesson text, which is new in every lesson anyway.
+IGNORED = {"__pycache__", ".env", "docker.env", ".venv", ".pytest_cache", ".ruff_cache", ".DS_Store",
+           "README.md"}
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -60,12 +63,19 @@ def cmd_check(args) -> None:
         for value in (args.lesson, args.from_, args.to):
             if value:
                 find(value)
+        if "diff" in goals and args.lesson and not args.from_ and previous(find(args.lesson)) is None:
+            raise UnknownLesson(f"lesson {find(args.lesson).number} is the first: nothing before it to diff")
     except UnknownLesson as error:
         print(error)
 
 
 def cmd_resolve(args) -> None:
     print(find(args.lesson).folder)
+
+
+def cmd_numbers(_args) -> None:
+    """The lesson numbers as a JSON list (the GitHub workflow's matrix)."""
+    print(json.dumps([lesson.number for lesson in all_lessons()]))
 
 
 def cmd_table(_args) -> None:
@@ -111,9 +121,7 @@ def cmd_diff(args) -> None:
         old, new = find(args.from_), find(args.to)
     else:
         new = find(args.lesson)
-        old = previous(new)
-        if old is None:
-            fail(f"lesson {new.number} is the first one: there is nothing before it to diff against")
+        old = previous(new) or new
     print(f"# {old.folder} -> {new.folder}: {new.summary}" if args.lesson else
           f"# {old.folder} -> {new.folder}", flush=True)
     git_diff(old.path, new.path, color=sys.stdout.isatty())
@@ -203,6 +211,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("help").set_defaults(func=cmd_help)
     sub.add_parser("table").set_defaults(func=cmd_table)
+    sub.add_parser("numbers").set_defaults(func=cmd_numbers)
     sub.add_parser("diffs").set_defaults(func=cmd_diffs)
     for name, func in (("check", cmd_check), ("diff", cmd_diff)):
         p = sub.add_parser(name)

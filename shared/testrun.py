@@ -18,19 +18,25 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lessons import ROOT, UnknownLesson, all_lessons, find
+from lessons import ROOT, Lesson, UnknownLesson, all_lessons, find
 
 RESULTS = ROOT / "build" / "test-results"
 PYTEST_NO_TESTS = 5
 
 
+# The repo-wide checks (tests/test_course.py) run as one more job beside the lessons.
+COURSE_CHECKS = Lesson("repo", "course checks", "", "", ())
+
+
 def run_one(lesson, folder: Path) -> dict:
+    is_lesson = lesson is not COURSE_CHECKS
     junit = RESULTS / f"{lesson.number}.xml"
     junit.unlink(missing_ok=True)
-    env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder))
+    env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
+    test_file = lesson.test_file if is_lesson else ROOT / "tests" / "test_course.py"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(lesson.test_file), f"--junitxml={junit}", "-q"],
+        [sys.executable, "-m", "pytest", str(test_file), f"--junitxml={junit}", "-q"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )
     counts = {"passed": 0, "failed": 0, "skipped": 0}
@@ -64,6 +70,7 @@ def main() -> None:
     if args.dir and len(lessons) != 1:
         sys.exit("--dir grades one folder: name the lesson whose tests to use (LESSON=NN)")
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
+    jobs = lessons if args.lesson else [*lessons, COURSE_CHECKS]
 
     if any("db" in lesson.needs for lesson in lessons):
         # Start the dev database once, before the parallel runs race to do it.
@@ -74,22 +81,22 @@ def main() -> None:
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda x: run_one(x, folder_for[x.number]), lessons))
+        results = list(pool.map(lambda x: run_one(x, folder_for.get(x.number, ROOT)), jobs))
 
     for r in results:
         if not r["ok"]:
-            print(f"\n===== lesson {r['lesson'].number} ({folder_for[r['lesson'].number]}) =====")
+            print(f"\n===== {r['lesson'].number} {r['lesson'].folder} =====")
             print(r["output"].rstrip())
     print()
     for r in results:
         status = "ok  " if r["ok"] else "FAIL"
-        print(f"{status} lesson {r['lesson'].number} {r['lesson'].folder:<28} "
+        print(f"{status} {r['lesson'].number} {r['lesson'].folder:<28} "
               f"{r['passed']:3d} passed {r['failed']:2d} failed {r['skipped']:2d} skipped "
               f"{r['seconds']:5.1f} s  {r['note']}".rstrip())
     totals = {k: sum(r[k] for r in results) for k in ("passed", "failed", "skipped")}
     wall = time.monotonic() - started
     failed_lessons = [r["lesson"].number for r in results if not r["ok"]]
-    print(f"lessons: {len(results) - len(failed_lessons)} of {len(results)} green in {wall:.1f} s"
+    print(f"test runs: {len(results) - len(failed_lessons)} of {len(results)} green in {wall:.1f} s"
           + (f" (failing: {' '.join(failed_lessons)})" if failed_lessons else ""))
     print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     sys.exit(1 if failed_lessons else 0)
