@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
 PGDATA = DATA / "postgres"
 LOG = DATA / "postgres.log"
-HOST, PORT = "127.0.0.1", 5433
+HOST = "127.0.0.1"
+# 5433 by convention; DEVDB_PORT lets shared/bench.py time a throwaway server beside this one.
+PORT = int(os.environ.get("DEVDB_PORT", "5433"))
 WHERE = f"{HOST}:{PORT}"
 CONTAINER = "interview-db"
 # Postgres refuses to run as root, so root runs the embedded server as this user.

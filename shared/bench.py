@@ -1,0 +1,114 @@
+"""Measures the course's speed and memory targets; the numbers go into notes, never into tests.
+
+    .venv/bin/python shared/bench.py            database start times, make run to first 200
+    .venv/bin/python shared/bench.py --tests    also the wall time of a full `make test`
+
+Cold and warm database starts are timed on a throwaway copy of the tool (its own data folder,
+port 5499), so the learner's database is never stopped or touched. `make run` is timed on the
+real ports 8000/8001, which must be free.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(argv, **kwargs) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - started
+
+
+def bench_database(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # the unprivileged server user must reach its data folder
+        (Path(tmp) / "shared").mkdir()
+        shutil.copy(ROOT / "shared" / "devdb.py", Path(tmp) / "shared")
+        shutil.copy(ROOT / "docker.env.example", tmp)
+        tool = [sys.executable, str(Path(tmp) / "shared" / "devdb.py")]
+        env = dict(os.environ, DEVDB_PORT="5499")
+        cold, warm, running = [], [], []
+        try:
+            for _ in range(rounds):
+                shutil.rmtree(Path(tmp) / ".data", ignore_errors=True)
+                cold.append(timed([*tool, "up"], env=env))
+                running.append(timed([*tool, "up"], env=env))
+                timed([*tool, "stop"], env=env)
+                warm.append(timed([*tool, "up"], env=env))
+                timed([*tool, "stop"], env=env)
+        finally:
+            subprocess.run([*tool, "stop"], env=env, capture_output=True)
+    for name, times in (("cold", cold), ("warm", warm), ("already running", running)):
+        print(f"make db, {name:<16} median {statistics.median(times):.2f} s  "
+              f"(min {min(times):.2f}, max {max(times):.2f}, {rounds} runs, incl. Python start)")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        pids += [int(c) for c in children]
+    return total / 1024
+
+
+def bench_run(lesson: str, url: str) -> None:
+    started = time.perf_counter()
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"LESSON={lesson}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while time.perf_counter() - started < 60:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            print(f"make run LESSON={lesson}: no 200 from {url} within 60 s")
+            return
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)
+        print(f"make run LESSON={lesson}: first 200 from {url} after {elapsed:.2f} s; "
+              f"memory of everything it started (make, Python, uvicorn + reloader, page server): "
+              f"{rss_mb(proc.pid):.0f} MB")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tests", action="store_true", help="also time a full make test")
+    args = parser.parse_args()
+    bench_database(args.rounds)
+    timed([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"])  # make run finds it running
+    bench_run("01", "http://127.0.0.1:8000/")
+    bench_run("02", "http://127.0.0.1:8000/api/time")
+    bench_run("10", "http://127.0.0.1:8000/docs")
+    bench_run("15", "http://127.0.0.1:8000/api/users")  # after alembic upgrade head
+    if args.tests:
+        seconds = timed(["make", "--no-print-directory", "test"], cwd=ROOT)
+        print(f"make test: {seconds:.1f} s wall")
+
+
+if __name__ == "__main__":
+    main()
