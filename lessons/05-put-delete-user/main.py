@@ -3,6 +3,7 @@ from itertools import count
 
 from fastapi import FastAPI
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI()
 
 # The users live in memory: a dict from id to profile. They vanish when the server stops.
@@ -11,6 +12,9 @@ users: dict[int, dict] = {}
 next_id = count(1)
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")

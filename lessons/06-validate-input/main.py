@@ -4,9 +4,12 @@ from itertools import count
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI()
 
+# The users live in memory: a dict from id to profile. They vanish when the server stops.
 users: dict[int, dict] = {}
+# Hands out 1, 2, 3, ...: every new user gets a number no one has had before.
 next_id = count(1)
 ROLES = ("developer", "designer", "product-manager")
 
@@ -31,6 +34,9 @@ def not_found() -> JSONResponse:
     return JSONResponse(status_code=404, content={"error": "User not found"})
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -39,7 +45,9 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
-# status_code=201 is the answer for "created"; a JSONResponse we return overrides it.
+# A `dict` parameter is read from the JSON body of the request.
+# status_code=201 is the answer for "created".
+# A JSONResponse we return (400 below) overrides it.
 @app.post("/api/users", status_code=201)
 def create_user(user: dict):
     problem = find_problem(user)
@@ -50,6 +58,7 @@ def create_user(user: dict):
     return {"id": user_id, "message": "User profile saved!"}
 
 
+# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
 @app.get("/api/users/{user_id}")
 def get_user(user_id: int):
     if user_id not in users:
@@ -57,6 +66,7 @@ def get_user(user_id: int):
     return {"id": user_id, **users[user_id]}
 
 
+# PUT replaces the profile of an existing user.
 @app.put("/api/users/{user_id}")
 def update_user(user_id: int, user: dict):
     if user_id not in users:
@@ -68,6 +78,7 @@ def update_user(user_id: int, user: dict):
     return {"id": user_id, **users[user_id]}
 
 
+# The id of a deleted user is never handed out again: next_id only counts up.
 @app.delete("/api/users/{user_id}")
 def delete_user(user_id: int):
     if user_id not in users:

@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI()
 
 
@@ -16,7 +17,9 @@ class User(BaseModel):
     place: str = Field(min_length=2)
 
 
+# The users live in memory: a dict from id to profile. They vanish when the server stops.
 users: dict[int, dict] = {}
+# Hands out 1, 2, 3, ...: every new user gets a number no one has had before.
 next_id = count(1)
 
 
@@ -27,6 +30,9 @@ def get_profile(user_id: int) -> dict:
     return users[user_id]
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -35,6 +41,7 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
+# status_code=201 is the answer for "created".
 @app.post("/api/users", status_code=201)
 def create_user(user: User):
     user_id = next(next_id)
@@ -42,11 +49,13 @@ def create_user(user: User):
     return {"id": user_id, "message": "User profile saved!"}
 
 
+# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
 @app.get("/api/users/{user_id}")
 def get_user(user_id: int):
     return {"id": user_id, **get_profile(user_id)}
 
 
+# PUT replaces the profile of an existing user.
 @app.put("/api/users/{user_id}")
 def update_user(user_id: int, user: User):
     profile = get_profile(user_id)
@@ -54,6 +63,7 @@ def update_user(user_id: int, user: User):
     return {"id": user_id, **profile}
 
 
+# The id of a deleted user is never handed out again: next_id only counts up.
 @app.delete("/api/users/{user_id}")
 def delete_user(user_id: int):
     get_profile(user_id)

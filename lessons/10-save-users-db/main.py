@@ -12,6 +12,7 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+# Copy the settings from the .env file into the environment (variables already set win).
 load_dotenv()
 logger = logging.getLogger("uvicorn.error")
 SCHEMA = pathlib.Path(__file__).parent / "schema.sql"
@@ -38,7 +39,7 @@ def db_cursor() -> Iterator:
             yield cur
         conn.commit()  # without it, an INSERT/UPDATE/DELETE would be thrown away
     finally:
-        conn.close()
+        conn.close()  # always give the connection back, even when the query failed
 
 
 def create_tables() -> None:
@@ -56,9 +57,12 @@ async def lifespan(app: FastAPI):
     yield
 
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI(lifespan=lifespan)
 
 
+# When Postgres cannot be reached, psycopg2 raises OperationalError. This handler turns it
+# into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
 @app.exception_handler(psycopg2.OperationalError)
 def database_unavailable(request: Request, exc: psycopg2.OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
@@ -68,6 +72,8 @@ def database_unavailable(request: Request, exc: psycopg2.OperationalError):
 NO_NUL = r"^[^\x00]*$"
 
 
+# The model describes a valid profile. FastAPI checks every request body against it and
+# answers 422, with a `detail` naming each broken rule, before our function even runs.
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
@@ -83,6 +89,9 @@ def as_profile(row) -> dict:
     return {"id": user_id, "name": name, "role": role, "place": place}
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -98,6 +107,7 @@ def test_db():
         return {"time": cur.fetchone()[0]}
 
 
+# status_code=201 is the answer for "created".
 # The values travel separately from the SQL (%s placeholders), so psycopg2 sends them as
 # data: a name like "x'); DROP TABLE users; --" is stored as-is and never runs as SQL.
 @app.post("/api/users", status_code=201)
@@ -111,6 +121,7 @@ def create_user(user: User):
     return {"id": user_id, "message": "User profile saved!"}
 
 
+# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
 @app.get("/api/users/{user_id}")
 def get_user(user_id: UserId):
     with db_cursor() as cur:
@@ -121,6 +132,7 @@ def get_user(user_id: UserId):
     return as_profile(row)
 
 
+# PUT replaces the profile of an existing user.
 @app.put("/api/users/{user_id}")
 def update_user(user_id: UserId, user: User):
     with db_cursor() as cur:
@@ -135,6 +147,7 @@ def update_user(user_id: UserId, user: User):
     return as_profile(row)
 
 
+# The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
 @app.delete("/api/users/{user_id}")
 def delete_user(user_id: UserId):
     with db_cursor() as cur:

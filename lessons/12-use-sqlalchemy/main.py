@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 import models
 
+# Copy the settings from the .env file into the environment (variables already set win).
 load_dotenv()
 logger = logging.getLogger("uvicorn.error")
 
@@ -34,6 +35,7 @@ engine = create_engine(
 )
 
 
+# Code before `yield` runs once when the app starts, code after it when the app stops.
 # create_all creates the tables of every model that are missing and leaves existing ones
 # (and their rows) alone: the table from lesson 11 is used as it is.
 @asynccontextmanager
@@ -45,9 +47,12 @@ async def lifespan(app: FastAPI):
     yield
 
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI(lifespan=lifespan)
 
 
+# When Postgres cannot be reached, SQLAlchemy raises OperationalError. This handler turns it
+# into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
 @app.exception_handler(OperationalError)
 def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
@@ -65,6 +70,8 @@ def invalid_request(request: Request, exc: RequestValidationError):
 NO_NUL = r"^[^\x00]*$"
 
 
+# The model describes a valid profile. FastAPI checks every request body against it and
+# answers 422, with a `detail` naming each broken rule, before our function even runs.
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
@@ -85,11 +92,13 @@ class UserCreate(User):
         return password
 
 
-# What the API sends back: never the password, never its hash.
+# What the API sends back: never the password, never its hash. `response_model=UserOut`
+# filters every answer through this model, whatever the function returns.
 class UserOut(User):
     id: int
 
 
+# bcrypt is slow on purpose and salts every hash, so equal passwords get different hashes.
 pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
 
 # SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
@@ -107,6 +116,9 @@ def find_user(session: Session, user_id: int) -> models.User:
     return user
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -121,6 +133,7 @@ def test_db():
         return {"time": session.scalar(select(func.now()))}
 
 
+# status_code=201 is the answer for "created".
 # A Session is one conversation with the database. `with` closes it at the end of the block,
 # which hands its connection back to the engine's pool.
 @app.post("/api/users", status_code=201)
@@ -135,12 +148,14 @@ def create_user(user: UserCreate):
         return {"id": new_user.id, "message": "User profile saved!"}
 
 
+# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
 @app.get("/api/users/{user_id}", response_model=UserOut)
 def get_user(user_id: UserId):
     with Session(engine) as session:
         return as_profile(find_user(session, user_id))
 
 
+# PUT replaces the profile of an existing user.
 # Changing attributes of a loaded object and committing turns into an UPDATE.
 @app.put("/api/users/{user_id}", response_model=UserOut)
 def update_user(user_id: UserId, user: User):
@@ -151,6 +166,7 @@ def update_user(user_id: UserId, user: User):
         return as_profile(stored)
 
 
+# The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
 @app.delete("/api/users/{user_id}")
 def delete_user(user_id: UserId):
     with Session(engine) as session:

@@ -4,6 +4,7 @@ from dotenv import load_dotenv
 from sqlalchemy import URL, create_engine
 from sqlalchemy.orm import sessionmaker
 
+# Copy the settings from the .env file into the environment (variables already set win).
 load_dotenv()
 
 # The engine knows how to reach the database and keeps a pool of open connections to reuse.

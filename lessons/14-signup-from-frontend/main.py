@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 import models
 from database import SessionLocal, engine
 
+# Copy the settings from the .env file into the environment (variables already set win).
 load_dotenv()
 logger = logging.getLogger("uvicorn.error")
 
 
+# Code before `yield` runs once when the app starts, code after it when the app stops.
 # create_all creates the tables of every model that are missing and leaves existing ones
 # (and their rows) alone: the table from lesson 11 is used as it is.
 @asynccontextmanager
@@ -33,6 +35,7 @@ async def lifespan(app: FastAPI):
     yield
 
 
+# The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI(lifespan=lifespan)
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
@@ -46,6 +49,8 @@ app.add_middleware(
 )
 
 
+# When Postgres cannot be reached, SQLAlchemy raises OperationalError. This handler turns it
+# into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
 @app.exception_handler(OperationalError)
 def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
@@ -63,6 +68,8 @@ def invalid_request(request: Request, exc: RequestValidationError):
 NO_NUL = r"^[^\x00]*$"
 
 
+# The model describes a valid profile. FastAPI checks every request body against it and
+# answers 422, with a `detail` naming each broken rule, before our function even runs.
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
@@ -83,14 +90,16 @@ class UserCreate(User):
         return password
 
 
-# What the API sends back: never the password, never its hash. from_attributes lets
-# Pydantic read a SQLAlchemy object (user.name) as well as a dict (user["name"]).
+# What the API sends back: never the password, never its hash. `response_model=UserOut`
+# filters every answer through this model, whatever the function returns.
+# from_attributes lets Pydantic read a SQLAlchemy object (user.name) as well as a dict.
 class UserOut(User):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
 
 
+# bcrypt is slow on purpose and salts every hash, so equal passwords get different hashes.
 pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
 
 # SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
@@ -104,6 +113,9 @@ def find_user(db: Session, user_id: int) -> models.User:
     return user
 
 
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
 @app.get("/api/time")
 def get_time(name: str | None = None):
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -118,6 +130,7 @@ def test_db():
         return {"time": db.scalar(select(func.now()))}
 
 
+# status_code=201 is the answer for "created".
 # `with SessionLocal() as db` closes the session however the block ends (return, 404,
 # error), which hands its connection back to the pool: no request can leak one.
 @app.post("/api/users", status_code=201)
@@ -127,8 +140,8 @@ def create_user(user: UserCreate):
             name=user.name, role=user.role, place=user.place,
             password_hash=pwd_context.hash(user.password),
         )
-        db.add(new_user)
-        db.commit()
+        db.add(new_user)  # staged: nothing is written yet
+        db.commit()  # INSERT ... now the row exists
         db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
         return {"id": new_user.id, "message": "User profile saved!"}
 
@@ -139,6 +152,7 @@ def list_users():
         return db.query(models.User).order_by(models.User.id).all()
 
 
+# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
 # Returning the ORM object is enough: response_model=UserOut reads its attributes.
 @app.get("/api/users/{user_id}", response_model=UserOut)
 def get_user(user_id: UserId):
@@ -146,6 +160,8 @@ def get_user(user_id: UserId):
         return find_user(db, user_id)
 
 
+# Changing attributes of a loaded object and committing turns into an UPDATE.
+# PUT replaces the profile of an existing user.
 @app.put("/api/users/{user_id}", response_model=UserOut)
 def update_user(user_id: UserId, user: User):
     with SessionLocal() as db:
@@ -156,6 +172,7 @@ def update_user(user_id: UserId, user: User):
         return stored
 
 
+# The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
 # 204 No Content: the user is gone and there is nothing to send back.
 @app.delete("/api/users/{user_id}", status_code=204)
 def delete_user(user_id: UserId):

@@ -2,16 +2,18 @@ from sqlalchemy import Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
+# Every model class inherits from Base; Base.metadata collects their tables.
 class Base(DeclarativeBase):
     pass
 
 
-# Change this class, then let Alembic write the migration that changes the table to match:
+# One class = one table, one attribute = one column, one object = one row. Change the class,
+# then let Alembic write the migration that changes the table to match:
 #   alembic revision --autogenerate -m "what changed"
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(Text)
+    id: Mapped[int] = mapped_column(primary_key=True)  # SERIAL in Postgres
+    name: Mapped[str] = mapped_column(Text)  # Mapped[str] means NOT NULL
     email: Mapped[str | None] = mapped_column(Text)  # NULL for users who signed up before 15
-    password_hash: Mapped[str | None] = mapped_column(Text)
+    password_hash: Mapped[str | None] = mapped_column(Text)  # NULL for rows from lesson 10
