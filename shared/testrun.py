@@ -41,10 +41,14 @@ def run_one(lesson, folder: Path) -> dict:
     )
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     if junit.exists():
-        suite = ET.parse(junit).getroot().find("testsuite")
-        total, skipped = int(suite.get("tests")), int(suite.get("skipped"))
-        failed = int(suite.get("failures")) + int(suite.get("errors"))
-        counts = {"passed": total - skipped - failed, "failed": failed, "skipped": skipped}
+        # Count tests, not reports: a test that fails and then errors in teardown is one failure.
+        outcomes: dict[tuple, set] = {}
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            key = (case.get("classname"), case.get("name"))
+            outcomes.setdefault(key, set()).update(child.tag for child in case)
+        for tags in outcomes.values():
+            failed, skipped = tags & {"failure", "error"}, "skipped" in tags
+            counts["failed" if failed else "skipped" if skipped else "passed"] += 1
     ok = proc.returncode == 0
     if proc.returncode == PYTEST_NO_TESTS:
         note = "no tests ran"

@@ -9,6 +9,7 @@ Fixtures:
   lesson        the Lesson under test (number, folder, needs) with .path = the folder tested
   db_env        DB_* settings of this lesson's own fresh test database aic_test_NN
   db            a psycopg2 connection (autocommit) to that database, to look at rows
+  closed_port   a local port where nothing listens: point DB_PORT there for "database down"
   app           the lesson's FastAPI app (main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
   live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
@@ -96,6 +97,14 @@ def migrate(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """Runs `alembic <args>` in the lesson folder (default: upgrade head), as `make run` does."""
     return subprocess.run([sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))], cwd=folder,
                           env=os.environ.copy(), capture_output=True, text=True, check=True)
+
+
+@pytest.fixture
+def closed_port():
+    """Bound (so nothing else takes it) but not listening: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield str(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,143 @@
+"""Lesson 08: Postgres in Docker Compose; the dev database answers SELECT NOW(). App as in 07."""
+
+import re
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+import yaml
+from lessons import find
+
+POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
+CLOSE_ENOUGH = timedelta(seconds=5)
+
+
+def read_env_file(path) -> dict:
+    """KEY=value lines of a .env-style file; comments and blank lines skipped."""
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.strip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def lesson_file(lesson, name):
+    path = lesson.path / name
+    if not path.is_file():
+        pytest.fail(f"no {name} in {lesson.path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def compose(lesson) -> dict:
+    return yaml.safe_load(lesson_file(lesson, "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def db_service(compose) -> dict:
+    return compose["services"]["db"]
+
+
+@pytest.fixture(scope="module")
+def docker_env(lesson) -> dict:
+    return read_env_file(lesson_file(lesson, "docker.env.example"))
+
+
+def test_compose_file_is_valid_yaml_with_services(compose):
+    assert isinstance(compose, dict), compose
+    assert isinstance(compose.get("services"), dict), compose
+
+
+def test_compose_has_a_db_service(compose):
+    assert "db" in compose["services"], compose["services"]
+
+
+def test_image_is_postgres_with_a_pinned_version(db_service):
+    image = db_service.get("image", "")
+    match = re.fullmatch(r"postgres:([\w.-]+)", image)
+    assert match, f"want postgres:<version>, got {image!r}"
+    assert match[1] != "latest", image
+    assert re.match(r"\d", match[1]), f"tag should start with a version number: {image!r}"
+
+
+def test_container_is_named_interview_db(db_service):
+    assert db_service.get("container_name") == "interview-db", db_service
+
+
+def test_host_port_5433_maps_to_container_port_5432(db_service):
+    # "5433:5432", optionally bound to one address first ("127.0.0.1:5433:5432").
+    pairs = [str(p).split(":")[-2:] for p in db_service.get("ports", [])]
+    assert ["5433", "5432"] in pairs, db_service.get("ports")
+
+
+def test_settings_come_from_docker_env(db_service):
+    env_file = db_service.get("env_file")
+    assert env_file in ("docker.env", ["docker.env"]), env_file
+
+
+def test_data_lives_in_a_named_volume(compose, db_service):
+    declared = compose.get("volumes") or {}
+    mounted = [str(v).split(":")[0] for v in db_service.get("volumes", [])]
+    named = [name for name in mounted if name in declared]
+    assert named, f"service volumes {mounted} vs top-level volumes {list(declared)}"
+
+
+def test_named_volume_holds_the_postgres_data(db_service):
+    targets = [str(v).split(":")[1] for v in db_service.get("volumes", []) if ":" in str(v)]
+    assert any(t.startswith("/var/lib/postgresql") for t in targets), targets
+
+
+def test_has_a_healthcheck(db_service):
+    healthcheck = db_service.get("healthcheck") or {}
+    assert healthcheck.get("test"), db_service
+
+
+def test_docker_env_example_has_the_three_postgres_settings(docker_env):
+    assert {key: bool(docker_env.get(key)) for key in POSTGRES_KEYS} == dict.fromkeys(POSTGRES_KEYS, True), \
+        docker_env
+
+
+def test_docker_env_example_matches_the_apps_settings_in_lesson_09(docker_env):
+    app_env = read_env_file(find("09").path / ".env.example")
+    assert (docker_env["POSTGRES_DB"], docker_env["POSTGRES_USER"], docker_env["POSTGRES_PASSWORD"]) == \
+        (app_env["DB_NAME"], app_env["DB_USER"], app_env["DB_PASSWORD"])
+    assert app_env["DB_PORT"] == "5433", app_env
+
+
+def test_docker_env_is_git_ignored(lesson):
+    check = subprocess.run(["git", "check-ignore", "--quiet", "docker.env"], cwd=lesson.path,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, f"docker.env would be committed: {check.stderr}"
+
+
+def test_docker_env_example_is_not_git_ignored(lesson):
+    check = subprocess.run(["git", "check-ignore", "--quiet", "docker.env.example"], cwd=lesson.path)
+    assert check.returncode == 1, "docker.env.example must be committed"
+
+
+def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_env):
+    import devdb
+
+    server = devdb.settings()  # the server `make db` starts: host 127.0.0.1, port 5433
+    conn = psycopg2.connect(host=server["host"], port=server["port"], dbname=docker_env["POSTGRES_DB"],
+                            user=docker_env["POSTGRES_USER"], password=docker_env["POSTGRES_PASSWORD"],
+                            connect_timeout=3)
+    try:
+        conn.set_session(readonly=True)  # the learner's database: look, never write
+        with conn.cursor() as cur:
+            cur.execute("SELECT NOW();")
+            now = cur.fetchone()[0]
+        conn.rollback()
+    finally:
+        conn.close()
+    assert server["port"] == 5433, server
+    assert abs(now - datetime.now(timezone.utc)) < CLOSE_ENOUGH, now
+
+
+def test_app_still_works_as_in_lesson_07(client):
+    r = client.post("/api/users", json={"name": "Ada", "role": "developer", "place": "London"})
+    assert r.status_code == 201, r.text
+    r = client.get(f"/api/users/{r.json()['id']}")
+    assert r.json() == {"id": r.json()["id"], "name": "Ada", "role": "developer", "place": "London"}, r.text

@@ -1,0 +1,228 @@
+"""Lesson 14: signup.html calls the API with fetch(); CORS lets in only the page's own origin.
+
+The browser tests drive real Chromium against a real uvicorn. Each serves a copy of frontend/
+whose config.js points at that API, from http://localhost:P: the one origin the API is told
+to allow (CORS_ORIGINS). The same file from http://127.0.0.1:P, or opened as a file, comes
+from another origin, and the browser must refuse to send the signup. The API's CORS answers
+are also checked over plain HTTP, the way `curl -i -H "Origin: ..."` shows them.
+"""
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+PAGE_ORIGIN = "http://localhost:8001"  # where `make run` serves the page: the default allow-list
+BLOCKED = "Could not reach the API. Is it running, and does it allow this page's origin?"
+ALAN = {"name": "Alan", "role": "developer", "place": "London", "password": "secret123"}
+
+
+def unique_name() -> str:
+    return "U" + uuid.uuid4().hex[:7]  # 8 characters: within the 2..10 the API accepts
+
+
+@dataclass(frozen=True)
+class Site:
+    api: str  # base URL of the live API
+    page: str  # signup.html from the allowed origin, http://localhost:P
+    other_page: str  # the same file from http://127.0.0.1:P: another origin, not on the list
+    folder: Path  # the served copy of frontend/
+
+
+@pytest.fixture
+def site(lesson, tmp_path, static_server, live_api) -> Site:
+    """A copy of frontend/ served on localhost, and an API that allows exactly that origin."""
+    folder = tmp_path / "frontend"
+    shutil.copytree(lesson.path / "frontend", folder)
+    allowed = static_server(folder, host="localhost")
+    port = allowed.rsplit(":", 1)[1]
+    api = live_api(env={"CORS_ORIGINS": allowed})
+    # http.server reads files fresh on every request, so this takes effect at once.
+    (folder / "config.js").write_text(f'const API_URL = "{api.url}";\n')
+    return Site(api.url, f"{allowed}/signup.html", f"http://127.0.0.1:{port}/signup.html", folder)
+
+
+def api_users(site: Site) -> list[dict]:
+    r = httpx2.get(site.api + "/api/users")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def named(site: Site, name: str) -> list[dict]:
+    return [user for user in api_users(site) if user["name"] == name]
+
+
+def fill_form(page, name, role="tester", place="Paris", password="secret123"):
+    page.fill("input[name=name]", name)
+    page.select_option("select[name=role]", role)
+    page.fill("input[name=place]", place)
+    page.fill("input[name=password]", password)
+
+
+def sign_up(page, name, **fields) -> str:
+    """Fills the form, clicks Sign up and returns the message the page then shows."""
+    fill_form(page, name, **fields)
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent !== ''")
+    return page.text_content("#message")
+
+
+def preflight(http, origin: str):
+    """What a browser asks before a cross-origin POST with a JSON body."""
+    return http.options("/api/users", headers={
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    })
+
+
+# --- in a real browser ----------------------------------------------------------------------
+
+def test_signup_from_the_allowed_origin_creates_the_user(site, page):
+    name = unique_name()
+    page.goto(site.page)
+    sign_up(page, name, role="designer", place="Paris")
+    assert [(u["role"], u["place"]) for u in named(site, name)] == [("designer", "Paris")]
+
+
+def test_page_says_welcome_with_the_new_id(site, page):
+    name = unique_name()
+    page.goto(site.page)
+    text = sign_up(page, name)
+    user_id = named(site, name)[0]["id"]
+    assert text == f"Welcome, {name}! Your profile is saved (id {user_id}).", text
+
+
+def test_name_with_markup_is_shown_as_text(site, page):
+    page.goto(site.page)
+    text = sign_up(page, "<i>x</i>")
+    assert text.startswith("Welcome, <i>x</i>! "), text
+    assert page.locator("#message i").count() == 0, page.inner_html("#message")
+
+
+def test_error_from_the_api_is_shown_as_text(site, page):
+    # Whatever the API says goes on the page as text, even if it looks like HTML.
+    page.route(site.api + "/api/users", lambda route: route.fulfill(
+        status=400, json={"detail": "<b>no</b>"},
+        headers={"Access-Control-Allow-Origin": site.page.rsplit("/", 1)[0]}))
+    page.goto(site.page)
+    assert sign_up(page, unique_name()) == "Could not sign up: <b>no</b>"
+    assert page.locator("#message b").count() == 0, page.inner_html("#message")
+
+
+def test_browser_does_not_send_a_form_that_breaks_its_rules(site, page):
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.goto(site.page)
+    fill_form(page, "")  # the name is required
+    page.click("button[type=submit]")
+    sign_up(page, unique_name())  # a valid second try, so the first had its chance to be sent
+    assert posts == [site.api + "/api/users"], posts
+
+
+def test_server_still_rejects_what_the_browser_would_have_stopped(site, page):
+    # Anyone can switch off the page's checks (devtools, curl): the API decides.
+    name = unique_name()
+    page.goto(site.page)
+    page.evaluate("document.querySelectorAll('[minlength]').forEach(i => i.removeAttribute('minlength'))")
+    text = sign_up(page, name, place="X")
+    assert text == "Could not sign up: place: String should have at least 2 characters", text
+    assert named(site, name) == []
+
+
+def test_page_from_another_origin_is_blocked(site, page):
+    before = len(api_users(site))
+    page.goto(site.other_page)
+    assert sign_up(page, unique_name()) == BLOCKED
+    assert len(api_users(site)) == before
+
+
+def test_browser_console_names_cors_as_the_reason(site, page):
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(site.other_page)
+    sign_up(page, unique_name())
+    assert any("blocked by CORS policy" in line for line in console), console
+
+
+def test_page_opened_as_a_file_is_blocked(site, page):
+    # file:// pages have the origin "null", which is on no allow-list.
+    before = len(api_users(site))
+    page.goto((site.folder / "signup.html").as_uri())
+    assert sign_up(page, unique_name()) == BLOCKED
+    assert len(api_users(site)) == before
+
+
+def test_config_js_points_the_page_at_the_api_on_port_8000(lesson, static_server, page):
+    page.goto(static_server(lesson.path / "frontend", host="localhost") + "/signup.html")
+    assert page.evaluate("API_URL") == "http://localhost:8000"
+
+
+# --- the API's CORS answers over HTTP -------------------------------------------------------
+
+def test_preflight_from_the_page_origin_is_allowed(client):
+    r = preflight(client, PAGE_ORIGIN)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("access-control-allow-origin") == PAGE_ORIGIN, r.headers
+
+
+def test_preflight_allows_a_json_post(client):
+    r = preflight(client, PAGE_ORIGIN)
+    assert "POST" in r.headers.get("access-control-allow-methods", ""), r.headers
+    assert "content-type" in r.headers.get("access-control-allow-headers", "").lower(), r.headers
+
+
+@pytest.mark.parametrize("origin", [
+    "http://127.0.0.1:8001",  # another host name for the same machine
+    "http://localhost:8000",  # another port
+    "https://localhost:8001",  # another scheme
+    "https://shadytricks.com",  # another site
+    "null",  # a page opened as a file
+])
+def test_preflight_from_another_origin_is_refused(client, origin):
+    r = preflight(client, origin)
+    assert r.status_code == 400, r.text
+    assert "access-control-allow-origin" not in r.headers, r.headers
+
+
+def test_answer_to_the_page_origin_names_that_origin(client):
+    r = client.get("/api/users", headers={"Origin": PAGE_ORIGIN})
+    assert r.status_code == 200, r.text
+    assert r.headers.get("access-control-allow-origin") == PAGE_ORIGIN, r.headers
+
+
+def test_answer_to_another_origin_has_no_allow_origin_header(client):
+    # The server still answers; without the header the browser keeps the answer from the page.
+    r = client.get("/api/users", headers={"Origin": "https://shadytricks.com"})
+    assert r.status_code == 200, r.text
+    assert "access-control-allow-origin" not in r.headers, r.headers
+
+
+def test_cors_origins_setting_allows_each_listed_origin(live_api):
+    api = live_api(env={"CORS_ORIGINS": "http://localhost:3000,https://coach.example"})
+    with httpx2.Client(base_url=api.url) as http:
+        answers = {o: preflight(http, o).headers.get("access-control-allow-origin")
+                   for o in ("http://localhost:3000", "https://coach.example")}
+    assert answers == {"http://localhost:3000": "http://localhost:3000",
+                       "https://coach.example": "https://coach.example"}
+
+
+def test_cors_origins_setting_replaces_the_default(live_api):
+    api = live_api(env={"CORS_ORIGINS": "https://coach.example"})
+    with httpx2.Client(base_url=api.url) as http:
+        r = preflight(http, PAGE_ORIGIN)
+    assert r.status_code == 400, r.text
+    assert "access-control-allow-origin" not in r.headers, r.headers
+
+
+# --- the lesson 13 API is unchanged ---------------------------------------------------------
+
+def test_create_and_list_still_work(client):
+    r = client.post("/api/users", json=ALAN)
+    assert r.status_code == 201, r.text
+    user_id = r.json()["id"]
+    listed = client.get("/api/users").json()
+    assert {"id": user_id, "name": "Alan", "role": "developer", "place": "London"} in listed, listed
