@@ -203,6 +203,18 @@ def test_app_does_not_create_tables_itself(app, empty_db):
     assert has_table(empty_db, "users") is False
 
 
+def test_unmigrated_database_gets_a_503_that_says_to_migrate(client, empty_db):
+    r = client.get("/api/users")
+    assert r.status_code == 503, r.text
+    assert r.json() == {"detail": "Database schema is not up to date: run alembic upgrade head"}
+
+
+def test_database_behind_the_models_gets_the_same_503(lesson, client, lesson_14_db):
+    alembic(lesson, "stamp", "0001")  # the 14-era table, without the email column
+    r = client.post("/api/users", json={"name": "Ada", "email": "ada@example.com", "password": "secret1"})
+    assert r.status_code == 503, r.text
+
+
 # --- the API: name, email, password ---------------------------------------------------------
 
 def create(client, user=ADA) -> int:

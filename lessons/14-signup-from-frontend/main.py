@@ -43,7 +43,7 @@ app = FastAPI(lifespan=lifespan)
 # :8000, so the API lists the page's origin, and only that: any other site stays blocked.
 app.add_middleware(
     CORSMiddleware,
-    allow_origins=os.getenv("CORS_ORIGINS", "http://localhost:8001").split(","),
+    allow_origins=[origin.strip() for origin in os.getenv("CORS_ORIGINS", "http://localhost:8001").split(",")],
     allow_methods=["*"],
     allow_headers=["*"],
 )

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from passlib.context import CryptContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 import models
@@ -30,7 +30,7 @@ app = FastAPI()
 # :8000, so the API lists the page's origin, and only that: any other site stays blocked.
 app.add_middleware(
     CORSMiddleware,
-    allow_origins=os.getenv("CORS_ORIGINS", "http://localhost:8001").split(","),
+    allow_origins=[origin.strip() for origin in os.getenv("CORS_ORIGINS", "http://localhost:8001").split(",")],
     allow_methods=["*"],
     allow_headers=["*"],
 )
@@ -41,6 +41,20 @@ app.add_middleware(
 @app.exception_handler(OperationalError)
 def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# Postgres error codes for "no such table" and "no such column": the database is behind the
+# models because the migrations have not run. Say what to do, instead of a bare 500.
+SCHEMA_BEHIND = {"42P01", "42703"}
+
+
+@app.exception_handler(ProgrammingError)
+def schema_not_migrated(request: Request, exc: ProgrammingError):
+    if getattr(exc.orig, "pgcode", None) not in SCHEMA_BEHIND:
+        raise exc  # any other SQL error is a bug: let it be a 500 with its traceback in the log
+    return JSONResponse(
+        status_code=503, content={"detail": "Database schema is not up to date: run alembic upgrade head"}
+    )
 
 
 # FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
