@@ -32,6 +32,9 @@ engine = create_engine(
         database=os.getenv("DB_NAME"),
     ),
     connect_args={"connect_timeout": 3},
+    # Test each pooled connection before lending it out: one the database closed (say, it was
+    # restarted) is replaced by a fresh one instead of failing the request.
+    pool_pre_ping=True,
 )
 
 

@@ -145,8 +145,8 @@ def get_user(user_id: UserId):
         return find_user(db, user_id)
 
 
-# Changing attributes of a loaded object and committing turns into an UPDATE.
 # PUT replaces the profile of an existing user.
+# Changing attributes of a loaded object and committing turns into an UPDATE.
 @app.put("/api/users/{user_id}", response_model=UserOut)
 def update_user(user_id: UserId, user: User):
     with SessionLocal() as db:
