@@ -74,7 +74,8 @@ def main() -> None:
     if args.dir and len(lessons) != 1:
         sys.exit("--dir grades one folder: name the lesson whose tests to use (LESSON=NN)")
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
-    jobs = lessons if args.lesson else [*lessons, COURSE_CHECKS]
+    # Later lessons have the longest suites: start them first so no long run is left for last.
+    jobs = lessons[::-1] if args.lesson else [*lessons[::-1], COURSE_CHECKS]
 
     if any("db" in lesson.needs for lesson in lessons):
         # Start the dev database once, before the parallel runs race to do it.
@@ -86,6 +87,7 @@ def main() -> None:
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda x: run_one(x, folder_for.get(x.number, ROOT)), jobs))
+    results.sort(key=lambda r: r["lesson"].number)
 
     for r in results:
         if not r["ok"]:
