@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs test lint db db-stop db-reset psql clean
+.PHONY: help setup run diff diffs test lint db db-stop db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -54,6 +54,10 @@ db-reset: setup
 
 psql: setup
 	@$(PY) shared/devdb.py psql
+
+# Any alembic command in a lesson folder, with the course's virtualenv.
+alembic: setup
+	@cd lessons/$(shell $(COURSE) resolve "$(LESSON)") && $(CURDIR)/$(PY) -m alembic $(ARGS)
 
 clean:
 	@find lessons shared tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -30,6 +30,7 @@ TARGETS = [
     ("lint", "ruff over lessons, shared and tests"),
     ("db / db-stop / db-reset", "start, stop or wipe (CONFIRM=1) the development Postgres"),
     ("psql", "a psql prompt on the development database"),
+    ("alembic LESSON=NN ARGS=..", "an alembic command in a lesson folder, e.g. ARGS=\"history\""),
     ("clean", "remove caches and build/ (keeps .venv and your database)"),
 ]
 # Left out of diffs: what a learner's folder may hold besides the lesson (caches, secrets,
@@ -57,9 +58,13 @@ def cmd_check(args) -> None:
     """Validate the Makefile's variables; print one line (the error) or nothing."""
     goals = set(args.goals.split())
     try:
-        if goals & {"run", "diff"} and not (args.lesson or (args.from_ and args.to)):
-            raise UnknownLesson(f"which lesson? e.g. make {sorted(goals & {'run', 'diff'})[0]} "
-                                f"LESSON=09 (valid: {valid_list()})")
+        needing = sorted(goals & {"run", "diff", "alembic"})
+        if needing and not (args.lesson or (args.from_ and args.to)):
+            raise UnknownLesson(f"which lesson? e.g. make {needing[0]} LESSON=09 (valid: {valid_list()})")
+        if "alembic" in goals and not (find(args.lesson).path / "alembic").is_dir():
+            with_alembic = " ".join(x.number for x in all_lessons() if (x.path / "alembic").is_dir())
+            raise UnknownLesson(f"lesson {find(args.lesson).number} has no alembic/ folder "
+                                f"(lessons with one: {with_alembic})")
         for value in (args.lesson, args.from_, args.to):
             if value:
                 find(value)
@@ -158,6 +163,43 @@ def prepare(lesson: Lesson) -> None:
     if (lesson.path / "alembic").is_dir():
         print("migrations: alembic upgrade head", flush=True)
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=lesson.path, check=True)
+    elif "db" in lesson.needs:
+        warn_if_migrated_ahead(lesson)
+
+
+def warn_if_migrated_ahead(lesson: Lesson) -> None:
+    """A lesson from before Alembic on a database that a later lesson migrated past its baseline
+    (say, role and place dropped) would answer 500s: say so, and how to step the schema back."""
+    import psycopg2
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from dotenv import dotenv_values
+
+    later = next((x for x in all_lessons() if (x.path / "alembic").is_dir()), None)
+    if later is None:
+        return
+    settings = {**dotenv_values(lesson.path / ".env"), **os.environ}
+    try:
+        conn = psycopg2.connect(host=settings.get("DB_HOST"), port=settings.get("DB_PORT"),
+                                dbname=settings.get("DB_NAME"), user=settings.get("DB_USER"),
+                                password=settings.get("DB_PASSWORD"), connect_timeout=3)
+    except psycopg2.Error:
+        return  # the app itself will report an unreachable database
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return
+            cur.execute("SELECT version_num FROM alembic_version")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    baseline = ScriptDirectory.from_config(Config(str(later.path / "alembic.ini"))).get_base()
+    if row and row[0] != baseline:
+        fix = f'make alembic LESSON={later.number} ARGS="downgrade {baseline}"'
+        print(f"\nwarning: database {settings.get('DB_NAME')} was migrated by lesson {later.number} or later "
+              f"(alembic revision {row[0]}), so its users table is not the one lesson {lesson.number} "
+              f"expects. Step it back first:\n  {fix}\n")
 
 
 def cmd_run(args) -> None:
@@ -188,6 +230,10 @@ def cmd_run(args) -> None:
         print("  Pages:    " + "  ".join(f"http://localhost:{PAGES_PORT}/{p}" for p in pages))
     print("Press Ctrl-C to stop.\n", flush=True)
 
+    # Ctrl-C (SIGINT) or a plain `kill` (SIGTERM) stop everything started here, even when this
+    # process was started in the background (where a shell would have it ignore SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     children = [subprocess.Popen([sys.executable, *argv], cwd=cwd) for argv, cwd in commands]
     try:
         while all(child.poll() is None for child in children):
