@@ -12,6 +12,7 @@ import uuid
 
 import httpx2
 import pytest
+from lessons import find as find_lesson
 from conftest import migrate
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
@@ -304,3 +305,20 @@ def test_signup_page_creates_a_user_with_that_email(signup_page, page):
     assert page.text_content("#message").startswith("Welcome, Grace!"), page.text_content("#message")
     users = [u for u in httpx2.get(api + "/api/users").json() if u["email"] == email]
     assert [u["name"] for u in users] == ["Grace"], users
+
+
+# --- make run of an earlier lesson on this database -----------------------------------------
+
+def test_make_run_warns_an_earlier_lesson_about_a_migrated_database(app, capsys):
+    import course  # shared/course.py, what `make run` runs
+
+    course.warn_if_migrated_ahead(find_lesson("14"))
+    assert 'make alembic LESSON=15 ARGS="downgrade 0001"' in capsys.readouterr().out
+
+
+def test_no_warning_once_the_database_is_back_at_the_baseline(lesson, app, user_at_head, capsys):
+    import course
+
+    alembic(lesson, "downgrade", "0001")
+    course.warn_if_migrated_ahead(find_lesson("14"))
+    assert capsys.readouterr().out == ""
