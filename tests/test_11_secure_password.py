@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lessons import find
 from passlib.context import CryptContext
+from helpers import keys_in, stored_hash, strings_in
 
 PASSWORD = "Sup3r-Secret!"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
@@ -25,28 +26,10 @@ def signup(client, password=PASSWORD, profile=ADA) -> int:
     return r.json()["id"]
 
 
-def stored_hash(db, user_id):
-    with db.cursor() as cur:
-        cur.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,))
-        return cur.fetchone()[0]
 
 
-def keys_in(data) -> set:
-    """Every key of every object anywhere in a JSON value."""
-    if isinstance(data, dict):
-        return set(data).union(*(keys_in(v) for v in data.values()))
-    if isinstance(data, list):
-        return set().union(*(keys_in(v) for v in data))
-    return set()
 
 
-def strings_in(data) -> list:
-    """Every string (keys and values) anywhere in a JSON value, JSON escapes undone."""
-    if isinstance(data, dict):
-        return [*data, *strings_in(list(data.values()))]
-    if isinstance(data, list):
-        return [s for item in data for s in strings_in(item)]
-    return [data] if isinstance(data, str) else []
 
 
 def assert_leaks_nothing(r, *secrets):

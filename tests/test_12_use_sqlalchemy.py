@@ -11,7 +11,6 @@ lesson 11 left it, so no test assumes which ids it gets.
 """
 
 import importlib
-import time
 from datetime import datetime
 
 import bcrypt
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from lessons import find
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
+from helpers import cut_off_the_apps_connections, keys_in, stored_hash
 
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 PASSWORD = "turing-1912"
@@ -43,19 +43,8 @@ def create(client, signup=SIGNUP) -> int:
     return r.json()["id"]
 
 
-def stored_hash(db, user_id: int) -> str | None:
-    with db.cursor() as cur:
-        cur.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,))
-        return cur.fetchone()[0]
 
 
-def keys_in(data) -> set:
-    """Every key of every object anywhere in a JSON value."""
-    if isinstance(data, dict):
-        return set(data).union(*(keys_in(v) for v in data.values()))
-    if isinstance(data, list):
-        return set().union(*(keys_in(v) for v in data))
-    return set()
 
 
 def table_definition(db) -> list[tuple]:
@@ -73,18 +62,6 @@ def row_count(db) -> int:
         return cur.fetchone()[0]
 
 
-def cut_off_the_apps_connections(db) -> None:
-    """What a database restart does to the app: every connection it holds is closed by the server."""
-    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    with db.cursor() as cur:
-        cur.execute(f"SELECT pg_terminate_backend(pid) {others}")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cur.execute(f"SELECT count(*) {others}")
-            if cur.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
-    pytest.fail("the app's connections did not end within 10 s")
 
 
 @pytest.fixture

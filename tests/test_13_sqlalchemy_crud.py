@@ -6,12 +6,12 @@ and one test empties the table, so no test assumes which ids it gets or which us
 """
 
 import importlib
-import time
 from datetime import datetime
 
 import httpx2
 import pytest
 from sqlalchemy import create_engine
+from helpers import cut_off_the_apps_connections
 
 PASSWORD = "lovelace-1815"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
@@ -39,18 +39,6 @@ def stored_row(db, user_id: int):
         return cur.fetchone()
 
 
-def cut_off_the_apps_connections(db) -> None:
-    """What a database restart does to the app: every connection it holds is closed by the server."""
-    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    with db.cursor() as cur:
-        cur.execute(f"SELECT pg_terminate_backend(pid) {others}")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cur.execute(f"SELECT count(*) {others}")
-            if cur.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
-    pytest.fail("the app's connections did not end within 10 s")
 
 
 @pytest.fixture
