@@ -16,6 +16,7 @@ in .data/postgres. Tests import this file and call create_test_database().
 
 import fcntl
 import functools
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -36,15 +37,32 @@ from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
-PGDATA = DATA / "postgres"
-LOG = DATA / "postgres.log"
+# Postgres refuses to run as root, so root runs the embedded server as this user.
+OS_USER = "aic-postgres"
+# Where root keeps what that user must reach when the checkout itself is out of its reach
+# (a clone under /root, say): binaries and data move there instead.
+SYSTEM_HOME = Path("/var/lib/aic-postgres")
+
+
+def _reachable(path: Path) -> bool:
+    """Can any user walk down to `path` (every folder on the way has o+x)?"""
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents if folder.exists())
+
+
+def _server_home() -> Path:
+    if os.geteuid() != 0 or _reachable(DATA):
+        return DATA
+    return SYSTEM_HOME / ("data-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:12])
+
+
+SERVER_HOME = _server_home()
+PGDATA = SERVER_HOME / "postgres"
+LOG = SERVER_HOME / "postgres.log"
 HOST = "127.0.0.1"
 # 5433 by convention; DEVDB_PORT lets shared/bench.py time a throwaway server beside this one.
 PORT = int(os.environ.get("DEVDB_PORT", "5433"))
 WHERE = f"{HOST}:{PORT}"
 CONTAINER = "interview-db"
-# Postgres refuses to run as root, so root runs the embedded server as this user.
-OS_USER = "aic-postgres"
 # Written to .data/postgres/postgresql.conf by initdb. TCP only: no socket dir.
 SERVER_SETTINGS = {"listen_addresses": HOST, "port": PORT, "unix_socket_directories": ""}
 TEST_DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -276,7 +294,16 @@ def _pg_bin() -> Path:
     bins = [postgres.parent for postgres in package.glob("pginstall*/bin/postgres")]
     if not bins:
         raise DevDBError(f"no Postgres binaries in {package}")
-    return max(bins, key=lambda b: int(b.parent.name.removeprefix("pginstall") or 0))
+    newest = max(bins, key=lambda b: int(b.parent.name.removeprefix("pginstall") or 0))
+    if os.geteuid() != 0 or _reachable(newest / "postgres"):
+        return newest
+    # Root, with the virtualenv out of the server user's reach: use a copy it can reach.
+    copy = SYSTEM_HOME / newest.parent.name
+    if not (copy / "bin" / "postgres").exists():
+        SYSTEM_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copytree(newest.parent, copy.with_suffix(".tmp"), symlinks=True, dirs_exist_ok=True)
+        copy.with_suffix(".tmp").rename(copy)
+    return copy / "bin"
 
 
 def _pg(program: str, *args: str) -> subprocess.CompletedProcess:
@@ -284,7 +311,7 @@ def _pg(program: str, *args: str) -> subprocess.CompletedProcess:
     command = [str(_pg_bin() / program), *args]
     if os.geteuid() == 0:
         command = ["runuser", "-u", OS_USER, "--", *command]
-    return subprocess.run(command, cwd=DATA, capture_output=True, text=True)
+    return subprocess.run(command, cwd=SERVER_HOME, capture_output=True, text=True)
 
 
 def _os_user() -> tuple[int, int]:
@@ -295,13 +322,7 @@ def _os_user() -> tuple[int, int]:
         useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER]
         _check(subprocess.run(useradd, capture_output=True, text=True), "useradd")
         account = pwd.getpwnam(OS_USER)
-    for target in (_pg_bin(), DATA):
-        for folder in (target, *target.parents):
-            if not folder.stat().st_mode & stat.S_IXOTH:
-                raise DevDBError(
-                    f"user {OS_USER} cannot enter {folder} to reach {target}: "
-                    f"run `chmod o+x {folder}`, or run this tool as a normal user"
-                )
+    SERVER_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
     return account.pw_uid, account.pw_gid
 
 
@@ -327,7 +348,7 @@ def _start_embedded() -> tuple[str, str]:
 def _initdb(owner: tuple[int, int] | None) -> None:
     s = settings()
     PGDATA.mkdir(mode=0o700, exist_ok=True)
-    fd, pwfile = tempfile.mkstemp(dir=DATA)  # mode 600: only the owner reads the password
+    fd, pwfile = tempfile.mkstemp(dir=SERVER_HOME)  # mode 600: only the owner reads the password
     try:
         with os.fdopen(fd, "w") as f:
             f.write(s["password"])
