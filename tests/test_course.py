@@ -1,8 +1,13 @@
 """Repo-wide checks: the manifest against the folders, READMEs, pins, and the Makefile's front door."""
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -124,3 +129,38 @@ def test_diff_between_any_two_lessons():
     r = make("diff", "FROM=2", "TO=4")
     assert r.returncode == 0, r.stderr
     assert "+@app.post" in r.stdout and "README" not in r.stdout
+
+
+def port_in_use(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status, r.read().decode()
+    except OSError:
+        return None, ""
+
+
+@pytest.mark.parametrize(("lesson", "url", "text"), [
+    ("1", "http://127.0.0.1:8000/", "Dear user, great to meet you!"),
+    ("2", "http://127.0.0.1:8000/api/time", '{"time":'),
+])
+def test_make_run_serves_the_lesson_and_stops_cleanly(lesson, url, text):
+    if port_in_use(8000):
+        pytest.skip("port 8000 is taken (is your own `make run` going?)")
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"LESSON={lesson}"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while get(url)[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        status, body = get(url)
+        assert status == 200 and text in body, body
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+        output, _ = proc.communicate(timeout=15)
+    assert "http://localhost:8000" in output, output
+    assert not port_in_use(8000), "something still listens on 8000 after Ctrl-C"
