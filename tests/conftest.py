@@ -17,6 +17,7 @@ Fixtures:
   page          a page in real headless Chromium (Debian's chromium, driven by Playwright)
 """
 
+import fcntl
 import importlib
 import os
 import re
@@ -77,9 +78,13 @@ def db_env(lesson):
     """
     import devdb
 
-    settings = devdb.create_test_database(f"aic_test_{lesson.number}")
-    os.environ.update(settings)
-    return settings
+    # Two runs of the same lesson at once would drop each other's database: the second waits.
+    (ROOT / ".data").mkdir(exist_ok=True)
+    with open(ROOT / ".data" / f"aic_test_{lesson.number}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        settings = devdb.create_test_database(f"aic_test_{lesson.number}")
+        os.environ.update(settings)
+        yield settings
 
 
 @pytest.fixture
