@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs test lint db db-stop db-reset psql alembic clean
+.PHONY: help setup run diff diffs test lint bench db db-stop db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -42,6 +42,10 @@ test: setup
 
 lint: setup
 	@$(VENV)/bin/ruff check lessons shared tests
+
+# Speed and memory numbers (database start, make run to first answer); never part of `make test`.
+bench: setup
+	@$(PY) shared/bench.py $(ARGS)
 
 db: setup
 	@$(PY) shared/devdb.py up

@@ -28,6 +28,7 @@ TARGETS = [
     ("diffs", "every lesson's diff, written to build/diffs/"),
     ("test", "test every lesson (LESSON=NN for one; DIR=path grades another folder)"),
     ("lint", "ruff over lessons, shared and tests"),
+    ("bench", "measure database start and make run times (ARGS=--tests adds make test)"),
     ("db / db-stop / db-reset", "start, stop or wipe (CONFIRM=1) the development Postgres"),
     ("psql", "a psql prompt on the development database"),
     ("alembic LESSON=NN ARGS=..", "an alembic command in a lesson folder, e.g. ARGS=\"history\""),
