@@ -5,7 +5,7 @@
 
 Cold and warm database starts are timed on a throwaway copy of the tool (its own data folder,
 port 5499), so the learner's database is never stopped or touched. `make run` is timed on the
-real ports 8000/8001, which must be free.
+real ports 8000/8001, which must be free, against a throwaway database aic_bench.
 """
 
 import argparse
@@ -19,6 +19,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import devdb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,9 +71,9 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def bench_run(lesson: str, url: str) -> None:
+def bench_run(lesson: str, url: str, env: dict) -> None:
     started = time.perf_counter()
-    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"LESSON={lesson}"], cwd=ROOT,
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"LESSON={lesson}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.perf_counter() - started < 60:
@@ -100,11 +102,13 @@ def main() -> None:
     parser.add_argument("--tests", action="store_true", help="also time a full make test")
     args = parser.parse_args()
     bench_database(args.rounds)
-    timed([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"])  # make run finds it running
-    bench_run("01", "http://127.0.0.1:8000/")
-    bench_run("02", "http://127.0.0.1:8000/api/time")
-    bench_run("10", "http://127.0.0.1:8000/docs")
-    bench_run("15", "http://127.0.0.1:8000/api/users")  # after alembic upgrade head
+    # make run finds the database running; the apps use a throwaway database, not your aic_db
+    # (variables already in the environment win over a lesson's .env).
+    env = {**os.environ, **devdb.create_test_database("aic_bench")}
+    bench_run("01", "http://127.0.0.1:8000/", env)
+    bench_run("02", "http://127.0.0.1:8000/api/time", env)
+    bench_run("10", "http://127.0.0.1:8000/docs", env)
+    bench_run("15", "http://127.0.0.1:8000/api/users", env)  # after alembic upgrade head
     if args.tests:
         seconds = timed(["make", "--no-print-directory", "test"], cwd=ROOT)
         print(f"make test: {seconds:.1f} s wall")

@@ -13,7 +13,7 @@ import uuid
 import httpx2
 import pytest
 from lessons import find as find_lesson
-from conftest import migrate
+from conftest import ROOT, migrate
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
 LESSON_14_TABLE = ("CREATE TABLE users (id SERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
@@ -128,6 +128,15 @@ def test_upgrade_adopts_a_lesson_14_table_and_keeps_its_users(lesson, lesson_14_
     alembic(lesson, "upgrade", "head")  # no stamp: the baseline sees the table and keeps it
     assert query(lesson_14_db, "SELECT id, name, email, password_hash FROM users ORDER BY id") == [
         (1, "Ada", None, "$2b$12$ada"), (2, "Bo", None, None)]
+
+
+def test_upgrade_adopts_a_lesson_10_table_too(lesson, empty_db):
+    with empty_db.cursor() as cur:  # lesson 10's schema.sql: no password_hash yet
+        cur.execute((ROOT / "lessons" / "10-save-users-db" / "schema.sql").read_text())
+        cur.execute("INSERT INTO users (name, role, place) VALUES ('Ada', 'developer', 'London')")
+    alembic(lesson, "upgrade", "head")
+    assert shape(empty_db) == LESSON_15_SHAPE
+    assert query(empty_db, "SELECT name, email, password_hash FROM users") == [("Ada", None, None)]
 
 
 def test_upgrade_of_a_lesson_14_table_drops_role_and_place(lesson, lesson_14_db):

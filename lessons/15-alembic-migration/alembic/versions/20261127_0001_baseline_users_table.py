@@ -21,8 +21,12 @@ depends_on: Union[str, Sequence[str], None] = None
 def upgrade() -> None:
     """Upgrade schema."""
     # A database from lessons 10-14 already has this table (made by schema.sql or
-    # create_all) with its rows: adopt it as it is. Only an empty database gets it created.
-    if sa.inspect(op.get_bind()).has_table('users'):
+    # create_all) with its rows: adopt it. Only an empty database gets it created.
+    inspector = sa.inspect(op.get_bind())
+    if inspector.has_table('users'):
+        # Lesson 10's table predates password_hash (lesson 11 added it): add what is missing.
+        if 'password_hash' not in {column['name'] for column in inspector.get_columns('users')}:
+            op.add_column('users', sa.Column('password_hash', sa.Text(), nullable=True))
         return
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
