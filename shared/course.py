@@ -34,8 +34,8 @@ TARGETS = [
     ("alembic LESSON=NN ARGS=..", "an alembic command in a lesson folder, e.g. ARGS=\"history\""),
     ("clean", "remove caches and build/ (keeps .venv and your database)"),
 ]
-# Left out of diffs: what a learner's folder may hold besides the lesson (caches, secrets,
-# virtualenvs), and README.md, the lesson text, which is new in every lesson anyway.
+# Left out of diffs: README.md, the lesson text, which is new in every lesson anyway, and (when
+# git cannot say what it ignores) what a learner's folder may hold besides the lesson.
 IGNORED = {"__pycache__", ".env", "docker.env", ".venv", ".pytest_cache", ".ruff_cache", ".DS_Store",
            "README.md"}
 
@@ -97,11 +97,15 @@ def cmd_table(_args) -> None:
 # --- diff ---------------------------------------------------------------------------------
 
 def lesson_files(folder: Path) -> list[Path]:
-    """The files of a lesson folder, leaving out caches, secrets and virtualenvs."""
-    return sorted(
-        p.relative_to(folder) for p in folder.rglob("*")
-        if p.is_file() and not IGNORED & set(p.relative_to(folder).parts) and p.suffix != ".pyc"
-    )
+    """The files of a lesson folder, leaving out README.md and what git ignores (caches,
+    secrets, virtualenvs); outside a git checkout, what IGNORED names."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=folder, capture_output=True, text=True, check=False)
+    if listed.returncode == 0:
+        files = [Path(name) for name in listed.stdout.split("\0") if name]
+    else:
+        files = [p.relative_to(folder) for p in folder.rglob("*") if p.suffix != ".pyc"]
+    return sorted(f for f in files if (folder / f).is_file() and not IGNORED & set(f.parts))
 
 
 def git_diff(old: Path, new: Path, color: bool, out=None) -> None:

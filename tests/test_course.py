@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,14 @@ def test_snapshots_hold_no_todo_markers_or_secrets(lesson):
             assert not re.search(r"\bTODO\b", path.read_text(errors="replace")), path
     if any("os.getenv" in p.read_text() for p in lesson.path.glob("*.py")):
         assert (lesson.path / ".env.example").is_file()
+
+
+def test_snapshots_track_only_lesson_files():
+    tracked = subprocess.run(["git", "ls-files", "lessons"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    allowed = {".py", ".html", ".js", ".css", ".sql", ".yml", ".ini", ".mako", ".md", ".txt", ".example"}
+    hidden_folders = [path for path in tracked if any(part.startswith(".") for part in Path(path).parts[:-1])]
+    assert [path for path in tracked if Path(path).suffix not in allowed] + hidden_folders == []
 
 
 def test_local_settings_are_git_ignored():
