@@ -38,7 +38,7 @@ diffs:
 	@$(COURSE) diffs
 
 test: setup
-	@$(PY) shared/testrun.py "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
+	@$(PY) shared/testrun.py "$(LESSON)" $(if $(DIR),--dir "$(DIR)") $(if $(PREVIOUS),--against-previous)
 
 lint: setup
 	@$(VENV)/bin/ruff check lessons shared tests

@@ -27,6 +27,7 @@ TARGETS = [
     ("diff LESSON=NN", "what lesson NN changed since the previous one (or FROM=05 TO=09)"),
     ("diffs", "every lesson's diff, written to build/diffs/"),
     ("test", "test every lesson (LESSON=NN for one; DIR=path grades another folder)"),
+    ("test PREVIOUS=1", "how many of each lesson's tests fail on the lesson before it"),
     ("lint", "ruff over lessons, shared and tests"),
     ("bench", "measure database start and make run times (ARGS=--tests adds make test)"),
     ("db / db-stop / db-reset", "start, stop or wipe (CONFIRM=1) the development Postgres"),

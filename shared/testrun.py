@@ -3,6 +3,9 @@
     python shared/testrun.py            every lesson
     python shared/testrun.py 09         one lesson
     python shared/testrun.py 09 --dir ~/my-coach    lesson 09's tests against another folder
+    python shared/testrun.py --against-previous      each lesson's tests against the lesson
+                                                     before it: how many fail there (a lesson's
+                                                     tests should need that lesson's code)
 
 Lessons share module names (main, models, ...), so each runs in a fresh interpreter with its
 own folder as the import root (the LESSON_DIR variable tells tests/conftest.py which folder).
@@ -18,7 +21,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lessons import ROOT, Lesson, UnknownLesson, all_lessons, find
+from lessons import ROOT, Lesson, UnknownLesson, all_lessons, find, previous
 
 RESULTS = ROOT / "build" / "test-results"
 PYTEST_NO_TESTS = 5
@@ -28,9 +31,9 @@ PYTEST_NO_TESTS = 5
 COURSE_CHECKS = Lesson("repo", "course checks", "", "", ())
 
 
-def run_one(lesson, folder: Path) -> dict:
+def run_one(lesson, folder: Path, tag: str = "") -> dict:
     is_lesson = lesson is not COURSE_CHECKS
-    junit = RESULTS / f"{lesson.number}.xml"
+    junit = RESULTS / f"{lesson.number}{tag}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
     test_file = lesson.test_file if is_lesson else ROOT / "tests" / "test_course.py"
@@ -61,28 +64,36 @@ def run_one(lesson, folder: Path) -> dict:
             "output": proc.stdout, "note": note, **counts}
 
 
+def start_database(lessons) -> None:
+    """Start the dev database once, before the parallel runs race to do it."""
+    if any("db" in lesson.needs for lesson in lessons):
+        up = subprocess.run([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"], check=False)
+        if up.returncode:
+            sys.exit("the test database could not be started (see above)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("lesson", nargs="?", default="")
     parser.add_argument("--dir", default="", help="folder to test instead of the lesson's own")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--against-previous", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
         lessons = [find(args.lesson)] if args.lesson else all_lessons()
     except UnknownLesson as error:
         sys.exit(str(error))
+    if args.against_previous:
+        against_previous(lessons, args.jobs)
+        return
     if args.dir and len(lessons) != 1:
         sys.exit("--dir grades one folder: name the lesson whose tests to use (LESSON=NN)")
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
     # Later lessons have the longest suites: start them first so no long run is left for last.
     jobs = lessons[::-1] if args.lesson else [*lessons[::-1], COURSE_CHECKS]
 
-    if any("db" in lesson.needs for lesson in lessons):
-        # Start the dev database once, before the parallel runs race to do it.
-        up = subprocess.run([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"], check=False)
-        if up.returncode:
-            sys.exit("the test database could not be started (see above)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    start_database(lessons)
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -106,6 +117,17 @@ def main() -> None:
           + (f" (failing: {' '.join(failed_lessons)})" if failed_lessons else ""))
     print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     sys.exit(1 if failed_lessons else 0)
+
+
+def against_previous(lessons, jobs: int) -> None:
+    """Report, per lesson, how many of its tests fail on the previous lesson's code."""
+    pairs = [(lesson, previous(lesson)) for lesson in lessons if previous(lesson)]
+    start_database(lessons)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(lambda pair: run_one(pair[0], pair[1].path, tag="-on-previous"), pairs[::-1]))
+    for (lesson, before), r in zip(pairs, results[::-1], strict=True):
+        total = r["passed"] + r["failed"]
+        print(f"{lesson.number}: {r['failed']:3d} of {total:3d} tests fail on {before.folder}")
 
 
 if __name__ == "__main__":
