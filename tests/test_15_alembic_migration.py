@@ -119,6 +119,12 @@ def test_upgrade_head_records_the_head_revision(lesson, empty_db, head):
     assert f"{head} (head)" in alembic(lesson, "current")
 
 
+def test_upgrade_with_sql_prints_the_migrations_without_running_them(lesson, empty_db):
+    sql = alembic(lesson, "upgrade", "head", "--sql")
+    assert "CREATE TABLE users" in sql and "DROP COLUMN role" in sql, sql
+    assert has_table(empty_db, "users") is False
+
+
 def test_first_migration_is_the_lesson_14_table(lesson, empty_db):
     alembic(lesson, "upgrade", "+1")
     assert shape(empty_db) == LESSON_14_SHAPE

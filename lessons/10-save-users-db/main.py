@@ -121,7 +121,7 @@ def create_user(user: User):
     return {"id": user_id, "message": "User profile saved!"}
 
 
-# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
+# {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
 @app.get("/api/users/{user_id}")
 def get_user(user_id: UserId):
     with db_cursor() as cur:

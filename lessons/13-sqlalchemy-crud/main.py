@@ -137,7 +137,7 @@ def list_users():
         return db.query(models.User).order_by(models.User.id).all()
 
 
-# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
+# {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
 # Returning the ORM object is enough: response_model=UserOut reads its attributes.
 @app.get("/api/users/{user_id}", response_model=UserOut)
 def get_user(user_id: UserId):

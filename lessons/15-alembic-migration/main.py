@@ -69,10 +69,10 @@ def invalid_request(request: Request, exc: RequestValidationError):
 NO_NUL = r"^[^\x00]*$"
 
 
-# A signup is now a name, an email and a password; role and place are gone (see models.py
-# and the migration that dropped them).
 # The model describes a valid profile. FastAPI checks every request body against it and
 # answers 422, with a `detail` naming each broken rule, before our function even runs.
+# A profile is now a name and an email; role and place are gone (see models.py and the
+# migration that dropped them).
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     email: str = Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
@@ -155,7 +155,7 @@ def list_users():
         return db.query(models.User).order_by(models.User.id).all()
 
 
-# {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
+# {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
 # Returning the ORM object is enough: response_model=UserOut reads its attributes.
 @app.get("/api/users/{user_id}", response_model=UserOut)
 def get_user(user_id: UserId):
