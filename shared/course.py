@@ -182,7 +182,8 @@ def warn_if_migrated_ahead(lesson: Lesson) -> None:
     from dotenv import dotenv_values
 
     later = next((x for x in all_lessons() if (x.path / "alembic").is_dir()), None)
-    if later is None:
+    keeps_tables = any((lesson.path / name).exists() for name in ("schema.sql", "models.py"))
+    if later is None or not keeps_tables:
         return
     settings = {**dotenv_values(lesson.path / ".env"), **os.environ}
     try:
@@ -229,6 +230,12 @@ def cmd_run(args) -> None:
     else:
         commands.append((["-m", "http.server", str(API_PORT), "--bind", "127.0.0.1"], lesson.path))
         print(f"  Page:     http://localhost:{API_PORT}/")
+    if "db" in lesson.needs:
+        from dotenv import dotenv_values
+
+        env = {**dotenv_values(lesson.path / ".env"), **os.environ}
+        print(f"  Database: {env.get('DB_NAME')} on {env.get('DB_HOST')}:{env.get('DB_PORT')} "
+              f"as {env.get('DB_USER')} (make psql opens a prompt)")
     if (lesson.path / "frontend").is_dir():
         commands.append((["-m", "http.server", str(PAGES_PORT), "--bind", "127.0.0.1"],
                          lesson.path / "frontend"))
