@@ -53,13 +53,12 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
             failed, skipped = tags & {"failure", "error"}, "skipped" in tags
             counts["failed" if failed else "skipped" if skipped else "passed"] += 1
     ok = proc.returncode == 0
-    if proc.returncode == PYTEST_NO_TESTS:
-        note = "no tests ran"
-    elif not ok and not counts["failed"]:
-        counts["failed"] = 1  # pytest itself failed (collection, import or usage error)
-        note = f"pytest exited {proc.returncode}"
-    else:
-        note = ""
+    note = ""
+    if not ok and not counts["failed"]:
+        # No test failed, yet pytest did: it ran no test at all (exit 5), or it could not
+        # collect or import them. Either way the lesson is not green: count it as one failure.
+        counts["failed"] = 1
+        note = "no tests ran" if proc.returncode == PYTEST_NO_TESTS else f"pytest exited {proc.returncode}"
     return {"lesson": lesson, "ok": ok, "seconds": time.monotonic() - started,
             "output": proc.stdout, "note": note, **counts}
 
