@@ -1,4 +1,4 @@
-"""The course's command line, called by the Makefile: help, check, run, diff, diffs, table.
+"""The course's command line, called by the Makefile: help, check, resolve, run, diff, diffs, table.
 
 `make` is the front door; this file does the work behind it. Everything but `run` uses only
 the standard library, so it works before `make setup`.
