@@ -173,19 +173,25 @@ def prepare(lesson: Lesson) -> None:
         warn_if_migrated_ahead(lesson)
 
 
+def lesson_settings(lesson: Lesson) -> dict:
+    """The settings the lesson's app will see: its .env, overridden by the environment."""
+    from dotenv import dotenv_values
+
+    return {**dotenv_values(lesson.path / ".env"), **os.environ}
+
+
 def warn_if_migrated_ahead(lesson: Lesson) -> None:
     """A lesson from before Alembic on a database that a later lesson migrated past its baseline
     (say, role and place dropped) would answer 500s: say so, and how to step the schema back."""
     import psycopg2
     from alembic.config import Config
     from alembic.script import ScriptDirectory
-    from dotenv import dotenv_values
 
     later = next((x for x in all_lessons() if (x.path / "alembic").is_dir()), None)
     keeps_tables = any((lesson.path / name).exists() for name in ("schema.sql", "models.py"))
     if later is None or not keeps_tables:
         return
-    settings = {**dotenv_values(lesson.path / ".env"), **os.environ}
+    settings = lesson_settings(lesson)
     try:
         conn = psycopg2.connect(host=settings.get("DB_HOST"), port=settings.get("DB_PORT"),
                                 dbname=settings.get("DB_NAME"), user=settings.get("DB_USER"),
@@ -231,9 +237,7 @@ def cmd_run(args) -> None:
         commands.append((["-m", "http.server", str(API_PORT), "--bind", "127.0.0.1"], lesson.path))
         print(f"  Page:     http://localhost:{API_PORT}/")
     if "db" in lesson.needs:
-        from dotenv import dotenv_values
-
-        env = {**dotenv_values(lesson.path / ".env"), **os.environ}
+        env = lesson_settings(lesson)
         print(f"  Database: {env.get('DB_NAME')} on {env.get('DB_HOST')}:{env.get('DB_PORT')} "
               f"as {env.get('DB_USER')} (make psql opens a prompt)")
     if (lesson.path / "frontend").is_dir():
