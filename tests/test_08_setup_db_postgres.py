@@ -2,11 +2,12 @@
 
 import re
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
 import yaml
+
 from lessons import find
 
 POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -133,7 +134,7 @@ def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_e
     finally:
         conn.close()
     assert server["port"] == 5433, server
-    assert abs(now - datetime.now(timezone.utc)) < CLOSE_ENOUGH, now
+    assert abs(now - datetime.now(UTC)) < CLOSE_ENOUGH, now
 
 
 def test_app_still_works_as_in_lesson_07(client):

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 import psycopg2
@@ -67,7 +67,7 @@ def test_time_is_an_iso_timestamp_with_time_zone(client):
 def test_time_is_close_to_now(client):
     r = client.get("/api/test-db")
     answered = datetime.fromisoformat(r.json()["time"])
-    assert abs(answered - datetime.now(timezone.utc)) < CLOSE_ENOUGH, r.text
+    assert abs(answered - datetime.now(UTC)) < CLOSE_ENOUGH, r.text
 
 
 def test_time_comes_from_postgres(client, db):
@@ -143,7 +143,7 @@ def test_uvicorn_answers_with_the_database_time(live_api):
     api = live_api()
     r = httpx2.get(api.url + "/api/test-db")
     assert r.status_code == 200, r.text
-    assert abs(datetime.fromisoformat(r.json()["time"]) - datetime.now(timezone.utc)) < CLOSE_ENOUGH, r.text
+    assert abs(datetime.fromisoformat(r.json()["time"]) - datetime.now(UTC)) < CLOSE_ENOUGH, r.text
 
 
 def test_env_example_lists_the_db_settings(lesson):

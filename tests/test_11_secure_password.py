@@ -7,9 +7,10 @@ lifespan brings the table up to date.
 
 import pytest
 from fastapi.testclient import TestClient
-from lessons import find
 from passlib.context import CryptContext
+
 from helpers import keys_in, stored_hash, strings_in
+from lessons import find
 
 PASSWORD = "Sup3r-Secret!"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}

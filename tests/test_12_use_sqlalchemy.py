@@ -18,10 +18,11 @@ import httpx2
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
-from lessons import find
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
+
 from helpers import cut_off_the_apps_connections, keys_in, stored_hash
+from lessons import find
 
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 PASSWORD = "turing-1912"

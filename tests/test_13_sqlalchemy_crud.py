@@ -11,6 +11,7 @@ from datetime import datetime
 import httpx2
 import pytest
 from sqlalchemy import create_engine
+
 from helpers import cut_off_the_apps_connections
 
 PASSWORD = "lovelace-1815"

@@ -12,8 +12,9 @@ import uuid
 
 import httpx2
 import pytest
-from lessons import find as find_lesson
+
 from conftest import ROOT, migrate
+from lessons import find as find_lesson
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
 LESSON_14_TABLE = ("CREATE TABLE users (id SERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
