@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs test lint bench db db-stop db-reset psql alembic clean
+.PHONY: help setup run diff diffs test lint bench db db-stop db-status db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -52,6 +52,9 @@ db: setup
 
 db-stop: setup
 	@$(PY) shared/devdb.py stop
+
+db-status: setup
+	@$(PY) shared/devdb.py status
 
 db-reset: setup
 	@CONFIRM=$(CONFIRM) $(PY) shared/devdb.py reset

