@@ -88,6 +88,12 @@ def main() -> None:
         return
     if args.dir and len(lessons) != 1:
         sys.exit("--dir grades one folder: name the lesson whose tests to use (LESSON=NN)")
+    if args.dir:
+        from exercise import folder_problem
+
+        problem = folder_problem(lessons[0], Path(args.dir))
+        if problem:
+            sys.exit(problem)
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
     # Later lessons have the longest suites: start them first so no long run is left for last.
     jobs = lessons[::-1] if args.lesson else [*lessons[::-1], COURSE_CHECKS]
@@ -124,9 +130,23 @@ def against_previous(lessons, jobs: int) -> None:
     start_database(lessons)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda pair: run_one(pair[0], pair[1].path, tag="-on-previous"), pairs[::-1]))
+    from exercise import failing_requirements, unsolved_reason
+
+    unexplained = []
     for (lesson, before), r in zip(pairs, results[::-1], strict=True):
         total = r["passed"] + r["failed"]
         print(f"{lesson.number}: {r['failed']:3d} of {total:3d} tests fail on {before.folder}")
+        # What the step must add, in the words of the checklist (make check) and the site.
+        for line in failing_requirements(lesson, RESULTS / f"{lesson.number}-on-previous.xml"):
+            print(f"      - {line}")
+        if not r["failed"]:
+            reason = unsolved_reason(lesson)
+            print(f"      (every test passes before the lesson: {reason})" if reason else
+                  "      every test already passes on the lesson before: the tests do not check "
+                  "what this step adds (or say why in lessons.toml: skip_check_unsolved = \"...\")")
+            unexplained += [] if reason else [lesson.number]
+    if unexplained:
+        sys.exit(f"lessons whose tests need nothing of their own step: {' '.join(unexplained)}")
 
 
 if __name__ == "__main__":
