@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "setup done."
 
 run: setup
-	@$(PY) shared/course.py run "$(LESSON)"
+	@$(if $(MINE),$(PY) shared/exercise.py run "$(LESSON)" $(if $(DIR),--dir "$(DIR)"),$(PY) shared/course.py run "$(LESSON)")
 
 diff:
 	@$(COURSE) diff --lesson "$(LESSON)" --from "$(FROM)" --to "$(TO)"
@@ -39,6 +39,20 @@ diffs:
 
 test: setup
 	@$(PY) shared/testrun.py "$(LESSON)" $(if $(DIR),--dir "$(DIR)") $(if $(PREVIOUS),--against-previous)
+
+# Exercise mode: do a lesson yourself in workspace/NN-slug/, graded by the lesson's tests.
+.PHONY: start check solution progress
+start:
+	@$(PYTHON) shared/exercise.py start "$(LESSON)" $(if $(FORCE),--force)
+
+check: setup
+	@$(PY) shared/exercise.py check "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
+
+solution:
+	@$(PYTHON) shared/exercise.py solution "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
+
+progress:
+	@$(PYTHON) shared/exercise.py progress
 
 lint: setup
 	@$(VENV)/bin/ruff check lessons shared tests
