@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs test lint bench db db-stop db-status db-reset psql alembic clean
+.PHONY: help setup run diff diffs table numbers test lint bench db db-stop db-status db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -36,6 +36,12 @@ diff:
 
 diffs:
 	@$(COURSE) diffs
+
+table:
+	@$(COURSE) table
+
+numbers:
+	@$(COURSE) numbers
 
 test: setup
 	@$(PY) shared/testrun.py "$(LESSON)" $(if $(DIR),--dir "$(DIR)") $(if $(PREVIOUS),--against-previous)

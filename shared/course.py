@@ -7,6 +7,8 @@ the standard library, so it works before `make setup`.
 import argparse
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -18,22 +20,36 @@ from pathlib import Path
 
 from lessons import ROOT, Lesson, UnknownLesson, all_lessons, find, previous, valid_list
 
-API_PORT = 8000
-PAGES_PORT = 8001
+# The ports of make run (the curriculum's); tests move them with AIC_*_PORT to run beside yours.
+API_PORT = int(os.environ.get("AIC_API_PORT", "8000"))
+PAGES_PORT = int(os.environ.get("AIC_PAGES_PORT", "8001"))
+COACH_PORT = int(os.environ.get("AIC_COACH_PORT", "8002"))
+# `make help`, in two groups: what a learner types, then what an instructor or maintainer types.
+# One line per target: (group, target, what it does). Add yours with a small edit.
+LEARN, MAINTAIN = "Learning (start here)", "Teaching and maintaining"
 TARGETS = [
-    ("help", "this list"),
-    ("setup", "create .venv and install the pinned requirements (other targets do it when needed)"),
-    ("run LESSON=NN", "run a lesson with everything it needs; Ctrl-C stops it all"),
-    ("diff LESSON=NN", "what lesson NN changed since the previous one (or FROM=05 TO=09)"),
-    ("diffs", "every lesson's diff, written to build/diffs/"),
-    ("test", "test every lesson (LESSON=NN for one; DIR=path grades another folder)"),
-    ("test PREVIOUS=1", "how many of each lesson's tests fail on the lesson before it"),
-    ("lint", "ruff over lessons, shared and tests"),
-    ("bench", "measure database start and make run times (ARGS=--tests adds make test)"),
-    ("db / db-stop / db-reset", "start, stop or wipe (CONFIRM=1) the development Postgres"),
-    ("psql", "a psql prompt on the development database"),
-    ("alembic LESSON=NN ARGS=..", "an alembic command in a lesson folder, e.g. ARGS=\"history\""),
-    ("clean", "remove caches and build/ (keeps .venv and your database)"),
+    (LEARN, "run LESSON=NN", "run a lesson with everything it needs; Ctrl-C stops it all"),
+    (LEARN, "diff LESSON=NN", "what lesson NN changed since the previous one (or FROM=05 TO=09)"),
+    (LEARN, "test LESSON=NN", "a lesson's tests (DIR=path grades your own folder with them)"),
+    (LEARN, "start LESSON=NN", "do lesson NN yourself in workspace/ (a copy of the lesson before)"),
+    (LEARN, "check LESSON=NN", "grade your workspace folder: a checklist with a hint"),
+    (LEARN, "run LESSON=NN MINE=1", "run your workspace folder instead of the model answer"),
+    (LEARN, "solution LESSON=NN", "your workspace folder against the model answer (a diff)"),
+    (LEARN, "progress", "which lessons you have passed (make check records them)"),
+    (LEARN, "db / db-stop / db-status", "start, stop, or ask who answers: the development Postgres"),
+    (LEARN, "db-reset CONFIRM=1", "delete the development data (after changing docker.env, say)"),
+    (LEARN, "psql", "a psql prompt on the development database"),
+    (LEARN, "alembic LESSON=NN ARGS=..", "an alembic command in a lesson folder, e.g. ARGS=\"history\""),
+    (LEARN, "setup", "create .venv with the pinned requirements (other targets do it for you)"),
+    (LEARN, "clean", "remove caches and build/ (keeps .venv and your database)"),
+    (LEARN, "help", "this list"),
+    (MAINTAIN, "test", "test every lesson and the repo checks, two at a time"),
+    (MAINTAIN, "test PREVIOUS=1", "how many of each lesson's tests fail on the lesson before it"),
+    (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
+    (MAINTAIN, "lint", "ruff over lessons, shared and tests"),
+    (MAINTAIN, "bench", "measure database start and make run times (ARGS=--tests adds make test)"),
+    (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
+    (MAINTAIN, "numbers", "the lesson numbers as JSON (CI's test matrix)"),
 ]
 # Left out of diffs: README.md, the lesson text, which is new in every lesson anyway, and (when
 # git cannot say what it ignores) what a learner's folder may hold besides the lesson.
@@ -50,9 +66,10 @@ def cmd_help(_args) -> None:
     print("AI Interview Coach: a FastAPI course in small steps\n\nLessons:")
     for lesson in all_lessons():
         print(f"  {lesson.number}  {lesson.title:<28} {lesson.summary}")
-    print("\nTargets:")
-    for target, text in TARGETS:
-        print(f"  make {target:<24} {text}")
+    for group in (LEARN, MAINTAIN):
+        print(f"\n{group}:")
+        for _, target, text in (t for t in TARGETS if t[0] == group):
+            print(f"  make {target:<26} {text}")
     print("\nStart here: make run LESSON=02   then open http://localhost:8000/docs")
 
 
@@ -61,6 +78,10 @@ def cmd_check(args) -> None:
     goals = set(args.goals.split())
     try:
         needing = sorted(goals & {"run", "diff", "alembic"})
+        if "diff" in goals and bool(args.from_) != bool(args.to):
+            given, missing = ("FROM", "TO") if args.from_ else ("TO", "FROM")
+            raise UnknownLesson(f"make diff with {given}= needs {missing}= too, e.g. make diff FROM=05 TO=09 "
+                                "(or LESSON=09 for one step)")
         if needing and not (args.lesson or (args.from_ and args.to)):
             raise UnknownLesson(f"which lesson? e.g. make {needing[0]} LESSON=09 (valid: {valid_list()})")
         if "alembic" in goals and not (find(args.lesson).path / "alembic").is_dir():
@@ -127,14 +148,28 @@ def git_diff(old: Path, new: Path, color: bool, out=None) -> None:
             fail("git diff failed")
 
 
+def diff_header(old: Lesson, new: Lesson) -> str:
+    """`# 05-x -> 06-y: what 06 adds`, or for a span one line per lesson it covers."""
+    lessons = all_lessons()
+    a, b = lessons.index(old), lessons.index(new)
+    covered = lessons[a + 1:b + 1] if a < b else lessons[b + 1:a + 1][::-1]
+    head = f"# {old.folder} -> {new.folder}"
+    if len(covered) == 1:
+        return f"{head}: {new.summary}"
+    if not covered:
+        return f"{head}: the same lesson"
+    undone = ", undoing" if a > b else ","
+    return "\n".join([f"{head}{undone} lessons {covered[0].number}-{covered[-1].number}:",
+                      *(f"#   {x.number} {x.title}: {x.summary}" for x in covered)])
+
+
 def cmd_diff(args) -> None:
     if args.from_ and args.to:
         old, new = find(args.from_), find(args.to)
     else:
         new = find(args.lesson)
         old = previous(new) or new
-    print(f"# {old.folder} -> {new.folder}: {new.summary}" if args.lesson else
-          f"# {old.folder} -> {new.folder}", flush=True)
+    print(diff_header(old, new), flush=True)
     git_diff(old.path, new.path, color=sys.stdout.isatty())
 
 
@@ -144,7 +179,7 @@ def cmd_diffs(_args) -> None:
     lessons = all_lessons()
     for old, new in zip(lessons, lessons[1:], strict=False):
         with open(out_dir / f"{new.folder}.diff", "w") as out:
-            out.write(f"# {old.folder} -> {new.folder}: {new.summary}\n")
+            out.write(diff_header(old, new) + "\n")
             out.flush()
             git_diff(old.path, new.path, color=False, out=out)
     print(f"wrote {len(lessons) - 1} diffs to {out_dir.relative_to(ROOT)}/")
@@ -157,107 +192,272 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def prepare(lesson: Lesson) -> None:
-    """What a lesson needs before its app starts: settings, database, migrations."""
-    for example in lesson.path.glob("*.example"):
-        real = example.with_suffix("")
-        if not real.exists():
-            shutil.copy(example, real)
-            print(f"created {real.relative_to(ROOT)} from {example.name} (edit it to change settings)")
-    if "db" in lesson.needs:
-        subprocess.run([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"], check=True)
-    if (lesson.path / "alembic").is_dir():
-        print("migrations: alembic upgrade head", flush=True)
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=lesson.path, check=True)
-    elif "db" in lesson.needs:
-        warn_if_migrated_ahead(lesson)
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def lesson_settings(lesson: Lesson) -> dict:
-    """The settings the lesson's app will see: its .env, overridden by the environment."""
+def env_line(key: str, value: str) -> str:
+    """KEY=value as python-dotenv reads it back: quoted when the value has spaces, # or quotes."""
+    if re.fullmatch(r"[\w.:/@+,-]*", value):
+        return f"{key}={value}"
+    if "'" not in value:
+        return f"{key}='{value}'"
+    return f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def same(key: str, old: str | None, new: str) -> bool:
+    """Equal settings; for DB_HOST, localhost and 127.0.0.1 are one (the dev server is on both)."""
+    loopback = {"localhost", "127.0.0.1"}
+    return old == new or (key == "DB_HOST" and {old, new} <= loopback)
+
+
+def owned_settings(lesson: Lesson, example: Path, current: dict) -> dict:
+    """The lines of a settings file that make run keeps for the learner: the dev database's real
+    settings (docker.env is their one source) and a generated JWT_SECRET where none is set."""
     from dotenv import dotenv_values
 
-    return {**dotenv_values(lesson.path / ".env"), **os.environ}
+    import devdb
+
+    wanted = {}
+    if "db" in lesson.needs:
+        server = devdb.settings()
+        wanted.update(devdb.dev_env())
+        wanted.update(POSTGRES_DB=server["dbname"], POSTGRES_USER=server["user"],
+                      POSTGRES_PASSWORD=server["password"])
+    if dotenv_values(example).get("JWT_SECRET") == "" and not current.get("JWT_SECRET"):
+        wanted["JWT_SECRET"] = secrets.token_urlsafe(32)
+    return wanted
 
 
-def warn_if_migrated_ahead(lesson: Lesson) -> None:
-    """A lesson from before Alembic on a database that a later lesson migrated past its baseline
-    (say, role and place dropped) would answer 500s: say so, and how to step the schema back."""
+def write_settings(lesson: Lesson, folder: Path) -> None:
+    """Every *.example in the folder -> its real file (0600: it holds secrets), created when
+    missing and kept in step with owned_settings(); the learner's other lines stay as they are."""
+    from dotenv import dotenv_values
+
+    import devdb
+
+    for example in sorted(folder.glob("*.example")):
+        real = example.with_suffix("")
+        created = not real.exists()
+        source = example if created else real
+        lines, current = source.read_text().splitlines(), dotenv_values(source)
+        wanted = owned_settings(lesson, example, {} if created else current)
+        changed = []
+        for i, line in enumerate(lines):
+            match = re.match(r"\s*(?:export\s+)?([A-Za-z_]\w*)\s*=", line)
+            key = match and match[1]
+            if key in wanted:
+                value = wanted.pop(key)
+                if not same(key, current.get(key), value):
+                    lines[i] = env_line(key, value)
+                    changed.append(key)
+        # Lines the example has and the learner's file lost come back.
+        for key, value in wanted.items():
+            if key in dotenv_values(example):
+                lines.append(env_line(key, value))
+                changed.append(key)
+        if created or changed:
+            devdb.write_private(real, "\n".join(lines) + "\n")
+        real.chmod(0o600)
+        # Names only: the values are secrets.
+        secret = " and a new JWT_SECRET" if "JWT_SECRET" in changed else ""
+        followed = [key for key in changed if key != "JWT_SECRET"]
+        if created:
+            kept = (f"; make run keeps its {'DB_' if real.name == '.env' else 'POSTGRES_'}* lines in step "
+                    "with docker.env, edit the others freely") if "db" in lesson.needs else ""
+            print(f"created {shown(real)} from {example.name}{secret}{kept}")
+        elif followed:
+            print(f"updated {', '.join(followed)} in {shown(real)} to follow docker.env{secret}")
+        elif secret:
+            print(f"wrote a new JWT_SECRET into {shown(real)}")
+
+
+def folder_settings(folder: Path) -> dict:
+    """The settings the app in `folder` will see: its .env, overridden by the environment."""
+    from dotenv import dotenv_values
+
+    return {**dotenv_values(folder / ".env"), **os.environ}
+
+
+def alembic_lessons() -> list[Lesson]:
+    return [x for x in all_lessons() if (x.path / "alembic").is_dir()]
+
+
+def knows(lesson_folder: Path, revision: str) -> bool:
+    """Do the migrations in this folder include `revision`?"""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    scripts = ScriptDirectory.from_config(Config(str(lesson_folder / "alembic.ini")))
+    try:
+        return scripts.get_revision(revision) is not None
+    except (RevisionError, CommandError):
+        return False
+
+
+def schema_conflict(lesson: Lesson, folder: Path | None = None) -> str | None:
+    """Why the lesson's app cannot use the database as a later lesson migrated it, and the one
+    command that steps it back; None when it can. A lesson from before Alembic on a table lesson
+    15 changed (role and place dropped) would answer 500s; a lesson with migrations cannot
+    upgrade from a revision only a later lesson knows."""
     import psycopg2
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    later = next((x for x in all_lessons() if (x.path / "alembic").is_dir()), None)
-    keeps_tables = any((lesson.path / name).exists() for name in ("schema.sql", "models.py"))
-    if later is None or not keeps_tables:
-        return
-    settings = lesson_settings(lesson)
+    folder = folder or lesson.path
+    migrating = alembic_lessons()
+    own = (folder / "alembic").is_dir()
+    keeps_tables = own or any((folder / name).exists() for name in ("schema.sql", "models.py"))
+    if not migrating or not keeps_tables:
+        return None
+    settings = folder_settings(folder)
     try:
         conn = psycopg2.connect(host=settings.get("DB_HOST"), port=settings.get("DB_PORT"),
                                 dbname=settings.get("DB_NAME"), user=settings.get("DB_USER"),
                                 password=settings.get("DB_PASSWORD"), connect_timeout=3)
     except psycopg2.Error:
-        return  # the app itself will report an unreachable database
+        return None  # the app itself will report an unreachable database
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return
-            cur.execute("SELECT version_num FROM alembic_version")
-            row = cur.fetchone()
+            row = None
+            if cur.fetchone()[0]:
+                cur.execute("SELECT version_num FROM alembic_version")
+                row = cur.fetchone()
     finally:
         conn.close()
-    baseline = ScriptDirectory.from_config(Config(str(later.path / "alembic.ini"))).get_base()
-    if row and row[0] != baseline:
-        fix = f'make alembic LESSON={later.number} ARGS="downgrade {baseline}"'
-        print(f"\nwarning: database {settings.get('DB_NAME')} was migrated by lesson {later.number} or later "
-              f"(alembic revision {row[0]}), so its users table is not the one lesson {lesson.number} "
-              f"expects. Step it back first:\n  {fix}\n")
+    if row is None:
+        return None
+    revision = row[0]
+    scripts_of = migrating[0].path if not own else folder
+    target = ScriptDirectory.from_config(Config(str(scripts_of / "alembic.ini")))
+    wanted = target.get_current_head() if own else target.get_base()
+    if (own and knows(folder, revision)) or (not own and revision == wanted):
+        return None
+    newer = next((x for x in migrating if knows(x.path, revision)), None)  # the one that made it
+    if newer is None:
+        return (f"database {settings.get('DB_NAME')} is at alembic revision {revision}, which no lesson "
+                f"knows: start it over with make db-reset CONFIRM=1 (deletes its data)")
+    return (f"lesson {lesson.number} cannot run on database {settings.get('DB_NAME')} as it is: lesson "
+            f"{newer.number} migrated it (alembic revision {revision}), so its tables are not the ones "
+            f"lesson {lesson.number} expects. Step it back first (your data stays where the schema allows):\n"
+            f'  make alembic LESSON={newer.number} ARGS="downgrade {wanted}"')
 
 
-def cmd_run(args) -> None:
-    lesson = find(args.lesson)
-    has_api = (lesson.path / "main.py").is_file()
-    ports = [API_PORT] + ([PAGES_PORT] if (lesson.path / "frontend").is_dir() else [])
+def prepare(lesson: Lesson, folder: Path) -> None:
+    """What the app in `folder` needs before it starts: settings, database, migrations."""
+    write_settings(lesson, folder)
+    if "db" not in lesson.needs:
+        return
+    subprocess.run([sys.executable, str(ROOT / "shared" / "devdb.py"), "up"], check=True)
+    conflict = schema_conflict(lesson, folder)
+    if conflict:
+        fail(f"\n{conflict}\n")
+    if (folder / "alembic").is_dir():
+        print("migrations: alembic upgrade head", flush=True)
+        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=folder, check=True)
+
+
+def real_key(key: str | None) -> bool:
+    """An OPENAI_API_KEY that could be real: not empty and not a placeholder such as sk-..."""
+    key = (key or "").strip()
+    return bool(key) and not re.search(r"\.\.\.|<|your|change|placeholder|xxx", key, re.IGNORECASE)
+
+
+def llm_setup(folder: Path) -> tuple[dict, str, list | None]:
+    """(environment for the app, the banner's LLM line, the coach's command or None)."""
+    settings = folder_settings(folder)
+    if real_key(settings.get("OPENAI_API_KEY")):
+        base = settings.get("OPENAI_BASE_URL")
+        model = settings.get("OPENAI_MODEL")
+        return {}, (base and f"the OpenAI-compatible server at {base}") or (
+            f"OpenAI (model {model})" if model else "OpenAI (the app's default model)"), None
+    coach = ROOT / "shared" / "coach.py"
+    if not coach.is_file():
+        return {}, ("none: no OPENAI_API_KEY in .env and no offline coach (shared/coach.py) yet, "
+                    "so chat answers 502"), None
+    base = f"http://127.0.0.1:{COACH_PORT}/v1"
+    return ({"OPENAI_BASE_URL": base, "OPENAI_API_KEY": "offline-coach"},
+            f"the offline coach at {base} (shared/coach.py; put an OPENAI_API_KEY in "
+            f"{shown(folder / '.env')} for OpenAI)",
+            [str(coach), "--host", "127.0.0.1", "--port", str(COACH_PORT)])
+
+
+def page_origin(settings: dict) -> tuple[str, str]:
+    """(base URL to print for the pages, a note when the API would refuse them)."""
+    allowed = [o.strip().rstrip("/") for o in (settings.get("CORS_ORIGINS") or "").split(",")]
+    for host in ("localhost", "127.0.0.1"):
+        if f"http://{host}:{PAGES_PORT}" in allowed:
+            return f"http://{host}:{PAGES_PORT}", ""
+    return (f"http://localhost:{PAGES_PORT}",
+            f"  (CORS_ORIGINS in .env lists neither http://localhost:{PAGES_PORT} nor "
+            f"http://127.0.0.1:{PAGES_PORT}: the pages cannot call the API)")
+
+
+def run_folder(lesson: Lesson, folder: Path) -> None:
+    """Serve `folder` (the lesson's snapshot, or a learner's copy of it) with what `lesson` needs,
+    print where to find it all, and stop everything on Ctrl-C."""
+    has_api = (folder / "main.py").is_file()
+    has_pages = "frontend" in lesson.needs and (folder / "frontend").is_dir()
+    needs_llm = "llm" in lesson.needs
+    ports = [API_PORT] + [PAGES_PORT] * has_pages
     busy = [str(p) for p in ports if not port_free(p)]
     if busy:
         fail(f"port {' and '.join(busy)} is already in use: stop the other server (another make run?) first")
     try:
-        prepare(lesson)
+        prepare(lesson, folder)
     except subprocess.CalledProcessError:
         fail(f"could not prepare lesson {lesson.number} (see the message above)")
 
-    commands = []
-    print(f"\nLesson {lesson.number}: {lesson.title}")
+    commands, app_env = [], dict(os.environ)
+    where = "" if folder == lesson.path else f" ({shown(folder)})"
+    print(f"\nLesson {lesson.number}: {lesson.title}{where}")
+    if needs_llm:
+        extra, llm_line, coach = llm_setup(folder)
+        app_env.update(extra)
+        if coach:
+            if not port_free(COACH_PORT):
+                fail(f"port {COACH_PORT} is already in use: stop the other server (another make run?) first")
+            commands.append((coach, ROOT))
     if has_api:
         commands.append((["-m", "uvicorn", "main:app", "--reload", "--host", "127.0.0.1",
-                          "--port", str(API_PORT)], lesson.path))
-        print(f"  API:      http://localhost:{API_PORT}\n  Swagger:  http://localhost:{API_PORT}/docs")
+                          "--port", str(API_PORT)], folder))
+        print(f"  API docs: http://localhost:{API_PORT}/docs  (Swagger UI: try every endpoint)")
     else:
-        commands.append((["-m", "http.server", str(API_PORT), "--bind", "127.0.0.1"], lesson.path))
+        commands.append((["-m", "http.server", str(API_PORT), "--bind", "127.0.0.1"], folder))
         print(f"  Page:     http://localhost:{API_PORT}/")
     if "db" in lesson.needs:
-        env = lesson_settings(lesson)
-        print(f"  Database: {env.get('DB_NAME')} on {env.get('DB_HOST')}:{env.get('DB_PORT')} "
-              f"as {env.get('DB_USER')} (make psql opens a prompt)")
-    if (lesson.path / "frontend").is_dir():
-        commands.append((["-m", "http.server", str(PAGES_PORT), "--bind", "127.0.0.1"],
-                         lesson.path / "frontend"))
-        pages = sorted(p.name for p in (lesson.path / "frontend").glob("*.html"))
-        print("  Pages:    " + "  ".join(f"http://localhost:{PAGES_PORT}/{p}" for p in pages))
+        import devdb
+
+        server = devdb.settings()
+        print(f"  Database: {server['dbname']} on {server['host']}:{server['port']} as {server['user']} "
+              "(make psql opens a prompt)")
+    if has_pages:
+        commands.append((["-m", "http.server", str(PAGES_PORT), "--bind", "127.0.0.1"], folder / "frontend"))
+        origin, note = page_origin(folder_settings(folder))
+        pages = sorted(p.name for p in (folder / "frontend").glob("*.html"))
+        print("  Pages:    " + "  ".join(f"{origin}/{p}" for p in pages) + note)
+    if needs_llm:
+        print(f"  LLM:      {llm_line}")
     print("Press Ctrl-C to stop.\n", flush=True)
 
     # Ctrl-C (SIGINT) or a plain `kill` (SIGTERM) stop everything started here, even when this
     # process was started in the background (where a shell would have it ignore SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    children = [subprocess.Popen([sys.executable, *argv], cwd=cwd) for argv, cwd in commands]
+    children = [subprocess.Popen([sys.executable, *argv], cwd=cwd, env=app_env) for argv, cwd in commands]
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.3)
     except KeyboardInterrupt:
         pass
     finally:
+        # A terminal's Ctrl-C reached the children too; a second one would make them print tracebacks.
+        deadline = time.monotonic() + 1
+        while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
@@ -267,6 +467,11 @@ def cmd_run(args) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
     print("\nstopped.")
+
+
+def cmd_run(args) -> None:
+    lesson = find(args.lesson)
+    run_folder(lesson, lesson.path)
 
 
 def main() -> None:

@@ -7,21 +7,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from lessons import find
 
 POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 CLOSE_ENOUGH = timedelta(seconds=5)
-
-
-def read_env_file(path) -> dict:
-    """KEY=value lines of a .env-style file; comments and blank lines skipped."""
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.strip().startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
 
 
 def lesson_file(lesson, name):
@@ -43,7 +34,7 @@ def db_service(compose) -> dict:
 
 @pytest.fixture(scope="module")
 def docker_env(lesson) -> dict:
-    return read_env_file(lesson_file(lesson, "docker.env.example"))
+    return dotenv_values(lesson_file(lesson, "docker.env.example"))
 
 
 def test_compose_file_is_valid_yaml_with_services(compose):
@@ -63,6 +54,10 @@ def test_image_is_postgres_with_a_pinned_version(db_service):
     assert re.match(r"\d", match[1]), f"tag should start with a version number: {image!r}"
 
 
+def test_every_lesson_folder_shares_one_compose_project(compose):
+    assert compose.get("name") == "ai-interview-coach", compose.get("name")
+
+
 def test_container_is_named_interview_db(db_service):
     assert db_service.get("container_name") == "interview-db", db_service
 
@@ -71,6 +66,10 @@ def test_host_port_5433_maps_to_container_port_5432(db_service):
     # "5433:5432", optionally bound to one address first ("127.0.0.1:5433:5432").
     pairs = [str(p).split(":")[-2:] for p in db_service.get("ports", [])]
     assert ["5433", "5432"] in pairs, db_service.get("ports")
+
+
+def test_port_is_open_to_this_machine_only(db_service):
+    assert db_service.get("ports") == ["127.0.0.1:5433:5432"], db_service.get("ports")
 
 
 def test_settings_come_from_docker_env(db_service):
@@ -101,7 +100,7 @@ def test_docker_env_example_has_the_three_postgres_settings(docker_env):
 
 
 def test_docker_env_example_matches_the_apps_settings_in_lesson_09(docker_env):
-    app_env = read_env_file(find("09").path / ".env.example")
+    app_env = dotenv_values(find("09").path / ".env.example")
     assert (docker_env["POSTGRES_DB"], docker_env["POSTGRES_USER"], docker_env["POSTGRES_PASSWORD"]) == \
         (app_env["DB_NAME"], app_env["DB_USER"], app_env["DB_PASSWORD"])
     assert app_env["DB_PORT"] == "5433", app_env

@@ -325,16 +325,15 @@ def test_signup_page_creates_a_user_with_that_email(signup_page, page):
 
 # --- make run of an earlier lesson on this database -----------------------------------------
 
-def test_make_run_warns_an_earlier_lesson_about_a_migrated_database(app, capsys):
-    import course  # shared/course.py, what `make run` runs
+def test_make_run_stops_an_earlier_lesson_on_a_migrated_database_with_the_fix(app):
+    import course  # shared/course.py, what `make run` runs: it stops with this message
 
-    course.warn_if_migrated_ahead(find_lesson("14"))
-    assert 'make alembic LESSON=15 ARGS="downgrade 0001"' in capsys.readouterr().out
+    conflict = course.schema_conflict(find_lesson("14"))
+    assert conflict.endswith('\n  make alembic LESSON=15 ARGS="downgrade 0001"'), conflict
 
 
-def test_no_warning_once_the_database_is_back_at_the_baseline(lesson, app, user_at_head, capsys):
+def test_an_earlier_lesson_runs_once_the_database_is_back_at_the_baseline(lesson, app, user_at_head):
     import course
 
     alembic(lesson, "downgrade", "0001")
-    course.warn_if_migrated_ahead(find_lesson("14"))
-    assert capsys.readouterr().out == ""
+    assert course.schema_conflict(find_lesson("14")) is None
