@@ -52,6 +52,10 @@ def test_every_lesson_has_tests_and_a_readme_with_every_section(lesson):
     assert lesson.test_file.is_file(), f"missing {lesson.test_file.relative_to(ROOT)}"
     text = (lesson.path / "README.md").read_text().lower()
     assert [s for s in README_SECTIONS if s not in text] == []
+    # The exercise comes first: "## Your task" with a time estimate, before any other section.
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings[:1] == ["your task"], headings
+    assert re.search(r"about \d+ minutes", text.split("\n## ", 2)[1]), "the task gives no time estimate"
     assert re.search(rf"make run lesson=0?{int(lesson.number)}\b", text), "README lacks its make run line"
 
 
