@@ -157,3 +157,37 @@ def test_openapi_publishes_the_rules(client):
     assert role["enum"] == ["developer", "designer", "product-manager", "tester"], schema
     assert place["minLength"] == 2, schema
     assert schema["required"] == ["name", "role", "place"], schema
+
+
+# --- Hardening (H3): input that is not text, oversized input, a truthful OpenAPI document ---
+
+SURROGATE_BODY = '{"name": "Al\\ud800", "role": "developer", "place": "London"}'  # JSON for a lone surrogate
+
+
+def test_lone_surrogate_is_422_not_500(client):
+    r = client.post("/api/users", content=SURROGATE_BODY, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json() == {"detail": [{"type": "string_unicode", "loc": ["body", "name"],
+                                    "msg": "Input should be a valid string, unable to parse raw data as a "
+                                           "unicode string"}]}
+
+
+def test_place_over_100_chars_is_422(client):
+    assert broken_fields(client.post("/api/users", json={**ALAN, "place": "x" * 101})) == ["place"]
+    assert client.post("/api/users", json={**ALAN, "place": "x" * 100}).status_code == 201
+
+
+def test_422_does_not_echo_a_huge_input(client):
+    r = client.post("/api/users", json={**ALAN, "place": "x" * 1_000_000})
+    assert broken_fields(r) == ["place"]
+    assert len(r.content) < 1000, len(r.content)
+
+
+def test_openapi_documents_the_errors(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/api/users"]["post"]["responses"]) == {"201", "400", "422"}, paths
+    for method in ("get", "put", "delete"):
+        responses = paths["/api/users/{user_id}"][method]["responses"]
+        assert {"404", "422"} <= set(responses), (method, responses)
+    not_found = paths["/api/users/{user_id}"]["get"]["responses"]["404"]
+    assert not_found["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}

@@ -2,11 +2,23 @@ from datetime import datetime
 from itertools import count
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 # The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI()
+
+
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, exc: RequestValidationError):
+    errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 # The model describes a valid profile. FastAPI checks every request body against it and
@@ -14,7 +26,17 @@ app = FastAPI()
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10)
     role: Literal["developer", "designer", "product-manager", "tester"]
-    place: str = Field(min_length=2)
+    place: str = Field(min_length=2, max_length=100)  # every text has a limit: no 10 MB place
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": Problem, "description": "No user has this id"}}
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
 
 
 # The users live in memory: a dict from id to profile. They vanish when the server stops.
@@ -42,7 +64,7 @@ def get_time(name: str | None = None):
 
 
 # status_code=201 is the answer for "created".
-@app.post("/api/users", status_code=201)
+@app.post("/api/users", status_code=201, responses=UNREADABLE)
 def create_user(user: User):
     user_id = next(next_id)
     users[user_id] = user.model_dump()
@@ -50,13 +72,13 @@ def create_user(user: User):
 
 
 # {user_id} in the path becomes the argument; the `int` annotation converts "1" to 1.
-@app.get("/api/users/{user_id}")
+@app.get("/api/users/{user_id}", responses=NOT_FOUND)
 def get_user(user_id: int):
     return {"id": user_id, **get_profile(user_id)}
 
 
 # PUT replaces the profile of an existing user.
-@app.put("/api/users/{user_id}")
+@app.put("/api/users/{user_id}", responses={**NOT_FOUND, **UNREADABLE})
 def update_user(user_id: int, user: User):
     profile = get_profile(user_id)
     profile.update(user.model_dump())
@@ -64,7 +86,7 @@ def update_user(user_id: int, user: User):
 
 
 # The id of a deleted user is never handed out again: next_id only counts up.
-@app.delete("/api/users/{user_id}")
+@app.delete("/api/users/{user_id}", responses=NOT_FOUND)
 def delete_user(user_id: int):
     get_profile(user_id)
     del users[user_id]

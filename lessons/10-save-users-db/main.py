@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import psycopg2
 from dotenv import load_dotenv
 from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -68,6 +69,16 @@ def database_unavailable(request: Request, exc: psycopg2.OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
 
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, exc: RequestValidationError):
+    errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
 # Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
 NO_NUL = r"^[^\x00]*$"
 
@@ -77,7 +88,18 @@ NO_NUL = r"^[^\x00]*$"
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
-    place: str = Field(min_length=2, pattern=NO_NUL)
+    place: str = Field(min_length=2, max_length=100, pattern=NO_NUL)  # every text has a limit: no 10 MB place
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": Problem, "description": "No user has this id"}}
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached"}}
 
 
 # SERIAL ids are 4-byte integers: anything outside 1..2147483647 cannot be an id (422).
@@ -100,7 +122,7 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
-@app.get("/api/test-db")
+@app.get("/api/test-db", responses=DB_DOWN)
 def test_db():
     with db_cursor() as cur:
         cur.execute("SELECT NOW();")
@@ -110,7 +132,7 @@ def test_db():
 # status_code=201 is the answer for "created".
 # The values travel separately from the SQL (%s placeholders), so psycopg2 sends them as
 # data: a name like "x'); DROP TABLE users; --" is stored as-is and never runs as SQL.
-@app.post("/api/users", status_code=201)
+@app.post("/api/users", status_code=201, responses={**UNREADABLE, **DB_DOWN})
 def create_user(user: User):
     with db_cursor() as cur:
         cur.execute(
@@ -122,7 +144,7 @@ def create_user(user: User):
 
 
 # {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
-@app.get("/api/users/{user_id}")
+@app.get("/api/users/{user_id}", responses={**NOT_FOUND, **DB_DOWN})
 def get_user(user_id: UserId):
     with db_cursor() as cur:
         cur.execute("SELECT id, name, role, place FROM users WHERE id = %s", (user_id,))
@@ -133,7 +155,7 @@ def get_user(user_id: UserId):
 
 
 # PUT replaces the profile of an existing user.
-@app.put("/api/users/{user_id}")
+@app.put("/api/users/{user_id}", responses={**NOT_FOUND, **UNREADABLE, **DB_DOWN})
 def update_user(user_id: UserId, user: User):
     with db_cursor() as cur:
         cur.execute(
@@ -148,7 +170,7 @@ def update_user(user_id: UserId, user: User):
 
 
 # The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
-@app.delete("/api/users/{user_id}")
+@app.delete("/api/users/{user_id}", responses={**NOT_FOUND, **DB_DOWN})
 def delete_user(user_id: UserId):
     with db_cursor() as cur:
         cur.execute("DELETE FROM users WHERE id = %s RETURNING id", (user_id,))

@@ -61,8 +61,10 @@ def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
 
-# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
-# password back. Keep the rest (where and what) and drop the value itself.
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
 @app.exception_handler(RequestValidationError)
 def invalid_request(request: Request, exc: RequestValidationError):
     errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
@@ -78,12 +80,24 @@ NO_NUL = r"^[^\x00]*$"
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
-    place: str = Field(min_length=2, pattern=NO_NUL)
+    place: str = Field(min_length=2, max_length=100, pattern=NO_NUL)  # every text has a limit: no 10 MB place
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": Problem, "description": "No user has this id"}}
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached"}}
 
 
 # What a signup sends: the profile plus a password.
 class UserCreate(User):
-    password: str = Field(min_length=6, pattern=NO_NUL)
+    password: str = Field(min_length=6, max_length=72, pattern=NO_NUL,
+                          description="6 to 72 characters, and at most 72 bytes in UTF-8 (bcrypt's limit)")
 
     # bcrypt reads at most 72 bytes (not characters: "é" is 2 bytes, an emoji 4) and refuses
     # longer input. Saying so here gives a clear 422 instead of a crash or a silently cut password.
@@ -130,7 +144,7 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
-@app.get("/api/test-db")
+@app.get("/api/test-db", responses=DB_DOWN)
 def test_db():
     with Session(engine) as session:
         return {"time": session.scalar(select(func.now()))}
@@ -139,7 +153,7 @@ def test_db():
 # status_code=201 is the answer for "created".
 # A Session is one conversation with the database. `with` closes it at the end of the block,
 # which hands its connection back to the engine's pool.
-@app.post("/api/users", status_code=201)
+@app.post("/api/users", status_code=201, responses={**UNREADABLE, **DB_DOWN})
 def create_user(user: UserCreate):
     with Session(engine) as session:
         new_user = models.User(
@@ -152,7 +166,7 @@ def create_user(user: UserCreate):
 
 
 # {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
-@app.get("/api/users/{user_id}", response_model=UserOut)
+@app.get("/api/users/{user_id}", response_model=UserOut, responses={**NOT_FOUND, **DB_DOWN})
 def get_user(user_id: UserId):
     with Session(engine) as session:
         return as_profile(find_user(session, user_id))
@@ -160,7 +174,7 @@ def get_user(user_id: UserId):
 
 # PUT replaces the profile of an existing user.
 # Changing attributes of a loaded object and committing turns into an UPDATE.
-@app.put("/api/users/{user_id}", response_model=UserOut)
+@app.put("/api/users/{user_id}", response_model=UserOut, responses={**NOT_FOUND, **UNREADABLE, **DB_DOWN})
 def update_user(user_id: UserId, user: User):
     with Session(engine) as session:
         stored = find_user(session, user_id)
@@ -170,7 +184,7 @@ def update_user(user_id: UserId, user: User):
 
 
 # The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
-@app.delete("/api/users/{user_id}")
+@app.delete("/api/users/{user_id}", responses={**NOT_FOUND, **DB_DOWN})
 def delete_user(user_id: UserId):
     with Session(engine) as session:
         session.delete(find_user(session, user_id))

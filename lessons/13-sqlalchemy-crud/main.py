@@ -41,8 +41,10 @@ def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
 
-# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
-# password back. Keep the rest (where and what) and drop the value itself.
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
 @app.exception_handler(RequestValidationError)
 def invalid_request(request: Request, exc: RequestValidationError):
     errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
@@ -58,12 +60,24 @@ NO_NUL = r"^[^\x00]*$"
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     role: Literal["developer", "designer", "product-manager", "tester"]
-    place: str = Field(min_length=2, pattern=NO_NUL)
+    place: str = Field(min_length=2, max_length=100, pattern=NO_NUL)  # every text has a limit: no 10 MB place
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": Problem, "description": "No user has this id"}}
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached"}}
 
 
 # What a signup sends: the profile plus a password.
 class UserCreate(User):
-    password: str = Field(min_length=6, pattern=NO_NUL)
+    password: str = Field(min_length=6, max_length=72, pattern=NO_NUL,
+                          description="6 to 72 characters, and at most 72 bytes in UTF-8 (bcrypt's limit)")
 
     # bcrypt reads at most 72 bytes (not characters: "é" is 2 bytes, an emoji 4) and refuses
     # longer input. Saying so here gives a clear 422 instead of a crash or a silently cut password.
@@ -109,7 +123,7 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
-@app.get("/api/test-db")
+@app.get("/api/test-db", responses=DB_DOWN)
 def test_db():
     with SessionLocal() as db:
         return {"time": db.scalar(select(func.now()))}
@@ -118,7 +132,7 @@ def test_db():
 # status_code=201 is the answer for "created".
 # `with SessionLocal() as db` closes the session however the block ends (return, 404,
 # error), which hands its connection back to the pool: no request can leak one.
-@app.post("/api/users", status_code=201)
+@app.post("/api/users", status_code=201, responses={**UNREADABLE, **DB_DOWN})
 def create_user(user: UserCreate):
     with SessionLocal() as db:
         new_user = models.User(
@@ -131,7 +145,7 @@ def create_user(user: UserCreate):
         return {"id": new_user.id, "message": "User profile saved!"}
 
 
-@app.get("/api/users", response_model=list[UserOut])
+@app.get("/api/users", response_model=list[UserOut], responses=DB_DOWN)
 def list_users():
     with SessionLocal() as db:
         return db.query(models.User).order_by(models.User.id).all()
@@ -139,7 +153,7 @@ def list_users():
 
 # {user_id} in the path becomes the argument; UserId converts "1" to 1 and checks the range.
 # Returning the ORM object is enough: response_model=UserOut reads its attributes.
-@app.get("/api/users/{user_id}", response_model=UserOut)
+@app.get("/api/users/{user_id}", response_model=UserOut, responses={**NOT_FOUND, **DB_DOWN})
 def get_user(user_id: UserId):
     with SessionLocal() as db:
         return find_user(db, user_id)
@@ -147,7 +161,7 @@ def get_user(user_id: UserId):
 
 # PUT replaces the profile of an existing user.
 # Changing attributes of a loaded object and committing turns into an UPDATE.
-@app.put("/api/users/{user_id}", response_model=UserOut)
+@app.put("/api/users/{user_id}", response_model=UserOut, responses={**NOT_FOUND, **UNREADABLE, **DB_DOWN})
 def update_user(user_id: UserId, user: User):
     with SessionLocal() as db:
         stored = find_user(db, user_id)
@@ -159,7 +173,7 @@ def update_user(user_id: UserId, user: User):
 
 # The id of a deleted user is never handed out again: the SERIAL sequence only counts up.
 # 204 No Content: the user is gone and there is nothing to send back.
-@app.delete("/api/users/{user_id}", status_code=204)
+@app.delete("/api/users/{user_id}", status_code=204, responses={**NOT_FOUND, **DB_DOWN})
 def delete_user(user_id: UserId):
     with SessionLocal() as db:
         db.delete(find_user(db, user_id))
