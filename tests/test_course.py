@@ -2,18 +2,26 @@
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+import httpx2
+import psycopg2
 import pytest
+import yaml
+from dotenv import dotenv_values
 
+import course
+import devdb
 from conftest import ROOT
-from lessons import all_lessons
+from lessons import all_lessons, find
 
 LESSONS = all_lessons()
 README_SECTIONS = ["problem", "concept", "what changed", "run it", "try it", "diff", "next"]
@@ -177,3 +185,236 @@ def test_make_run_serves_the_lesson_and_stops_cleanly(lesson, url, text):
         output, _ = proc.communicate(timeout=15)
     assert "http://localhost:8000" in output, output
     assert not port_in_use(8000), "something still listens on 8000 after Ctrl-C"
+
+
+def test_make_help_puts_learner_commands_before_the_maintainers():
+    out = make().stdout
+    learn, maintain = out.index("Learning"), out.index("Teaching and maintaining")
+    assert learn < out.index("make run LESSON=NN") < out.index("make psql") < maintain, out
+    assert maintain < out.index("make diffs ") and maintain < out.index("make bench"), out
+
+
+def test_diff_with_from_but_no_to_says_to_is_missing():
+    r = make("diff", "FROM=09")
+    assert r.returncode == 2 and "needs TO=" in r.stderr, r.stderr
+
+
+def test_a_span_diff_names_every_lesson_it_covers():
+    header = make("diff", "FROM=5", "TO=8").stdout.split("\n diff", 1)[0]
+    for lesson in LESSONS[5:8]:
+        assert f"#   {lesson.number} {lesson.title}: {lesson.summary}" in header, header
+
+
+# --- compose files --------------------------------------------------------------------------
+
+COMPOSE_FILES = [ROOT / "docker-compose.yml", *sorted(ROOT.glob("lessons/*/docker-compose.yml"))]
+
+
+def compose_facts(path):
+    """What must agree across compose files: project, service, container, port, volume."""
+    compose = yaml.safe_load(path.read_text())
+    db = compose["services"]["db"]
+    return {"project": compose.get("name"), "services": sorted(compose["services"]),
+            "container": db.get("container_name"), "ports": db.get("ports"),
+            "volumes": [str(v).split(":")[0] for v in db.get("volumes", [])],
+            "declared": sorted(compose.get("volumes") or {}), "env_file": db.get("env_file")}
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES[1:], ids=lambda p: p.parent.name)
+def test_every_compose_file_means_the_same_container_and_data(path):
+    assert compose_facts(COMPOSE_FILES[0]) == {
+        "project": "ai-interview-coach", "services": ["db"], "container": "interview-db",
+        "ports": ["127.0.0.1:5433:5432"], "volumes": ["pgdata"], "declared": ["pgdata"],
+        "env_file": "docker.env"}
+    assert compose_facts(path) == compose_facts(COMPOSE_FILES[0])
+
+
+def docker_compose() -> bool:
+    try:
+        found = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return found.returncode == 0
+
+
+@pytest.mark.skipif(not docker_compose(), reason="no Docker CLI with the compose plugin here")
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.parent.name)
+def test_docker_compose_accepts_every_compose_file(path, tmp_path):
+    (tmp_path / "docker-compose.yml").write_text(path.read_text())
+    (tmp_path / "docker.env").write_text((ROOT / "docker.env.example").read_text())
+    r = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert '"name": "ai-interview-coach"' in r.stdout, r.stdout
+
+
+# --- settings: docker.env is the one source -------------------------------------------------
+
+@pytest.fixture
+def lesson_copy(tmp_path):
+    """A copy of lesson 12's folder, without the .env and docker.env make run writes."""
+    lesson = find("12")
+    folder = tmp_path / lesson.folder
+    shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns(".env", "docker.env", "__pycache__"))
+    return lesson, folder
+
+
+def test_make_run_writes_a_private_env_with_the_databases_settings(lesson_copy, capsys):
+    lesson, folder = lesson_copy
+    course.write_settings(lesson, folder)
+    env = dotenv_values(folder / ".env")
+    assert {k: env[k] for k in ("DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")} == {
+        k: v for k, v in devdb.dev_env().items() if k != "DB_HOST"}
+    assert (folder / ".env").stat().st_mode & 0o777 == 0o600
+    assert (folder / "docker.env").stat().st_mode & 0o777 == 0o600
+    assert "created" in capsys.readouterr().out
+
+
+def test_make_run_refreshes_stale_db_lines_and_keeps_the_learners_others(lesson_copy, capsys):
+    lesson, folder = lesson_copy
+    course.write_settings(lesson, folder)
+    with open(folder / ".env", "a") as f:
+        f.write("MY_OWN=kept\n")
+    text = (folder / ".env").read_text()
+    (folder / ".env").write_text(re.sub(r"DB_PASSWORD=.*", "DB_PASSWORD=old", text))
+    capsys.readouterr()
+    course.write_settings(lesson, folder)
+    out = capsys.readouterr().out
+    assert out == f"updated DB_PASSWORD in {folder}/.env to follow docker.env\n", out
+    assert dotenv_values(folder / ".env")["MY_OWN"] == "kept"
+    course.write_settings(lesson, folder)
+    assert capsys.readouterr().out == ""  # nothing stale, nothing said
+
+
+def test_make_run_writes_a_fresh_jwt_secret_where_the_example_leaves_it_empty(lesson_copy):
+    lesson, folder = lesson_copy
+    with open(folder / ".env.example", "a") as f:
+        f.write("JWT_SECRET=\n")
+    course.write_settings(lesson, folder)
+    secret = dotenv_values(folder / ".env")["JWT_SECRET"]
+    assert len(secret) >= 32, secret
+    course.write_settings(lesson, folder)
+    assert dotenv_values(folder / ".env")["JWT_SECRET"] == secret  # kept once written
+
+
+@pytest.mark.parametrize(("key", "uses_coach"), [("", True), ("sk-...", True), ("sk-proj-abc123", False)])
+def test_an_llm_lesson_without_a_real_key_gets_the_offline_coach(tmp_path, monkeypatch, key, uses_coach):
+    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={key}\nOPENAI_MODEL=gpt-x\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "coach.py").write_text("")
+    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    env, line, command = course.llm_setup(tmp_path)
+    if uses_coach:
+        assert env["OPENAI_BASE_URL"] == f"http://127.0.0.1:{course.COACH_PORT}/v1", env
+        assert command[-4:] == ["--host", "127.0.0.1", "--port", str(course.COACH_PORT)], command
+        assert "offline coach" in line, line
+    else:
+        assert (env, line, command) == ({}, "OpenAI (model gpt-x)", None)
+
+
+def test_without_a_key_or_a_coach_make_run_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    env, line, command = course.llm_setup(tmp_path)
+    assert (env, command) == ({}, None) and "no offline coach" in line, line
+
+
+# --- a fresh clone with its own database: what a learner does -------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clone():
+    """This checkout's tooling and lesson 12 in a fresh folder, with its own embedded Postgres on
+    a free port (never the dev database), run as a new user would: through make. The folder is
+    open to others (0755) as a home folder is, so the server keeps its data in .data/ there."""
+    top = Path(tempfile.mkdtemp(prefix="aic-clone-"))
+    top.chmod(0o755)
+    where = top / "repo"
+    lesson = find("12")
+    for name in ("Makefile", "docker-compose.yml", "docker.env.example", "requirements.txt",
+                 "requirements-dev.txt"):
+        (where / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, where / name)
+        os.utime(where / name, (0, 0))  # older than .venv/.installed: no reinstall
+    shutil.copytree(ROOT / "shared", where / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(lesson.path, where / "lessons" / lesson.folder,
+                    ignore=shutil.ignore_patterns(".env", "docker.env", "__pycache__"))
+    (where / ".venv").symlink_to(ROOT / ".venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "OPENAI_"))}
+    env.update(DEVDB_PORT=str(free_port()), AIC_API_PORT=str(free_port()), AIC_PAGES_PORT=str(free_port()),
+               AIC_COACH_PORT=str(free_port()))
+    yield where, env
+    subprocess.run(["make", "--no-print-directory", "db-stop"], cwd=where, env=env, capture_output=True)
+    shutil.rmtree(top)
+
+
+def make_in(clone, *args):
+    where, env = clone
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=where, env=env, capture_output=True,
+                          text=True)
+
+
+def run_lesson_12_and_sign_up(clone) -> str:
+    """`make run LESSON=12`, one signup through the API, Ctrl-C; returns what make run printed."""
+    where, env = clone
+    api = f"http://127.0.0.1:{env['AIC_API_PORT']}"
+    command = ["make", "--no-print-directory", "run", "LESSON=12"]
+    proc = subprocess.Popen(command, cwd=where, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while get(api + "/docs")[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        r = httpx2.post(api + "/api/users", json={"name": "Ada", "role": "developer", "place": "London",
+                                                  "password": "secret123"})
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=15)
+    assert r.status_code == 201, r.text + output
+    return output
+
+
+def test_a_changed_password_and_a_reset_leave_make_run_working(clone):
+    where, env = clone
+    first = run_lesson_12_and_sign_up(clone)
+    assert f"Database: aic_db on 127.0.0.1:{env['DEVDB_PORT']} as aic" in first, first
+    assert f"API docs: http://localhost:{env['AIC_API_PORT']}/docs" in first, first
+    docker_env = where / "docker.env"
+    docker_env.write_text(docker_env.read_text().replace("aic_dev_password", "n3w pass#word"))
+    reset = make_in(clone, "db-reset", "CONFIRM=1")
+    assert reset.returncode == 0, reset.stderr
+    second = run_lesson_12_and_sign_up(clone)
+    assert "updated DB_PASSWORD in lessons/12-use-sqlalchemy/.env to follow docker.env" in second, second
+    assert "n3w" not in second  # names, never values
+    # uvicorn started by hand in the folder reads the same .env
+    assert dotenv_values(where / "lessons" / "12-use-sqlalchemy" / ".env")["DB_PASSWORD"] == "n3w pass#word"
+
+
+def test_secrets_and_the_server_log_are_private_and_hold_no_values(clone):
+    where, env = clone
+    assert make_in(clone, "db").returncode == 0
+    settings = dotenv_values(where / "lessons" / "12-use-sqlalchemy" / ".env")
+    conn = psycopg2.connect(host="127.0.0.1", port=settings["DB_PORT"], dbname=settings["DB_NAME"],
+                            user=settings["DB_USER"], password=settings["DB_PASSWORD"])
+    conn.autocommit = True
+    with conn, conn.cursor() as cur:
+        for value in ("s3cr3t-value", "s3cr3t-value"):  # the second breaks the unique name
+            try:
+                cur.execute("CREATE TABLE IF NOT EXISTS leak (v text UNIQUE, n int)")
+                cur.execute("INSERT INTO leak (v) VALUES (%s)", (value,))
+                cur.execute("INSERT INTO leak (n) VALUES (%s)", (value,))  # not a number
+            except psycopg2.Error:
+                pass
+    conn.close()
+    assert make_in(clone, "db-stop").returncode == 0  # flushes the log
+    log = where / ".data" / "postgres.log"
+    assert "s3cr3t" not in log.read_text()
+    modes = {p: oct(p.stat().st_mode & 0o777) for p in (where / "docker.env", log, where / ".data")}
+    assert modes == {where / "docker.env": "0o600", log: "0o600", where / ".data": "0o700"}
