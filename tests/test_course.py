@@ -321,6 +321,17 @@ def test_without_a_key_or_a_coach_make_run_says_so_in_one_line(tmp_path, monkeyp
     assert (env, command) == ({}, None) and "no offline coach" in line, line
 
 
+@pytest.mark.parametrize(("origins", "printed"), [
+    ("http://localhost:{0},http://127.0.0.1:{0}", "http://localhost:{0}"),
+    ("http://127.0.0.1:{0}", "http://127.0.0.1:{0}"),
+])
+def test_make_run_prints_page_urls_the_api_lets_in(origins, printed):
+    port = course.PAGES_PORT
+    origin, note = course.page_origin({"CORS_ORIGINS": origins.format(port)})
+    assert origin == printed.format(port)
+    assert (note == "") == ("," in origins), note
+
+
 # --- a fresh clone with its own database: what a learner does -------------------------------
 
 def free_port():
