@@ -4,6 +4,8 @@ The users dict lives as long as the app: other tests' users are in it too, so no
 which id it gets; each one creates what it needs and reads the id from the answer.
 """
 
+import pytest
+
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "designer", "place": "New York"}
 
@@ -66,3 +68,21 @@ def test_openapi_shows_the_body_and_the_path_param(client):
     assert "requestBody" in paths["/api/users"]["post"], paths
     [param] = paths["/api/users/{user_id}"]["get"]["parameters"]
     assert (param["name"], param["in"], param["schema"]["type"]) == ("user_id", "path", "integer"), param
+
+
+# --- Hardening (H3): a profile that could never be sent back is refused, not stored ---
+
+NOT_SENDABLE = {
+    "lone-surrogate": '{"name": "Al\\ud800", "role": "developer", "place": "London"}',
+    "nested-surrogate": '{"name": "Alan", "role": {"x": ["\\udc00"]}, "place": "London"}',
+    "nan": '{"name": "Alan", "role": NaN, "place": "London"}',
+}
+
+
+@pytest.mark.parametrize("body", NOT_SENDABLE.values(), ids=NOT_SENDABLE.keys())
+def test_profile_that_cannot_be_sent_back_is_400(client, body):
+    before = create(client, ALAN)
+    r = client.post("/api/users", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"detail": "The profile cannot be sent back as JSON"}
+    assert create(client, ALAN) == before + 1  # the refused profile took no id: nothing stored

@@ -101,3 +101,15 @@ def test_id_of_deleted_older_user_is_not_reused(client):
     delete(client, first)
     third = create(client, ALAN)
     assert third == second + 1, (first, second, third)
+
+
+# --- Hardening (H3): a PUT cannot store what could never be sent back ---
+
+
+def test_put_of_a_lone_surrogate_is_400_and_keeps_the_profile(client):
+    user_id = create(client, ALAN)
+    body = '{"name": "Al\\ud800", "role": "developer", "place": "London"}'
+    r = client.put(f"/api/users/{user_id}", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"detail": "The profile cannot be sent back as JSON"}
+    assert client.get(f"/api/users/{user_id}").json() == {"id": user_id, **ALAN}

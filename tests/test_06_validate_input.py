@@ -116,3 +116,40 @@ def test_ids_are_never_reused(client):
     assert r.status_code == 200, r.text
     third = create(client)
     assert third == second + 1, (first, second, third)
+
+
+# --- Hardening (H3): length limits and text that is not text, on POST and PUT ---
+
+TOO_LONG = [
+    pytest.param({**ALAN, "name": "x" * 101}, "name must be at most 100 characters", id="name-101"),
+    pytest.param({**ALAN, "place": "x" * 101}, "place must be at most 100 characters", id="place-101"),
+]
+SURROGATES = [
+    pytest.param('{"name": "Al\\ud800", "role": "developer", "place": "London"}', "name", id="name"),
+    pytest.param('{"name": "Alan", "role": "developer", "place": "\\udc00x"}', "place", id="place"),
+]
+
+
+@pytest.mark.parametrize(("profile", "problem"), TOO_LONG)
+def test_text_over_100_chars_is_400(client, profile, problem):
+    r = client.post("/api/users", json=profile)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": problem}
+    r = client.put(f"/api/users/{create(client)}", json=profile)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": problem}
+
+
+def test_text_of_100_chars_is_accepted(client):
+    create(client, {**ALAN, "name": "x" * 100, "place": "y" * 100})
+
+
+@pytest.mark.parametrize(("body", "field"), SURROGATES)
+def test_lone_surrogate_is_400(client, body, field):
+    headers = {"Content-Type": "application/json"}
+    r = client.post("/api/users", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": f"{field} must be valid Unicode text"}
+    r = client.put(f"/api/users/{create(client)}", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": f"{field} must be valid Unicode text"}

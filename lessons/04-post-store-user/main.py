@@ -1,7 +1,8 @@
+import json
 from datetime import datetime
 from itertools import count
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 # The application object: `uvicorn main:app` means "the app in main.py".
 app = FastAPI()
@@ -10,6 +11,18 @@ app = FastAPI()
 users: dict[int, dict] = {}
 # Hands out 1, 2, 3, ...: every new user gets a number no one has had before.
 next_id = count(1)
+
+
+# JSON lets a client write values that Python reads but cannot write out again: "\ud800" (half
+# of a character pair, not text) or NaN. Stored, they would make every GET of that user crash
+# with a 500, so they are refused now: raising HTTPException answers 400 and stores nothing.
+def sendable(profile: dict) -> dict:
+    """The profile, if it can be sent back as JSON; otherwise a 400 answer."""
+    try:
+        json.dumps(profile, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError:  # what both failures raise (UnicodeEncodeError is a ValueError)
+        raise HTTPException(status_code=400, detail="The profile cannot be sent back as JSON") from None
+    return profile
 
 
 # A GET request to /api/time runs this function; its return value is sent back as JSON.
@@ -26,8 +39,9 @@ def get_time(name: str | None = None):
 # A `dict` parameter is read from the JSON body of the request.
 @app.post("/api/users")
 def create_user(user: dict):
+    profile = sendable({"name": user["name"], "role": user["role"], "place": user["place"]})
     user_id = next(next_id)
-    users[user_id] = {"name": user["name"], "role": user["role"], "place": user["place"]}
+    users[user_id] = profile
     return {"id": user_id, "message": "User profile saved!"}
 
 

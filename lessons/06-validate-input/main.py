@@ -12,6 +12,17 @@ users: dict[int, dict] = {}
 # Hands out 1, 2, 3, ...: every new user gets a number no one has had before.
 next_id = count(1)
 ROLES = ("developer", "designer", "product-manager")
+MAX_LENGTH = 100  # characters: without a limit, one request could store megabytes
+
+
+def is_text(value: str) -> bool:
+    """False for a string that cannot be written as UTF-8: JSON can spell "\ud800", half of a
+    character pair, and a profile holding it could never be sent back (every GET a 500)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def find_problem(user: dict) -> str | None:
@@ -23,6 +34,11 @@ def find_problem(user: dict) -> str | None:
     place = user.get("place")
     if not isinstance(place, str) or not place.strip():
         return "place must be a non-empty string"
+    for field in ("name", "place"):
+        if len(user[field]) > MAX_LENGTH:
+            return f"{field} must be at most {MAX_LENGTH} characters"
+        if not is_text(user[field]):
+            return f"{field} must be valid Unicode text"
     return None
 
 
