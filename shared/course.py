@@ -263,8 +263,9 @@ def write_settings(lesson: Lesson, folder: Path) -> None:
         secret = " and a new JWT_SECRET" if "JWT_SECRET" in changed else ""
         followed = [key for key in changed if key != "JWT_SECRET"]
         if created:
-            kept = (f"; make run keeps its {'DB_' if real.name == '.env' else 'POSTGRES_'}* lines in step "
-                    "with docker.env, edit the others freely") if "db" in lesson.needs else ""
+            kept = "" if "db" not in lesson.needs else (
+                "; make run keeps its DB_* lines in step with docker.env, edit the others freely"
+                if real.name == ".env" else " (for docker compose there), with the values of docker.env")
             print(f"created {shown(real)} from {example.name}{secret}{kept}")
         elif followed:
             print(f"updated {', '.join(followed)} in {shown(real)} to follow docker.env{secret}")
