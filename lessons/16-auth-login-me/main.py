@@ -82,7 +82,7 @@ def fits_bcrypt(password: str) -> str:
 # Emails are compared without regard to case: we store and look them up in lower case.
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
                   AfterValidator(str.lower)]
-Password = Annotated[str, Field(pattern=NO_NUL), AfterValidator(fits_bcrypt)]
+Password = Annotated[str, Field(min_length=6, pattern=NO_NUL), AfterValidator(fits_bcrypt)]
 
 
 # The model describes a valid profile. FastAPI checks every request body against it and
@@ -94,10 +94,11 @@ class User(BaseModel):
 
 # What a signup sends: the profile plus a password.
 class UserCreate(User):
-    password: Password = Field(min_length=6)
+    password: Password
 
 
-# What a login sends. A wrong password is a 401, so only what bcrypt cannot check is a 422.
+# What a login sends. A wrong password is a 401; one that no account can have (too short for
+# signup, too long for bcrypt) is a 422, like any other broken rule.
 class LoginForm(BaseModel):
     email: Email
     password: Password

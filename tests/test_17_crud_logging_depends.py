@@ -1,0 +1,280 @@
+"""Lesson 17: get_db and get_current_user as dependencies; PUT and DELETE /api/me; EmailStr; logs.
+
+bcrypt is slow on purpose, so most users here go straight into the table with one hash made
+once per module, and get their token from PyJWT with the test secret (lesson 16's tests check
+that login hands out exactly such tokens).
+"""
+
+import os
+import shutil
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+import httpx2
+import jwt
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from conftest import Servers
+
+# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
+# tokens. Set before the fixtures import main.py (variables already set win over .env).
+SECRET = "test-secret-for-lesson-17-at-least-32-bytes"
+os.environ["JWT_SECRET"] = SECRET
+PASSWORD = "secret123"
+
+
+def token_for(user_id: int) -> str:
+    exp = datetime.now(UTC) + timedelta(minutes=60)
+    return jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt()).decode()
+
+
+@pytest.fixture
+def user(app, db, password_hash) -> dict:
+    """A fresh user with password PASSWORD: {"id", "name", "email", "token"}."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, %s) RETURNING id",
+                    (email, password_hash))
+        user_id = cur.fetchone()[0]
+    return {"id": user_id, "name": "Ada", "email": email, "token": token_for(user_id)}
+
+
+def stored(db, user_id: int) -> tuple | None:
+    """(name, email, password_hash) as the table holds them, or None when the row is gone."""
+    with db.cursor() as cur:
+        cur.execute("SELECT name, email, password_hash FROM users WHERE id = %s", (user_id,))
+        return cur.fetchone()
+
+
+def put_me(client, user, changes):
+    return client.put("/api/me", headers=bearer(user["token"]), json=changes)
+
+
+# --- PUT /api/me: a partial update ----------------------------------------------------------
+
+def test_only_the_name_sent_changes(client, db, user):
+    before = stored(db, user["id"])
+    r = put_me(client, user, {"name": "Grace"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": user["id"], "name": "Grace", "email": user["email"]}
+    assert stored(db, user["id"]) == ("Grace", *before[1:])
+
+
+def test_only_the_email_sent_changes_in_lower_case(client, db, user):
+    before = stored(db, user["id"])
+    r = put_me(client, user, {"email": "Grace.H@Example.com"})
+    assert r.status_code == 200, r.text
+    assert stored(db, user["id"]) == (before[0], "grace.h@example.com", before[2])
+
+
+def test_a_new_password_is_stored_as_a_hash_and_replaces_the_old_one(client, db, user):
+    r = put_me(client, user, {"password": "brand-new-1"})
+    assert r.status_code == 200, r.text
+    name, email, password_hash = stored(db, user["id"])
+    assert password_hash.startswith("$2b$") and "brand-new-1" not in password_hash, password_hash
+    assert client.post("/api/login", json={"email": email, "password": "brand-new-1"}).status_code == 200
+    assert client.post("/api/login", json={"email": email, "password": PASSWORD}).status_code == 401
+
+
+@pytest.mark.parametrize("changes", [{}, {"name": None, "email": None, "password": None}],
+                         ids=["nothing sent", "all null"])
+def test_fields_left_out_or_null_stay_as_they_are(client, db, user, changes):
+    before = stored(db, user["id"])
+    r = put_me(client, user, changes)
+    assert r.status_code == 200, r.text
+    assert stored(db, user["id"]) == before
+
+
+@pytest.mark.parametrize("case", [str, str.upper], ids=["same case", "other case"])
+def test_email_of_another_user_is_409_and_nothing_changes(client, db, user, password_hash, case):
+    other = f"taken-{uuid.uuid4().hex[:8]}@example.com"
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email) VALUES ('Bo', %s)", (other,))
+    before = stored(db, user["id"])
+    r = put_me(client, user, {"name": "Grace", "email": case(other)})
+    assert r.status_code == 409, r.text
+    assert r.json() == {"detail": "Email already registered"}
+    assert stored(db, user["id"]) == before
+
+
+def test_keeping_your_own_email_is_not_a_conflict(client, user):
+    r = put_me(client, user, {"email": user["email"].upper()})
+    assert r.status_code == 200, r.text
+
+
+def test_one_broken_field_is_422_and_nothing_changes(client, db, user):
+    before = stored(db, user["id"])
+    r = put_me(client, user, {"name": "G", "email": "grace@example.com"})
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "name"]]
+    assert stored(db, user["id"]) == before
+
+
+# --- DELETE /api/me -------------------------------------------------------------------------
+
+def test_delete_me_is_204_and_the_row_is_gone(client, db, user):
+    r = client.delete("/api/me", headers=bearer(user["token"]))
+    assert r.status_code == 204, r.text
+    assert r.content == b""
+    assert stored(db, user["id"]) is None
+
+
+def test_token_of_a_deleted_account_is_401(client, user):
+    client.delete("/api/me", headers=bearer(user["token"]))
+    r = client.get("/api/me", headers=bearer(user["token"]))
+    assert r.status_code == 401, r.text
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_me_without_a_valid_token_is_401_and_changes_nothing(client, db, user, method):
+    before = stored(db, user["id"])
+    for headers in ({}, bearer(user["token"] + "x")):
+        r = client.request(method, "/api/me", headers=headers, json={"name": "Mallory"})
+        assert r.status_code == 401, r.text
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert stored(db, user["id"]) == before
+
+
+def test_openapi_marks_every_me_endpoint_as_needing_a_token(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    secured = {method: bool(paths["/api/me"][method].get("security")) for method in ("get", "put", "delete")}
+    assert secured == {"get": True, "put": True, "delete": True}
+
+
+# --- EmailStr -------------------------------------------------------------------------------
+
+# Addresses a simple "something@something.something" pattern lets through.
+@pytest.mark.parametrize("email", ["ada..lovelace@example.com", ".ada@example.com", "ada@-example.com",
+                                   "ada@example.com.", "ada@exa_mple.com"])
+def test_malformed_email_is_422_at_signup_and_in_put_me(client, user, email):
+    r = client.post("/api/users", json={"name": "Ada", "email": email, "password": PASSWORD})
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "email"]], r.text
+    r = put_me(client, user, {"email": email})
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "email"]], r.text
+
+
+# --- the dependencies -----------------------------------------------------------------------
+
+def test_every_request_gives_its_session_back(client, user):
+    import database
+
+    for method, path, body in [("GET", "/api/me", None), ("PUT", "/api/me", {"name": "Grace"}),
+                               ("PUT", "/api/me", {"name": "G"}), ("GET", "/api/test-db", None)]:
+        client.request(method, path, headers=bearer(user["token"]), json=body)
+    client.get("/api/me", headers=bearer("forged"))
+    assert database.engine.pool.checkedout() == 0
+
+
+def test_get_db_can_be_swapped_and_a_database_down_is_503(app, client, user, closed_port):
+    """dependency_overrides replaces a dependency everywhere: here with a database that is down."""
+    import deps
+
+    engine = create_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{closed_port}/none")
+    down = sessionmaker(bind=engine)
+
+    def get_db_down():
+        with down() as db:
+            yield db
+
+    app.dependency_overrides[deps.get_db] = get_db_down
+    try:
+        r = client.get("/api/me", headers=bearer(user["token"]))
+    finally:
+        app.dependency_overrides.clear()
+        engine.dispose()
+    assert r.status_code == 503, r.text
+    assert r.json() == {"detail": "Database unavailable, try again later"}
+
+
+def test_login_still_gives_a_token_that_me_accepts(client, user):
+    r = client.post("/api/login", json={"email": user["email"], "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    me = client.get("/api/me", headers=bearer(r.json()["access_token"]))
+    assert me.json() == {"id": user["id"], "name": "Ada", "email": user["email"]}, me.text
+
+
+# --- logging --------------------------------------------------------------------------------
+
+def test_log_names_signups_logins_and_failures_but_no_password_hash_or_token(live_api, db):
+    api = live_api()
+    email, password, new_password = "logged@example.com", "log-me-not-1", "log-me-not-2"
+    created = httpx2.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    httpx2.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
+    login = httpx2.post(f"{api.url}/api/login", json={"email": email, "password": password})
+    token = login.json()["access_token"]
+    httpx2.post(f"{api.url}/api/login", json={"email": email, "password": "wrong-password"})
+    httpx2.put(f"{api.url}/api/me", headers=bearer(token), json={"password": new_password})
+    httpx2.get(f"{api.url}/api/me", headers=bearer(token + "x"))
+    password_hash = stored(db, user_id)[2]
+    api.proc.terminate()
+    output = api.proc.stdout.read()
+    for event in (f"signup: user {user_id}", "signup refused", f"login: user {user_id}",
+                  f"login failed: wrong password for user {user_id}", f"user {user_id} changed password",
+                  "token refused"):
+        assert event in output, output
+    for secret in (password, new_password, password_hash, token, token.split(".")[2], "$2b$"):
+        assert secret not in output, f"{secret!r} is in the log:\n{output}"
+
+
+# --- the settings page ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(lesson, app, tmp_path_factory):
+    """The pages' URL: a copy of frontend/ on localhost, talking to a live API that allows it."""
+    folder = tmp_path_factory.mktemp("site") / "frontend"
+    shutil.copytree(lesson.path / "frontend", folder)
+    servers = Servers()
+    try:
+        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                                cwd=folder, what="http.server")
+        origin = f"http://localhost:{port}"
+        api_port, _ = servers.start([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
+                                    cwd=lesson.path, env={"CORS_ORIGINS": origin}, what="the lesson's API")
+        (folder / "config.js").write_text(f'const API_URL = "http://127.0.0.1:{api_port}";\n')
+        yield origin
+    finally:
+        servers.stop_all()
+
+
+def open_settings(page, site, user) -> None:
+    page.goto(f"{site}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{site}/settings.html")
+    page.wait_for_function("document.querySelector('input[name=name]').value !== ''")
+
+
+def test_settings_page_changes_only_the_name_and_home_greets_with_it(site, page, db, user):
+    before = stored(db, user["id"])
+    open_settings(page, site, user)
+    page.fill("input[name=name]", "Grace")
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent !== ''")
+    assert page.text_content("#message") == "Saved: name.", page.text_content("#message")
+    assert stored(db, user["id"]) == ("Grace", *before[1:])
+    page.goto(f"{site}/home.html")
+    page.wait_for_function("document.getElementById('greeting').textContent === 'Hello, Grace!'")
+
+
+def test_settings_page_deletes_the_account_and_forgets_the_token(site, page, db, user):
+    open_settings(page, site, user)
+    page.on("dialog", lambda dialog: dialog.accept())  # "Delete your account?" -> OK
+    page.click("#delete")
+    page.wait_for_url("**/signup.html")
+    assert page.evaluate("localStorage.getItem('token')") is None
+    assert stored(db, user["id"]) is None
