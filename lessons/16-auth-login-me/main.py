@@ -58,8 +58,10 @@ def schema_not_migrated(request: Request, exc: ProgrammingError):
     )
 
 
-# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
-# password back. Keep the rest (where and what) and drop the value itself.
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
 @app.exception_handler(RequestValidationError)
 def invalid_request(request: Request, exc: RequestValidationError):
     errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
@@ -82,7 +84,9 @@ def fits_bcrypt(password: str) -> str:
 # Emails are compared without regard to case: we store and look them up in lower case.
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
                   AfterValidator(str.lower)]
-Password = Annotated[str, Field(min_length=6, pattern=NO_NUL), AfterValidator(fits_bcrypt)]
+PASSWORD_RULE = "6 to 72 characters, and at most 72 bytes in UTF-8 (bcrypt's limit)"
+Password = Annotated[str, Field(min_length=6, max_length=72, pattern=NO_NUL, description=PASSWORD_RULE),
+                     AfterValidator(fits_bcrypt)]
 
 
 # The model describes a valid profile. FastAPI checks every request body against it and
@@ -90,6 +94,19 @@ Password = Annotated[str, Field(min_length=6, pattern=NO_NUL), AfterValidator(fi
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     email: Email
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
+WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
+NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
+EMAIL_TAKEN = {409: {"model": Problem, "description": "Another account has this email"}}
 
 
 # What a signup sends: the profile plus a password.
@@ -141,7 +158,7 @@ def get_time(name: str | None = None):
     return {"time": now}
 
 
-@app.get("/api/test-db")
+@app.get("/api/test-db", responses=DB_DOWN)
 def test_db():
     with SessionLocal() as db:
         return {"time": db.scalar(select(func.now()))}
@@ -150,7 +167,8 @@ def test_db():
 # status_code=201 is the answer for "created".
 # `with SessionLocal() as db` closes the session however the block ends (return, 409,
 # error), which hands its connection back to the pool: no request can leak one.
-@app.post("/api/users", status_code=201, response_model=UserOut)
+@app.post("/api/users", status_code=201, response_model=UserOut,
+          responses={**UNREADABLE, **EMAIL_TAKEN, **DB_DOWN})
 def create_user(user: UserCreate):
     with SessionLocal() as db:
         new_user = models.User(
@@ -167,7 +185,7 @@ def create_user(user: UserCreate):
 
 # Email and password in, token out. Both failures get the same answer, so nobody can use
 # the login to find out which emails have an account.
-@app.post("/api/login")
+@app.post("/api/login", responses={**UNREADABLE, **WRONG_LOGIN, **DB_DOWN})
 def login(form: LoginForm):
     with SessionLocal() as db:
         user = db.query(models.User).filter(models.User.email == form.email).first()
@@ -182,7 +200,7 @@ def login(form: LoginForm):
 # Who am I? The token says which user; the database says who that is now.
 # Depends(bearer) asks FastAPI to run `bearer` on the request first and pass in what it found
 # (lesson 17 explains Depends). Every way a token can be wrong ends in the same 401.
-@app.get("/api/me", response_model=UserOut)
+@app.get("/api/me", response_model=UserOut, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def me(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
     if credentials is None:
         raise not_authenticated("Not logged in")

@@ -66,8 +66,10 @@ def schema_not_migrated(request: Request, exc: ProgrammingError):
     )
 
 
-# FastAPI's default 422 repeats each rejected value ("input"), which would echo a rejected
-# password back. Keep the rest (where and what) and drop the value itself.
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
 @app.exception_handler(RequestValidationError)
 def invalid_request(request: Request, exc: RequestValidationError):
     errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
@@ -91,7 +93,9 @@ def fits_bcrypt(password: str) -> str:
 # "ada@-example.com" get a 422 that a hand-written pattern let through.
 # Emails are compared without regard to case: we store and look them up in lower case.
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
-Password = Annotated[str, Field(min_length=6, pattern=NO_NUL), AfterValidator(fits_bcrypt)]
+PASSWORD_RULE = "6 to 72 characters, and at most 72 bytes in UTF-8 (bcrypt's limit)"
+Password = Annotated[str, Field(min_length=6, max_length=72, pattern=NO_NUL, description=PASSWORD_RULE),
+                     AfterValidator(fits_bcrypt)]
 
 
 # The model describes a valid profile. FastAPI checks every request body against it and
@@ -99,6 +103,19 @@ Password = Annotated[str, Field(min_length=6, pattern=NO_NUL), AfterValidator(fi
 class User(BaseModel):
     name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
     email: Email
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
+WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
+NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
+EMAIL_TAKEN = {409: {"model": Problem, "description": "Another account has this email"}}
 
 
 # What a signup sends: the profile plus a password.
@@ -159,13 +176,14 @@ def get_time(name: str | None = None):
 
 # `db: SessionDep` is all an endpoint writes to get a session: get_db (deps.py) opens it
 # and closes it again, however the request ends.
-@app.get("/api/test-db")
+@app.get("/api/test-db", responses=DB_DOWN)
 def test_db(db: SessionDep):
     return {"time": db.scalar(select(func.now()))}
 
 
 # status_code=201 is the answer for "created".
-@app.post("/api/users", status_code=201, response_model=UserOut)
+@app.post("/api/users", status_code=201, response_model=UserOut,
+          responses={**UNREADABLE, **EMAIL_TAKEN, **DB_DOWN})
 def create_user(user: UserCreate, db: SessionDep):
     new_user = models.User(name=user.name, email=user.email, password_hash=pwd_context.hash(user.password))
     db.add(new_user)  # staged: nothing is written yet
@@ -177,7 +195,7 @@ def create_user(user: UserCreate, db: SessionDep):
 
 # Email and password in, token out. Both failures get the same answer, so nobody can use
 # the login to find out which emails have an account.
-@app.post("/api/login")
+@app.post("/api/login", responses={**UNREADABLE, **WRONG_LOGIN, **DB_DOWN})
 def login(form: LoginForm, db: SessionDep):
     user = db.query(models.User).filter(models.User.email == form.email).first()
     if user is None:
@@ -193,7 +211,7 @@ def login(form: LoginForm, db: SessionDep):
 
 # Who am I? get_current_user (deps.py) has checked the token and loaded the user, or answered
 # 401 before this function runs.
-@app.get("/api/me", response_model=UserOut)
+@app.get("/api/me", response_model=UserOut, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def me(user: CurrentUser):
     return user
 
@@ -201,7 +219,8 @@ def me(user: CurrentUser):
 # A partial update: only the fields the client sent change. exclude_none leaves out every
 # field that is None, whether it was not sent or sent as null (name and email cannot be
 # emptied, and a null password means "no new password").
-@app.put("/api/me", response_model=UserOut)
+@app.put("/api/me", response_model=UserOut,
+         responses={**UNREADABLE, **NOT_LOGGED_IN, **EMAIL_TAKEN, **DB_DOWN})
 def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
     fields = changes.model_dump(exclude_none=True)
     changed = ", ".join(fields) or "nothing"  # for the log: which fields, never their values
@@ -218,7 +237,7 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
 
 # Deleting your own account. The token still decodes afterwards, but get_current_user finds
 # no user for it: every later request with it is a 401.
-@app.delete("/api/me", status_code=204)
+@app.delete("/api/me", status_code=204, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def delete_me(user: CurrentUser, db: SessionDep):
     user_id = user.id  # after the commit the object is gone too
     db.delete(user)
