@@ -60,6 +60,16 @@ solution:
 progress:
 	@$(PYTHON) shared/exercise.py progress
 
+# The course as a website (MkDocs Material) in build/site/: works offline and from any file server.
+.PHONY: site site-serve
+SITE_PORT ?= 8080
+site: setup
+	@$(PY) shared/site.py build
+
+site-serve: site
+	@echo "serving build/site/ on http://localhost:$(SITE_PORT)/ (Ctrl-C stops)"
+	@$(PY) -m http.server $(SITE_PORT) --bind 127.0.0.1 --directory build/site
+
 lint: setup
 	@$(VENV)/bin/ruff check lessons shared tests
 

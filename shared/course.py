@@ -106,6 +106,15 @@ def cmd_numbers(_args) -> None:
     print(json.dumps([lesson.number for lesson in all_lessons()]))
 
 
+def manifest_data() -> dict:
+    import tomllib
+
+    from lessons import MANIFEST
+
+    with MANIFEST.open("rb") as f:
+        return tomllib.load(f)
+
+
 def cmd_table(_args) -> None:
     print("| # | Lesson | What it adds | Needs |")
     print("|---|---|---|---|")
@@ -114,6 +123,11 @@ def cmd_table(_args) -> None:
                           for n in lesson.needs) or "-"
         print(f"| {lesson.number} | [{lesson.title}](lessons/{lesson.folder}/README.md) "
               f"| {lesson.summary} | {needs} |")
+    coming = [c for c in manifest_data().get("coming", []) if c["number"] not in
+              {lesson.number for lesson in all_lessons()}]
+    if coming:
+        print("\nComing: " + ", ".join(f"{c['number']} {c['title']}" for c in coming)
+              + " (being written; not in lessons/ yet).")
 
 
 # --- diff ---------------------------------------------------------------------------------
