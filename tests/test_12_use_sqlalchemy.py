@@ -11,6 +11,7 @@ lesson 11 left it, so no test assumes which ids it gets.
 """
 
 import importlib
+import traceback
 from datetime import datetime
 
 import bcrypt
@@ -18,7 +19,7 @@ import httpx2
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from helpers import cut_off_the_apps_connections, keys_in, stored_hash
@@ -349,3 +350,30 @@ def test_database_down_gives_a_short_503_on_every_users_endpoint(live_api, close
 def test_sqlalchemy_operational_error_is_handled(app):
     handled = [error for error in app.exception_handlers if isinstance(error, type)]
     assert any(issubclass(OperationalError, error) for error in handled), handled
+
+
+# --- Hardening (H3): a failing statement leaves no values (hash, password, name) in the log ---
+
+REFUSE_MALLORY = """
+CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'insert refused by the test'; END $$;
+CREATE TRIGGER refuse_mallory BEFORE INSERT ON users FOR EACH ROW
+  WHEN (NEW.name = 'Mallory') EXECUTE FUNCTION refuse_mallory();
+"""
+
+
+def test_a_failing_statement_logs_its_sql_but_no_values(client, db):
+    with db.cursor() as cur:
+        cur.execute(REFUSE_MALLORY)
+    try:
+        with pytest.raises(DBAPIError) as failure:
+            client.post("/api/users", json={**SIGNUP, "name": "Mallory"})
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DROP TRIGGER refuse_mallory ON users; DROP FUNCTION refuse_mallory()")
+    # The last lines of the traceback uvicorn logs (the rest is source code, here the test's own).
+    log = "".join(traceback.format_exception_only(failure.value))
+    assert "insert refused by the test" in log and "INSERT INTO users" in log, log
+    assert "[SQL parameters hidden due to hide_parameters=True]" in log, log
+    for secret in ("$2b$", PASSWORD, "Mallory"):
+        assert secret not in log, (secret, log)
