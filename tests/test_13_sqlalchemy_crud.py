@@ -300,3 +300,37 @@ def test_database_down_gives_a_short_503(live_api, closed_port):
         assert r.status_code == 503, (method, path, r.text)
         detail = r.json()["detail"]
         assert isinstance(detail, str) and 0 < len(detail) <= 100, r.text
+
+
+# --- Hardening (H3): the list answers one bounded page (limit/offset), documented in OpenAPI ---
+
+
+def test_list_pages_with_limit_and_offset(client, db):
+    ids = [create(client) for _ in range(3)]
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM users WHERE id < %s", (ids[0],))
+        before = cur.fetchone()[0]
+    r = client.get("/api/users", params={"limit": 2, "offset": before})
+    assert r.status_code == 200, r.text
+    assert [user["id"] for user in r.json()] == ids[:2]
+
+
+def test_list_answers_at_most_50_by_default(client, db):
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, role, place) SELECT 'Bulk', 'tester', 'Here' "
+                    "FROM generate_series(1, 60)")
+    assert len(listed(client)) == 50
+    assert len(client.get("/api/users", params={"limit": 100}).json()) >= 60
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}])
+def test_page_outside_the_bounds_is_422(client, params):
+    r = client.get("/api/users", params=params)
+    assert r.status_code == 422, r.text
+
+
+def test_openapi_documents_the_page_bounds(client):
+    parameters = client.get("/openapi.json").json()["paths"]["/api/users"]["get"]["parameters"]
+    bounds = {p["name"]: (p["schema"]["minimum"], p["schema"]["maximum"], p["schema"]["default"])
+              for p in parameters}
+    assert bounds == {"limit": (1, 100, 50), "offset": (0, 2_147_483_647, 0)}, parameters
