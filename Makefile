@@ -64,7 +64,7 @@ progress:
 .PHONY: site site-serve
 SITE_PORT ?= 8080
 site: setup
-	@$(PY) shared/site.py build
+	@$(PY) shared/website.py build
 
 site-serve: site
 	@echo "serving build/site/ on http://localhost:$(SITE_PORT)/ (Ctrl-C stops)"

@@ -198,7 +198,14 @@ def failure_details(text: str) -> tuple[str, str, str, str]:
             actual, expected = match[1], match[2]
             break
     head = text.strip().splitlines()[0] if text.strip() else ""
-    message = errors[0] if errors else head
+    # An exception (ImportError, SyntaxError, ...) says more than the lines pytest shows above it.
+    raised = [line for line in errors if re.match(r"[\w.]*(Error|Exception)\b", line)]
+    message = raised[0] if raised else errors[0] if errors else head
+    where = next((m for m in re.finditer(r'File "([^"]+)", line (\d+)', text)), None)
+    if raised and where and not where[1].startswith(str(ROOT / "tests")):
+        message += f" ({Path(where[1]).name}, line {where[2]})"
+    if "import_module" in statement:
+        statement = "import main (your main.py)"
     return statement, expected, actual, message
 
 
@@ -211,7 +218,7 @@ def hint_for(lesson: Lesson, folder: Path, statement: str, expected: str, actual
         return (f"your code imports {missing[1]}, which is not installed: check the spelling, or add it "
                 "to requirements.txt")
     if "SyntaxError" in message or "IndentationError" in message:
-        return f"a file has a syntax error: run `python -c 'import main'` in {shown(folder)} to see where"
+        return "fix the syntax error at the line named above (Python stops reading the file there)"
     if "ImportError" in message or "AttributeError" in message:
         return "a name the tests use is missing from your code: compare the spelling with the task"
     if re.fullmatch(r"\d{3}", actual or "") and re.fullmatch(r"\d{3}", expected or ""):
@@ -320,17 +327,25 @@ def cmd_check(args) -> None:
 
 # --- solution, progress, run --------------------------------------------------------------
 
+def learner_files(folder: Path) -> list[Path]:
+    """The files of a learner's folder (git ignores workspace/), without caches, secrets and
+    README.md, as lesson_files() leaves them out of a lesson."""
+    from course import IGNORED
+
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and p.suffix != ".pyc" and not IGNORED & set(p.relative_to(folder).parts))
+
+
 def cmd_solution(args) -> None:
     from course import lesson_files
 
     lesson = find(args.lesson)
     folder = resolve_folder(lesson, args.dir)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, source in (("yours", folder), ("model-answer", lesson.path)):
+        for name, source, files in (("yours", folder, learner_files(folder)),
+                                    ("model-answer", lesson.path, lesson_files(lesson.path))):
             Path(tmp, name).mkdir()
-            for rel in lesson_files(source):
-                if rel.parts[0] == "workspace":
-                    continue
+            for rel in files:
                 Path(tmp, name, rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / rel, Path(tmp, name, rel))
         print(f"# {shown(folder)} (yours) -> lessons/{lesson.folder} (the model answer)", flush=True)

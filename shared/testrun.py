@@ -36,10 +36,12 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
     junit = RESULTS / f"{lesson.number}{tag}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
-    test_file = lesson.test_file if is_lesson else ROOT / "tests" / "test_course.py"
+    # The course checks: the repo, the course site (built once) and exercise mode.
+    test_files = [lesson.test_file] if is_lesson else [ROOT / "tests" / f"test_{name}.py"
+                                                       for name in ("course", "site", "exercise")]
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test_file), f"--junitxml={junit}", "-q"],
+        [sys.executable, "-m", "pytest", *map(str, test_files), f"--junitxml={junit}", "-q"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )
     counts = {"passed": 0, "failed": 0, "skipped": 0}
@@ -96,7 +98,8 @@ def main() -> None:
             sys.exit(problem)
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
     # Later lessons have the longest suites: start them first so no long run is left for last.
-    jobs = lessons[::-1] if args.lesson else [*lessons[::-1], COURSE_CHECKS]
+    # The course checks (repo, site, exercise mode) are the longest job of all: they start first.
+    jobs = lessons[::-1] if args.lesson else [COURSE_CHECKS, *lessons[::-1]]
 
     start_database(lessons)
 

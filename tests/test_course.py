@@ -105,6 +105,18 @@ def test_local_settings_are_git_ignored():
         assert subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT).returncode == 1, name
 
 
+DOCS = ["README.md", "CONTRIBUTING.md", *(f"lessons/{x.folder}/README.md" for x in LESSONS)]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_point_to_files_that_exist(doc):
+    """No page links to a lesson (or any file) that is not there yet."""
+    path = ROOT / doc
+    for target in re.findall(r"(?<!!)\[[^\]]+\]\(([^)\s]+)\)", path.read_text()):
+        if not re.match(r"[a-z]+:|#", target):
+            assert (path.parent / target.split("#")[0]).exists(), f"{doc} links to {target}"
+
+
 def test_readme_lesson_table_is_generated_from_the_manifest():
     table = subprocess.run([sys.executable, "shared/course.py", "table"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout

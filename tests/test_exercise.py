@@ -1,0 +1,127 @@
+"""Exercise mode, as a learner meets it: lesson 07 from `make start` to a green `make check`.
+
+The model answer is applied to the learner's folder in stages (a typo first, then half of the
+step's changes, then all of them); every red checklist along the way names the folder it graded
+and gives a hint for the first miss, without a traceback.
+"""
+
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from lessons import find
+
+LESSON = find("07")
+EXERCISE = [sys.executable, str(ROOT / "shared" / "exercise.py")]
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    return tmp_path / "workspace"
+
+
+def exercise(workspace, *args):
+    env = dict(os.environ, AIC_WORKSPACE=str(workspace))
+    return subprocess.run([*EXERCISE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def partly(old: str, new: str, fraction: float) -> str:
+    """`old` with the first part of the changes that turn it into `new`."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    changes = [op for op in difflib.SequenceMatcher(None, a, b).get_opcodes() if op[0] != "equal"]
+    keep = set(map(tuple, changes[: int(len(changes) * fraction)]))
+    out = []
+    for op in difflib.SequenceMatcher(None, a, b).get_opcodes():
+        tag, i1, i2, j1, j2 = op
+        out += b[j1:j2] if tag != "equal" and op in keep else a[i1:i2]
+    return "".join(out)
+
+
+def assert_red_with_a_hint(r, folder):
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"Grading {folder}" in r.stdout or str(folder) in r.stdout, r.stdout
+    assert "\u2718" in r.stdout and "hint:" in r.stdout, r.stdout
+    assert r.stdout.count("hint:") == 1, r.stdout  # one hint: for the first miss
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return int(r.stdout.split(" of ")[-2].split()[-1])  # "N of M requirements met"
+
+
+def test_lesson_07_from_start_to_green(workspace):
+    r = exercise(workspace, "start", "07")
+    assert r.returncode == 0, r.stderr
+    folder = workspace / LESSON.folder
+    assert "## Your task" not in r.stdout and "Pydantic model" in r.stdout, r.stdout  # the task
+    assert "make check LESSON=07" in r.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["main.py", "requirements.txt"]
+
+    again = exercise(workspace, "start", "07")
+    assert again.returncode == 2 and "FORCE=1" in again.stderr  # work is never overwritten
+
+    # The copy of lesson 06 does not do lesson 07 yet.
+    r = exercise(workspace, "check", "07")
+    met_at_start = assert_red_with_a_hint(r, folder)
+    assert "expected: 422" in r.stdout and "got:      201" in r.stdout, r.stdout
+
+    # A typo: one clear error and a hint, no traceback.
+    started = (folder / "main.py").read_text()
+    (folder / "main.py").write_text(started + "\ndef broken(:\n")
+    r = exercise(workspace, "check", "07")
+    assert assert_red_with_a_hint(r, folder) == 0
+    assert "syntax error" in r.stdout, r.stdout
+
+    # Half of the step's changes, then all of them.
+    answer = (LESSON.path / "main.py").read_text()
+    (folder / "main.py").write_text(partly(started, answer, 0.5))
+    r = exercise(workspace, "check", "07")
+    if r.returncode:
+        assert_red_with_a_hint(r, folder)
+    for name in ("main.py", "requirements.txt"):
+        shutil.copy2(LESSON.path / name, folder / name)
+    r = exercise(workspace, "check", "07")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\u2718" not in r.stdout and "Lesson 07 done" in r.stdout, r.stdout
+    met, total = map(int, r.stdout.split(" requirements met")[0].split()[-3::2])
+    assert met == total > met_at_start
+
+    progress = json.loads((workspace / ".progress.json").read_text())
+    assert progress["07"]["met"] == progress["07"]["total"] and progress["07"]["passed"]
+    assert "07  Validation with Pydantic" in exercise(workspace, "progress").stdout
+    assert "Your folder has the same files" in exercise(workspace, "solution", "07").stdout
+
+
+def test_solution_shows_what_is_left(workspace):
+    exercise(workspace, "start", "07")
+    r = exercise(workspace, "solution", "07")
+    assert r.returncode == 0, r.stderr
+    assert "(yours) -> lessons/07-validate-with-pydantic (the model answer)" in r.stdout
+    assert "+class User(BaseModel):" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "solution", "run"])
+def test_a_missing_folder_gets_one_line(workspace, command):
+    r = exercise(workspace, command, "07")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"no folder {workspace / LESSON.folder}: make start LESSON=07 creates it"]
+
+
+def test_a_wrong_folder_gets_one_line_also_from_make_test():
+    r = subprocess.run(["make", "--no-print-directory", "test", "LESSON=07", "DIR=lessons"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "lessons has no main.py, so it is not a lesson 07 project" in r.stderr, r.stderr
+    assert "No module named" not in r.stdout + r.stderr
+
+
+def test_checklist_lines_come_from_the_tests():
+    from exercise import requirements
+
+    lines = [r.text for r in requirements(LESSON)]
+    assert "Unknown id get is 404" in lines  # test_unknown_id_get_is_404
+    assert len(lines) == len(set(lines))

@@ -1,0 +1,115 @@
+"""The course site (make site): built once per run with --strict, then read in real Chromium
+from a plain file server, with nothing fetched from outside that server."""
+
+import shutil
+
+import pytest
+
+from conftest import IN_CI
+from lessons import all_lessons
+
+LESSONS = all_lessons()
+# Material draws Mermaid inside a closed shadow root; opened here so the test can see the SVG.
+OPEN_SHADOWS = ("const attach = Element.prototype.attachShadow;"
+                "Element.prototype.attachShadow = function (init) {"
+                "  return attach.call(this, {...init, mode: 'open'}); };")
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    import website as course_site  # shared/website.py (conftest puts shared/ on sys.path)
+
+    if not course_site.MERMAID_JS.is_file() and not shutil.which("npm"):
+        message = "no vendored Mermaid and no npm to fetch it (make site once, or apt-get install npm)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp("site")
+    course_site.build(out / "src", out / "site")
+    return out / "site"
+
+
+@pytest.fixture
+def site_url(site, static_server):
+    return static_server(site)
+
+
+@pytest.fixture
+def site_page(page, site_url):
+    """A page that fails the test on any request that leaves the site's own server."""
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((site_url, "data:", "blob:"))
+            else None)
+    page.add_init_script(OPEN_SHADOWS)
+    yield page
+    assert outside == []
+
+
+def lesson_url(site_url, number):
+    lesson = next(x for x in LESSONS if x.number == number)
+    return f"{site_url}/lessons/{lesson.folder}.html"
+
+
+def test_every_lesson_has_a_page_and_the_build_is_strict(site):
+    for lesson in LESSONS:
+        assert (site / "lessons" / f"{lesson.folder}.html").is_file(), lesson.folder
+    assert (site / "assets" / "mermaid.min.js").is_file()
+    assert "fonts.googleapis" not in (site / "index.html").read_text()
+
+
+def test_lesson_page_opens_with_the_task_and_shows_the_checklist(site_page, site_url):
+    from exercise import requirements
+
+    site_page.goto(lesson_url(site_url, "07"))
+    headings = site_page.locator("article h2").all_inner_texts()
+    assert headings[0].strip("¶ ") == "Your task", headings
+    checklist = site_page.locator("#the-checklist + p + ul li").all_inner_texts()
+    assert [line.strip() for line in checklist] == [r.text for r in requirements(LESSONS[6])]
+
+
+def test_the_diff_is_side_by_side_with_syntax_colour(site_page, site_url):
+    site_page.goto(lesson_url(site_url, "07"))
+    diff = site_page.locator("details.diff-file", has_text="main.py").first
+    assert diff.locator("table.diff.split").count() == 1
+    added = diff.locator("td.code.add", has_text="BaseModel")
+    assert added.count() >= 1
+    assert added.first.locator("span").count() >= 1  # Pygments' token spans: coloured code
+    assert diff.locator("td.code.del", has_text="def find_problem").count() == 1
+
+
+def test_the_picture_is_rendered_as_svg_with_the_new_part_highlighted(site_page, site_url):
+    site_page.goto(lesson_url(site_url, "08"))  # the database arrives
+    svg = site_page.locator(".mermaid svg").first
+    svg.wait_for()
+    assert "Postgres" in svg.text_content()
+    assert svg.locator(".node.new").count() >= 1
+
+
+@pytest.mark.parametrize("number", [x.number for x in LESSONS if x.number == "14"])
+def test_a_flow_lesson_also_has_a_sequence_diagram(site_page, site_url, number):
+    site_page.goto(lesson_url(site_url, number))
+    site_page.locator(".mermaid svg").nth(1).wait_for()
+    assert "OPTIONS /api/users" in site_page.locator(".mermaid svg").nth(1).text_content()
+
+
+def test_next_and_previous_links_walk_the_lessons(site_page, site_url):
+    site_page.goto(lesson_url(site_url, "07"))
+    site_page.locator(".lesson-nav a", has_text="08 ").click()
+    assert site_page.url == lesson_url(site_url, "08")
+    site_page.locator(".lesson-nav a", has_text="07 ").click()
+    assert site_page.url == lesson_url(site_url, "07")
+    site_page.locator(".md-nav__link", has_text="Home").first.click()
+    assert site_page.locator("article h1").inner_text().startswith("AI Interview Coach")
+
+
+def test_search_works_offline(site_page, site_url):
+    site_page.goto(f"{site_url}/index.html")
+    site_page.locator("input.md-search__input").fill("Pydantic")
+    site_page.locator(".md-search-result__item").first.wait_for()
+    assert "Pydantic" in site_page.locator(".md-search-result__list").inner_text()
+
+
+def test_site_index_lists_only_lessons_that_exist(site):
+    index = (site / "index.html").read_text()
+    for lesson in LESSONS:
+        assert f'href="lessons/{lesson.folder}.html"' in index
