@@ -196,7 +196,10 @@ def cmd_diffs(_args) -> None:
             out.write(diff_header(old, new) + "\n")
             out.flush()
             git_diff(old.path, new.path, color=False, out=out)
-    print(f"wrote {len(lessons) - 1} diffs to {out_dir.relative_to(ROOT)}/")
+    from website import write_diff_index
+
+    index = write_diff_index(out_dir)
+    print(f"wrote {len(lessons) - 1} diffs to {out_dir.relative_to(ROOT)}/ (index: {index.name})")
 
 
 # --- run ----------------------------------------------------------------------------------
