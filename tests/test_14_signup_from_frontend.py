@@ -176,7 +176,6 @@ def test_preflight_allows_a_json_post(client):
 
 
 @pytest.mark.parametrize("origin", [
-    "http://127.0.0.1:8001",  # another host name for the same machine
     "http://localhost:8000",  # another port
     "https://localhost:8001",  # another scheme
     "https://shadytricks.com",  # another site
@@ -226,3 +225,53 @@ def test_create_and_list_still_work(client):
     user_id = r.json()["id"]
     listed = client.get("/api/users").json()
     assert {"id": user_id, "name": "Alan", "role": "developer", "place": "London"} in listed, listed
+
+
+# --- Hardening (H3): the page works from http://127.0.0.1 as well as http://localhost ---------
+
+
+@pytest.fixture
+def both_hosts(lesson, tmp_path, static_server, live_api) -> tuple[str, str, int]:
+    """(page on localhost, the same page on 127.0.0.1, API port): an API that allows both
+    spellings of the page's origin, as the default CORS_ORIGINS does for port 8001, and the
+    page's own config.js with the test API's port in place of 8000."""
+    folder = tmp_path / "frontend"
+    shutil.copytree(lesson.path / "frontend", folder)
+    page_url = static_server(folder, host="localhost")
+    port = page_url.rsplit(":", 1)[1]
+    api = live_api(env={"CORS_ORIGINS": f"http://localhost:{port},http://127.0.0.1:{port}"})
+    api_port = api.url.rsplit(":", 1)[1]
+    config = (folder / "config.js").read_text()
+    assert ":8000`;" in config, config
+    (folder / "config.js").write_text(config.replace(":8000`;", f":{api_port}`;"))
+    return f"{page_url}/signup.html", f"http://127.0.0.1:{port}/signup.html", api.url
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:8001", "http://127.0.0.1:8001"])
+def test_default_list_allows_both_spellings_of_the_page_origin(client, origin):
+    r = preflight(client, origin)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("access-control-allow-origin") == origin, r.headers
+
+
+def test_config_js_follows_the_host_the_page_came_from(lesson, static_server, page):
+    page.goto(static_server(lesson.path / "frontend", host="127.0.0.1") + "/signup.html")
+    assert page.evaluate("API_URL") == "http://127.0.0.1:8000"
+
+
+def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
+    _, page_on_ip, api = both_hosts
+    name = unique_name()
+    page.goto(page_on_ip)
+    text = sign_up(page, name)
+    assert text.startswith(f"Welcome, {name}! "), text
+    assert [u["name"] for u in httpx2.get(api + "/api/users").json() if u["name"] == name] == [name]
+
+
+def test_a_page_on_another_port_is_still_blocked(both_hosts, page, static_server, tmp_path):
+    _, _, api = both_hosts
+    other = static_server(tmp_path / "frontend", host="localhost")  # same files, another port
+    before = len(httpx2.get(api + "/api/users", params={"limit": 100}).json())
+    page.goto(other + "/signup.html")
+    assert sign_up(page, unique_name()) == BLOCKED
+    assert len(httpx2.get(api + "/api/users", params={"limit": 100}).json()) == before
