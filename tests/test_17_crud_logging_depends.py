@@ -16,7 +16,7 @@ import httpx2
 import jwt
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from conftest import Servers
 
@@ -169,14 +169,30 @@ def test_malformed_email_is_422_at_signup_and_in_put_me(client, user, email):
 
 # --- the dependencies -----------------------------------------------------------------------
 
-def test_every_request_gives_its_session_back(client, user):
+def test_get_db_closes_its_session_however_the_request_ends(client, user, db, monkeypatch):
     import database
+    import deps
 
-    for method, path, body in [("GET", "/api/me", None), ("PUT", "/api/me", {"name": "Grace"}),
-                               ("PUT", "/api/me", {"name": "G"}), ("GET", "/api/test-db", None)]:
-        client.request(method, path, headers=bearer(user["token"]), json=body)
-    client.get("/api/me", headers=bearer("forged"))
-    assert database.engine.pool.checkedout() == 0
+    opened, closed = [], []
+
+    class Watched(Session):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(deps, "SessionLocal", sessionmaker(bind=database.engine, class_=Watched))
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email) VALUES ('Bo', 'bo-watched@example.com')")
+    answers = [client.get("/api/me", headers=bearer(user["token"])).status_code,  # 200
+               client.get("/api/me", headers=bearer("forged")).status_code,  # 401
+               put_me(client, user, {"email": "bo-watched@example.com"}).status_code,  # 409
+               client.get("/api/test-db").status_code]  # 200
+    assert answers == [200, 401, 409, 200]
+    assert len(opened) == 4 and closed == opened
 
 
 def test_get_db_can_be_swapped_and_a_database_down_is_503(app, client, user, closed_port):
