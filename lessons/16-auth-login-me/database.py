@@ -22,6 +22,9 @@ engine = create_engine(
     # Test each pooled connection before lending it out: one the database closed (say, it was
     # restarted) is replaced by a fresh one instead of failing the request.
     pool_pre_ping=True,
+    # When a statement fails, SQLAlchemy's error message lists the values it sent, and that
+    # message lands in the server log: a password hash, an email. Keep the SQL, hide the values.
+    hide_parameters=True,
 )
 
 # A session factory: every SessionLocal() is a new Session bound to our engine.

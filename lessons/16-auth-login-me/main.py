@@ -27,11 +27,13 @@ load_dotenv()
 app = FastAPI()
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
-# says that origin is allowed. The signup page lives on http://localhost:8001 and the API on
-# :8000, so the API lists the page's origin, and only that: any other site stays blocked.
+# says that origin is allowed. The pages live on http://localhost:8001 (also reached as
+# http://127.0.0.1:8001, a different origin) and the API on :8000, so the API lists those two
+# origins, and only those: any other site stays blocked.
+PAGE_ORIGINS = "http://localhost:8001,http://127.0.0.1:8001"
 app.add_middleware(
     CORSMiddleware,
-    allow_origins=[origin.strip() for origin in os.getenv("CORS_ORIGINS", "http://localhost:8001").split(",")],
+    allow_origins=[origin.strip() for origin in os.getenv("CORS_ORIGINS", PAGE_ORIGINS).split(",")],
     allow_methods=["*"],
     allow_headers=["*"],
 )
