@@ -145,6 +145,16 @@ def test_token_is_hs256_with_the_user_id_as_sub_and_exp_in_60_minutes(ada, ada_t
     assert 55 < minutes_left <= 60, claims
 
 
+def test_token_lifetime_follows_expiry_minutes(app, monkeypatch):
+    import main
+
+    # EXPIRY_MINUTES is read from the environment when the app starts: change it where it lives.
+    monkeypatch.setattr(sys.modules[main.create_token.__module__], "EXPIRY_MINUTES", 5)
+    claims = jwt.decode(main.create_token(7), SECRET, algorithms=["HS256"])
+    minutes_left = (claims["exp"] - datetime.now(UTC).timestamp()) / 60
+    assert 4 < minutes_left <= 5, claims
+
+
 # --- GET /api/me ----------------------------------------------------------------------------
 
 def test_me_returns_the_user_of_the_token(client, ada, ada_token):
