@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs table numbers test lint bench db db-stop db-status db-reset psql alembic clean
+.PHONY: help setup run diff diffs table numbers test lint bench fuzz db db-stop db-status db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -76,6 +76,11 @@ lint: setup
 # Speed and memory numbers (database start, make run to first answer); never part of `make test`.
 bench: setup
 	@$(PY) shared/bench.py $(ARGS)
+
+# Schemathesis against a running lesson (throwaway database): every answer checked against the
+# OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path fuzzes another folder.
+fuzz: setup
+	@$(PY) shared/fuzz.py "$(LESSON)" $(if $(EXAMPLES),--max-examples $(EXAMPLES)) $(if $(DIR),--dir "$(DIR)") $(if $(ARGS),-- $(ARGS))
 
 db: setup
 	@$(PY) shared/devdb.py up

@@ -48,6 +48,7 @@ TARGETS = [
     (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
     (MAINTAIN, "lint", "ruff over lessons, shared and tests"),
     (MAINTAIN, "bench", "measure database start and make run times (ARGS=--tests adds make test)"),
+    (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, every check (EXAMPLES=n, ARGS=..)"),
     (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
     (MAINTAIN, "numbers", "the lesson numbers as JSON (CI's test matrix)"),
 ]
@@ -77,7 +78,7 @@ def cmd_check(args) -> None:
     """Validate the Makefile's variables; print one line (the error) or nothing."""
     goals = set(args.goals.split())
     try:
-        needing = sorted(goals & {"run", "diff", "alembic"})
+        needing = sorted(goals & {"run", "diff", "alembic", "fuzz"})
         if "diff" in goals and bool(args.from_) != bool(args.to):
             given, missing = ("FROM", "TO") if args.from_ else ("TO", "FROM")
             raise UnknownLesson(f"make diff with {given}= needs {missing}= too, e.g. make diff FROM=05 TO=09 "

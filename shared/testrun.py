@@ -29,16 +29,20 @@ PYTEST_NO_TESTS = 5
 
 # The repo-wide checks (tests/test_course.py) run as one more job beside the lessons.
 COURSE_CHECKS = Lesson("repo", "course checks", "", "", ())
+# Schemathesis against a few running lessons (tests/test_fuzz.py): a job of its own, beside them.
+FUZZ_CHECKS = Lesson("fuzz", "schemathesis on 07 10 15", "", "", ())
 
 
 def run_one(lesson, folder: Path, tag: str = "") -> dict:
-    is_lesson = lesson is not COURSE_CHECKS
+    is_lesson = lesson is not COURSE_CHECKS and lesson is not FUZZ_CHECKS
     junit = RESULTS / f"{lesson.number}{tag}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
     # The course checks: the repo, the course site (built once) and exercise mode.
     test_files = [lesson.test_file] if is_lesson else [ROOT / "tests" / f"test_{name}.py"
                                                        for name in ("course", "site", "exercise")]
+    if lesson is FUZZ_CHECKS:
+        test_files = [ROOT / "tests" / "test_fuzz.py"]
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", *map(str, test_files), f"--junitxml={junit}", "-q"],
@@ -99,7 +103,7 @@ def main() -> None:
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
     # Later lessons have the longest suites: start them first so no long run is left for last.
     # The course checks (repo, site, exercise mode) are the longest job of all: they start first.
-    jobs = lessons[::-1] if args.lesson else [COURSE_CHECKS, *lessons[::-1]]
+    jobs = lessons[::-1] if args.lesson else [COURSE_CHECKS, FUZZ_CHECKS, *lessons[::-1]]
 
     start_database(lessons)
 
