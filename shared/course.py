@@ -46,6 +46,7 @@ TARGETS = [
     (MAINTAIN, "test", "test every lesson and the repo checks, two at a time"),
     (MAINTAIN, "test PREVIOUS=1", "how many of each lesson's tests fail on the lesson before it"),
     (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
+    (MAINTAIN, "site / site-serve", "the course as a website in build/site/ (offline); serve it on 8080"),
     (MAINTAIN, "lint", "ruff over lessons, shared and tests"),
     (MAINTAIN, "bench", "measure database start and make run times (ARGS=--tests adds make test)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, every check (EXAMPLES=n, ARGS=..)"),

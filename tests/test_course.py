@@ -206,6 +206,12 @@ def test_make_help_puts_learner_commands_before_the_maintainers():
     assert maintain < out.index("make diffs ") and maintain < out.index("make bench"), out
 
 
+def test_make_help_names_every_makefile_target():
+    out = make().stdout
+    targets = re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M)
+    assert [t for t in targets if not re.search(rf"^  make (\S+ / )*{t}\b", out, re.M)] == []
+
+
 def test_diff_with_from_but_no_to_says_to_is_missing():
     r = make("diff", "FROM=09")
     assert r.returncode == 2 and "needs TO=" in r.stderr, r.stderr
