@@ -126,7 +126,7 @@ def folder_problem(lesson: Lesson, folder: Path) -> str | None:
     key = "main.py" if (lesson.path / "main.py").is_file() else "index.html"
     if not (folder / key).is_file():
         found = ", ".join(sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:6])
-        return (f"{shown(folder)} has no {key}, so it is not a lesson {lesson.number} project "
+        return (f"{shown(folder)} has no {key}: nothing to grade as lesson {lesson.number} "
                 f"(it holds: {found or 'nothing'})")
     return None
 
@@ -135,8 +135,11 @@ def resolve_folder(lesson: Lesson, given: str) -> Path:
     folder = Path(given).expanduser() if given else workspace_folder(lesson)
     problem = folder_problem(lesson, folder)
     if problem:
-        start = "" if given else f": make start LESSON={lesson.number} creates it"
-        fail(problem + start)
+        if not given and not folder.exists():
+            problem += f": make start LESSON={lesson.number} creates it"
+        elif not given:
+            problem += f"; the task is at the top of lessons/{lesson.folder}/README.md"
+        fail(problem)
     return folder.resolve()
 
 
@@ -193,13 +196,14 @@ def failure_details(text: str) -> tuple[str, str, str, str]:
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
     expected = actual = ""
     for line in errors:
-        match = re.match(r"assert (.+?) == (.+)$", line)
+        match = re.match(r"(?:AssertionError: )?assert (.+?) == (.+)$", line)
         if match:
             actual, expected = match[1], match[2]
             break
     head = text.strip().splitlines()[0] if text.strip() else ""
     # An exception (ImportError, SyntaxError, ...) says more than the lines pytest shows above it.
-    raised = [line for line in errors if re.match(r"[\w.]*(Error|Exception)\b", line)]
+    raised = [line for line in errors if re.match(r"[\w.]*(Error|Exception)\b", line)
+              and not line.startswith("AssertionError")]
     message = raised[0] if raised else errors[0] if errors else head
     where = next((m for m in re.finditer(r'File "([^"]+)", line (\d+)', text)), None)
     if raised and where and not where[1].startswith(str(ROOT / "tests")):
@@ -280,7 +284,7 @@ def checklist(lesson: Lesson, folder: Path, junit: Path) -> tuple[list[str], int
                 detail.append(f"      checks:   {statement}")
             if expected:
                 detail += [f"      expected: {expected}", f"      got:      {actual}"]
-                if message and not message.startswith("assert "):
+                if message and not re.match(r"(AssertionError: )?assert ", message):
                     detail.append(f"      answer:   {message.removeprefix('AssertionError: ')[:300]}")
             elif message:
                 detail.append(f"      error:    {message[:300]}")
@@ -370,7 +374,7 @@ def cmd_progress(_args) -> None:
             state = "  started, not checked yet"
         else:
             state = "  -"
-        print(f"  {lesson.number}  {lesson.title:<28} {state}")
+        print(f"  {lesson.number}  {lesson.title:<36} {state}")
     passed = sum(1 for e in progress.values() if e.get("passed"))
     print(f"{passed} of {len(all_lessons())} lessons passed.")
 

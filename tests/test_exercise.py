@@ -115,7 +115,7 @@ def test_a_wrong_folder_gets_one_line_also_from_make_test():
     r = subprocess.run(["make", "--no-print-directory", "test", "LESSON=07", "DIR=lessons"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode != 0
-    assert "lessons has no main.py, so it is not a lesson 07 project" in r.stderr, r.stderr
+    assert "lessons has no main.py: nothing to grade as lesson 07" in r.stderr, r.stderr
     assert "No module named" not in r.stdout + r.stderr
 
 
