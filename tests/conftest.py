@@ -1,4 +1,4 @@
-"""Fixtures every lesson's tests share.
+"""Fixtures every lesson's tests share (plain helpers are in helpers.py; never import this file).
 
 One pytest process tests one lesson (`make test` starts one per lesson). The folder under test
 is LESSON_DIR when set (so the same tests can grade a learner's folder or another snapshot),
@@ -12,9 +12,16 @@ Fixtures:
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
   app           the lesson's FastAPI app (main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
+  servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
   live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
-  page          a page in real headless Chromium (Debian's chromium, driven by Playwright)
+  pages         (module) the lesson's frontend/ served from http://localhost:P with a live API
+                that allows that origin; config.js points at it: .url, .api, .folder, .port
+  browser       (session) one headless Chromium (Debian's chromium, driven by Playwright)
+  page          a fresh page (own context: no cookies or localStorage from other tests)
+
+Speed: a lesson's tests run in well under 10 s. Start a server or a browser once per module or
+session where the tests only add to what it serves (`pages`, `browser`), not once per test.
 """
 
 import fcntl
@@ -23,20 +30,18 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import IN_CI, ROOT, Servers, alembic
+
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def lesson_numbers(items) -> set[str]:
@@ -98,12 +103,6 @@ def db(db_env):
     conn.close()
 
 
-def migrate(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    """Runs `alembic <args>` in the lesson folder (default: upgrade head), as `make run` does."""
-    return subprocess.run([sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))], cwd=folder,
-                          env=os.environ.copy(), capture_output=True, text=True, check=True)
-
-
 @pytest.fixture
 def closed_port():
     """Bound (so nothing else takes it) but not listening: connections are refused at once."""
@@ -117,7 +116,7 @@ def app(lesson, request):
     if "db" in lesson.needs:
         request.getfixturevalue("db_env")
         if (lesson.path / "alembic").is_dir():
-            migrate(lesson.path)
+            alembic(lesson.path, "upgrade", "head")  # as `make run` does
     return importlib.import_module("main").app
 
 
@@ -127,55 +126,6 @@ def client(app):
 
     with TestClient(app) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early:\n{proc.stdout.read()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
-
-
-class Servers:
-    """Starts processes on free ports and stops them all when the test ends."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, argv, cwd, env=None, what="server") -> tuple[int, subprocess.Popen]:
-        port = free_port()
-        argv = [a.replace("{port}", str(port)) for a in argv]
-        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.procs.append(proc)
-        wait_for_port(port, proc, what)
-        return port, proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-
-    def stop_all(self):
-        for proc in self.procs:
-            self.stop(proc)
 
 
 @pytest.fixture
@@ -220,6 +170,39 @@ def static_server(servers):
     return start
 
 
+@dataclass(frozen=True)
+class Pages:
+    url: str  # http://localhost:P, where the copy of frontend/ is served: the allowed origin
+    api: str  # http://127.0.0.1:Q, the live API that config.js points at
+    folder: Path  # the served copy of frontend/ (http.server reads files fresh on each request)
+    port: int  # P: http://127.0.0.1:P serves the same files from an origin the API does not allow
+
+
+@pytest.fixture(scope="module")
+def pages(lesson, app, tmp_path_factory):
+    """The lesson's pages as `make run` serves them, on free ports, once per test module.
+
+    A copy of frontend/ is served from http://localhost:P; a live API allows exactly that
+    origin (CORS_ORIGINS); config.js says where the API is. Tests share both servers, so each
+    test uses names or emails of its own and only reads what it created.
+    """
+    folder = tmp_path_factory.mktemp("pages") / "frontend"
+    shutil.copytree(lesson.path / "frontend", folder)
+    servers = Servers()
+    try:
+        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                                cwd=folder, what="http.server")
+        origin = f"http://localhost:{port}"
+        api_port, _ = servers.start(
+            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
+            cwd=lesson.path, env={"CORS_ORIGINS": origin}, what="the lesson's API")
+        api = f"http://127.0.0.1:{api_port}"
+        (folder / "config.js").write_text(f'const API_URL = "{api}";\n')
+        yield Pages(origin, api, folder, port)
+    finally:
+        servers.stop_all()
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -246,3 +229,86 @@ def page(browser):
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+# --- The offline coach (shared/coach.py): the LLM of lessons 18 on, in tests ----------------
+
+
+class CoachServer:
+    """The offline coach in a process of its own.
+
+    .url is the base URL an OpenAI client wants (it ends in /v1), .env the settings that point
+    a lesson's app at it (OPENAI_BASE_URL, OPENAI_API_KEY); the rest are its test controls.
+    """
+
+    def __init__(self, port: int, proc):
+        self.root = f"http://127.0.0.1:{port}"
+        self.url = f"{self.root}/v1"
+        self.env = {"OPENAI_BASE_URL": self.url, "OPENAI_API_KEY": "offline-coach-test"}
+        self.proc = proc
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import json
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.root + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def requests(self) -> list[dict]:
+        """The JSON bodies the coach received at /v1/chat/completions, oldest first."""
+        return self._call("GET", "/_coach/requests")
+
+    def reset(self) -> None:
+        """Back to normal answers at no delay, with no requests and no stream counts."""
+        self._call("POST", "/_coach/reset", {})
+
+    def mode(self, mode: str = "ok", **options) -> dict:
+        """mode("error"); mode("error", after=3); mode("slow", seconds=5); mode("drop", after=3);
+        any of them with token_delay=0.05 (seconds per token). See shared/coach.py."""
+        return self._call("POST", "/_coach/mode", {"mode": mode, **options})
+
+    def stats(self) -> dict:
+        """Streams {"started", "completed", "cancelled"} (cancelled: the client went away)."""
+        return self._call("GET", "/_coach/stats")
+
+
+@pytest.fixture(scope="session")
+def coach_server():
+    """One offline coach for the whole test process, on a free port, no delay per token."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", str(port),
+                             "--token-delay", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 15
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the offline coach did not start on port {port}:\n{proc.communicate()[0]}")
+        time.sleep(0.05)
+    yield CoachServer(port, proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+
+
+@pytest.fixture
+def coach(coach_server):
+    """The session's offline coach, reset for this test: .url, .env, .requests(), .reset(),
+    .mode(...), .stats()."""
+    coach_server.reset()
+    return coach_server

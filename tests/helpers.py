@@ -1,9 +1,64 @@
-"""Small helpers more than one lesson's tests use (fixtures live in conftest.py)."""
+"""Plain helpers for the lessons' tests (fixtures live in conftest.py; import these, never conftest).
 
+Helpers and what they do:
+  ROOT, IN_CI        the repo folder; True when CI=true (missing Chromium then fails, not skips)
+  create_user        POST /api/users, assert the status (201 from lesson 06 on), return the new id
+  get_user           GET /api/users/{id}, assert 200, return the JSON
+  assert_not_found   the answer is 404 {"detail": "User not found"} (lesson 07 on)
+  broken_fields      the fields a 422 answer names (["body", "name"] -> "name"), after asserting 422
+  alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
+  keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
+  stored_hash        the password_hash column of one user, read with the `db` connection
+  cut_off_the_apps_connections   what a database restart does to the app's pooled connections
+  free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
+
+A helper that says something only one lesson teaches (lesson 11's `signup(client, password)`)
+stays in that lesson's test file, built on these.
+"""
+
+import io
+import logging
+import logging.config
+import os
+import socket
+import subprocess
 import time
+from pathlib import Path
+from unittest import mock
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# --- the users API (lessons 04 on) ---------------------------------------------------------
+
+def create_user(client, body: dict, status: int = 201) -> int:
+    """POST /api/users with BODY; the answer must be STATUS (lessons 04-05 answer 200). Returns the id."""
+    r = client.post("/api/users", json=body)
+    assert r.status_code == status, r.text
+    return r.json()["id"]
+
+
+def get_user(client, user_id: int) -> dict:
+    r = client.get(f"/api/users/{user_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_not_found(r) -> None:
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "User not found"}
+
+
+def broken_fields(r) -> list:
+    """The fields a 422 answer names, from each error's loc: ["body", "name"] -> "name"."""
+    assert r.status_code == 422, r.text
+    return [error["loc"][-1] for error in r.json()["detail"]]
+
+
+# --- JSON and the database -----------------------------------------------------------------
 
 def keys_in(data) -> set:
     """Every key of every object anywhere in a JSON value."""
@@ -41,3 +96,82 @@ def cut_off_the_apps_connections(db) -> None:
                 return
             time.sleep(0.05)
     pytest.fail("the app's connections did not end within 10 s")
+
+
+def alembic(folder: Path, *args: str) -> str:
+    """`alembic ARGS` (default `upgrade head`) in a lesson FOLDER; returns what it printed and logged.
+
+    The alembic command's own parser, alembic.ini and env.py, on the database env.py reaches
+    (the lesson's engine, so one pooled connection), but in this process: a new interpreter per
+    call costs about a second. The ini's logging setup is skipped (it would switch off the test
+    process's loggers); alembic's log is captured instead. A failing command raises.
+    """
+    from alembic.config import CommandLine, Config
+
+    cli = CommandLine()
+    options = cli.parser.parse_args(["--raiseerr", *(args or ("upgrade", "head"))])
+    output = io.StringIO()
+    config = Config(folder / "alembic.ini", stdout=output, output_buffer=output, cmd_opts=options)
+    log = logging.getLogger("alembic")
+    handler, level = logging.StreamHandler(output), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with mock.patch.object(logging.config, "fileConfig"):
+            cli.run_cmd(config, options)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    return output.getvalue()
+
+
+# --- processes on free ports ---------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early:\n{proc.stdout.read()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
+
+
+class Servers:
+    """Starts processes on free ports; stop_all() ends them (the `servers` fixture calls it)."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, cwd, env=None, what="server") -> tuple[int, subprocess.Popen]:
+        """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there."""
+        port = free_port()
+        argv = [a.replace("{port}", str(port)) for a in argv]
+        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.procs.append(proc)
+        wait_for_port(port, proc, what)
+        return port, proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
+
+    def stop_all(self):
+        for proc in self.procs:
+            self.stop(proc)

@@ -1,19 +1,21 @@
 """Lesson 15: Alembic owns the schema; users trade role and place for an email.
 
-The migration tests run the alembic command, as a learner does, on this lesson's test
+The migration tests run alembic's commands, as a learner types them, on this lesson's test
 database: on an empty one, on one holding lesson 14's table and rows, down and up again. Each
 of them starts from an empty database (`empty_db`) and leaves it migrated to head, so every
 other test, in any order, finds the table it expects. The app itself no longer creates tables.
+One test runs the real `alembic` program; the others run the same commands in this process
+(helpers.alembic: same parser, alembic.ini and env.py), a second faster each.
 """
 
-import shutil
 import subprocess
+import sys
 import uuid
 
 import httpx2
 import pytest
 
-from conftest import ROOT, migrate
+from helpers import ROOT, alembic, broken_fields, create_user, get_user
 from lessons import find as find_lesson
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
@@ -27,15 +29,6 @@ LESSON_15_SHAPE = {"id": SERIAL_ID, "name": ("text", "NO", None), "email": ("tex
                    "password_hash": ("text", "YES", None)}
 NOTHING_TO_DO = "No new upgrade operations detected"
 ADA = {"name": "Ada", "email": "ada@example.com", "password": "secret123"}
-
-
-def alembic(lesson, *args: str) -> str:
-    """Runs `alembic ARGS` in the lesson folder on the test database; returns what it printed."""
-    try:
-        done = migrate(lesson.path, *args)
-    except subprocess.CalledProcessError as error:
-        pytest.fail(f"alembic {' '.join(args)} exited {error.returncode}:\n{error.stdout}{error.stderr}")
-    return done.stdout + done.stderr
 
 
 def shape(db) -> dict:
@@ -69,7 +62,7 @@ def drop_everything(db) -> None:
 @pytest.fixture(scope="module")
 def head(lesson, db_env) -> str:
     """The newest revision id, as `alembic heads` prints it ("0002 (head)")."""
-    return alembic(lesson, "heads").split()[0]
+    return alembic(lesson.path, "heads").split()[0]
 
 
 @pytest.fixture
@@ -78,7 +71,7 @@ def empty_db(lesson, app, db):
     drop_everything(db)
     yield db
     drop_everything(db)
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
 
 
 @pytest.fixture
@@ -100,7 +93,7 @@ def lesson_14_db(empty_db):
 @pytest.fixture
 def user_at_head(lesson, empty_db):
     """A database at head holding one user with an email."""
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     with empty_db.cursor() as cur:
         cur.execute("INSERT INTO users (name, email, password_hash)"
                     " VALUES ('Ada', 'ada@example.com', '$2b$12$ada')")
@@ -109,30 +102,32 @@ def user_at_head(lesson, empty_db):
 
 # --- upgrade --------------------------------------------------------------------------------
 
-def test_upgrade_head_on_an_empty_database_creates_users(lesson, empty_db):
-    alembic(lesson, "upgrade", "head")
+def test_the_alembic_command_upgrades_an_empty_database_to_the_models(lesson, empty_db):
+    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=lesson.path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert shape(empty_db) == LESSON_15_SHAPE
 
 
 def test_upgrade_head_records_the_head_revision(lesson, empty_db, head):
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     assert recorded_revision(empty_db) == [head]
-    assert f"{head} (head)" in alembic(lesson, "current")
+    assert f"{head} (head)" in alembic(lesson.path, "current")
 
 
 def test_upgrade_with_sql_prints_the_migrations_without_running_them(lesson, empty_db):
-    sql = alembic(lesson, "upgrade", "head", "--sql")
+    sql = alembic(lesson.path, "upgrade", "head", "--sql")
     assert "CREATE TABLE users" in sql and "DROP COLUMN role" in sql, sql
     assert has_table(empty_db, "users") is False
 
 
 def test_first_migration_is_the_lesson_14_table(lesson, empty_db):
-    alembic(lesson, "upgrade", "+1")
+    alembic(lesson.path, "upgrade", "+1")
     assert shape(empty_db) == LESSON_14_SHAPE
 
 
 def test_upgrade_adopts_a_lesson_14_table_and_keeps_its_users(lesson, lesson_14_db):
-    alembic(lesson, "upgrade", "head")  # no stamp: the baseline sees the table and keeps it
+    alembic(lesson.path, "upgrade", "head")  # no stamp: the baseline sees the table and keeps it
     assert query(lesson_14_db, "SELECT id, name, email, password_hash FROM users ORDER BY id") == [
         (1, "Ada", None, "$2b$12$ada"), (2, "Bo", None, None)]
 
@@ -141,30 +136,30 @@ def test_upgrade_adopts_a_lesson_10_table_too(lesson, empty_db):
     with empty_db.cursor() as cur:  # lesson 10's schema.sql: no password_hash yet
         cur.execute((ROOT / "lessons" / "10-save-users-db" / "schema.sql").read_text())
         cur.execute("INSERT INTO users (name, role, place) VALUES ('Ada', 'developer', 'London')")
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     assert shape(empty_db) == LESSON_15_SHAPE
     assert query(empty_db, "SELECT name, email, password_hash FROM users") == [("Ada", None, None)]
 
 
 def test_upgrade_of_a_lesson_14_table_drops_role_and_place(lesson, lesson_14_db):
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     assert shape(lesson_14_db) == LESSON_15_SHAPE
 
 
 def test_upgraded_lesson_14_database_matches_the_models(lesson, lesson_14_db):
-    alembic(lesson, "upgrade", "head")
-    assert NOTHING_TO_DO in alembic(lesson, "check")
+    alembic(lesson.path, "upgrade", "head")
+    assert NOTHING_TO_DO in alembic(lesson.path, "check")
 
 
 def test_ids_continue_after_the_upgrade(lesson, lesson_14_db, client):
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     r = client.post("/api/users", json=ADA)
     assert r.status_code == 201, r.text
     assert r.json()["id"] == 4, r.text  # after Bo (2) and the deleted Cy (3): no id reused
 
 
 def test_upgraded_users_are_listed_without_an_email(lesson, lesson_14_db, client):
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
     r = client.get("/api/users")
     assert r.status_code == 200, r.text
     assert r.json() == [{"id": 1, "name": "Ada", "email": None}, {"id": 2, "name": "Bo", "email": None}]
@@ -173,33 +168,33 @@ def test_upgraded_users_are_listed_without_an_email(lesson, lesson_14_db, client
 # --- downgrade ------------------------------------------------------------------------------
 
 def test_downgrade_base_removes_the_table(lesson, empty_db):
-    alembic(lesson, "upgrade", "head")
-    alembic(lesson, "downgrade", "base")
+    alembic(lesson.path, "upgrade", "head")
+    alembic(lesson.path, "downgrade", "base")
     assert (has_table(empty_db, "users"), recorded_revision(empty_db)) == (False, [])
 
 
 def test_downgrade_base_then_upgrade_head_round_trips(lesson, empty_db, head):
-    alembic(lesson, "upgrade", "head")
-    alembic(lesson, "downgrade", "base")
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "upgrade", "head")
+    alembic(lesson.path, "downgrade", "base")
+    alembic(lesson.path, "upgrade", "head")
     assert (shape(empty_db), recorded_revision(empty_db)) == (LESSON_15_SHAPE, [head])
-    assert NOTHING_TO_DO in alembic(lesson, "check")
+    assert NOTHING_TO_DO in alembic(lesson.path, "check")
 
 
 def test_downgrade_one_step_gives_back_the_lesson_14_table(lesson, user_at_head):
-    alembic(lesson, "downgrade", "-1")
+    alembic(lesson.path, "downgrade", "-1")
     assert shape(user_at_head) == LESSON_14_SHAPE  # NOT NULL again, and no leftover default
 
 
 def test_downgrade_one_step_fills_role_and_place_with_placeholders(lesson, user_at_head):
-    alembic(lesson, "downgrade", "-1")
+    alembic(lesson.path, "downgrade", "-1")
     assert query(user_at_head, "SELECT id, name, role, place, password_hash FROM users") == [
         (1, "Ada", "developer", "unknown", "$2b$12$ada")]
 
 
 def test_upgrade_after_a_downgrade_keeps_the_users(lesson, user_at_head, head):
-    alembic(lesson, "downgrade", "-1")
-    alembic(lesson, "upgrade", "head")
+    alembic(lesson.path, "downgrade", "-1")
+    alembic(lesson.path, "upgrade", "head")
     # The email went with the downgrade (it had nowhere to live); the user is still there.
     assert query(user_at_head, "SELECT id, name, email, password_hash FROM users") == [
         (1, "Ada", None, "$2b$12$ada")]
@@ -209,7 +204,7 @@ def test_upgrade_after_a_downgrade_keeps_the_users(lesson, user_at_head, head):
 # --- models, migrations and the app ---------------------------------------------------------
 
 def test_models_and_migrations_agree(lesson, app):
-    assert NOTHING_TO_DO in alembic(lesson, "check")
+    assert NOTHING_TO_DO in alembic(lesson.path, "check")
 
 
 def test_app_does_not_create_tables_itself(app, empty_db):
@@ -227,23 +222,12 @@ def test_unmigrated_database_gets_a_503_that_says_to_migrate(client, empty_db):
 
 
 def test_database_behind_the_models_gets_the_same_503(lesson, client, lesson_14_db):
-    alembic(lesson, "stamp", "0001")  # the 14-era table, without the email column
+    alembic(lesson.path, "stamp", "0001")  # the 14-era table, without the email column
     r = client.post("/api/users", json={"name": "Ada", "email": "ada@example.com", "password": "secret1"})
     assert r.status_code == 503, r.text
 
 
 # --- the API: name, email, password ---------------------------------------------------------
-
-def create(client, user=ADA) -> int:
-    r = client.post("/api/users", json=user)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def broken_fields(r) -> list:
-    assert r.status_code == 422, r.text
-    return [error["loc"][-1] for error in r.json()["detail"]]
-
 
 def test_signup_with_name_email_and_password_is_201(client):
     r = client.post("/api/users", json=ADA)
@@ -252,14 +236,12 @@ def test_signup_with_name_email_and_password_is_201(client):
 
 
 def test_user_shows_email_and_no_role_place_or_hash(client):
-    user_id = create(client)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, "name": "Ada", "email": "ada@example.com"}
+    user_id = create_user(client, ADA)
+    assert get_user(client, user_id) == {"id": user_id, "name": "Ada", "email": "ada@example.com"}
 
 
 def test_list_shows_the_email(client):
-    user_id = create(client, {**ADA, "email": "list@example.com"})
+    user_id = create_user(client, {**ADA, "email": "list@example.com"})
     listed = client.get("/api/users").json()
     assert {"id": user_id, "name": "Ada", "email": "list@example.com"} in listed, listed
 
@@ -277,31 +259,19 @@ def test_malformed_email_is_422(client, email):
 
 
 def test_put_changes_name_and_email(client):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     r = client.put(f"/api/users/{user_id}", json={"name": "Ada L", "email": "ada.l@example.com"})
     assert r.status_code == 200, r.text
-    assert client.get(f"/api/users/{user_id}").json() == {
-        "id": user_id, "name": "Ada L", "email": "ada.l@example.com"}
+    assert get_user(client, user_id) == {"id": user_id, "name": "Ada L", "email": "ada.l@example.com"}
 
 
 def test_put_with_a_malformed_email_is_422(client):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     r = client.put(f"/api/users/{user_id}", json={"name": "Ada", "email": "nope"})
     assert broken_fields(r) == ["email"]
 
 
 # --- the signup page ------------------------------------------------------------------------
-
-@pytest.fixture
-def signup_page(lesson, app, tmp_path, static_server, live_api) -> tuple[str, str]:
-    """(page URL, API URL): a copy of frontend/ on localhost and an API allowing that origin."""
-    folder = tmp_path / "frontend"
-    shutil.copytree(lesson.path / "frontend", folder)
-    origin = static_server(folder, host="localhost")
-    api = live_api(env={"CORS_ORIGINS": origin})
-    (folder / "config.js").write_text(f'const API_URL = "{api.url}";\n')
-    return f"{origin}/signup.html", api.url
-
 
 def test_signup_page_asks_for_email_not_role_or_place(lesson, static_server, page):
     page.goto(static_server(lesson.path / "frontend") + "/signup.html")
@@ -309,17 +279,16 @@ def test_signup_page_asks_for_email_not_role_or_place(lesson, static_server, pag
     assert fields == [["name", "text"], ["email", "email"], ["password", "password"]], fields
 
 
-def test_signup_page_creates_a_user_with_that_email(signup_page, page):
-    url, api = signup_page
+def test_signup_page_creates_a_user_with_that_email(pages, page):
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    page.goto(url)
+    page.goto(f"{pages.url}/signup.html")
     page.fill("input[name=name]", "Grace")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", "secret123")
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('message').textContent !== ''")
     assert page.text_content("#message").startswith("Welcome, Grace!"), page.text_content("#message")
-    users = [u for u in httpx2.get(api + "/api/users").json() if u["email"] == email]
+    users = [u for u in httpx2.get(pages.api + "/api/users").json() if u["email"] == email]
     assert [u["name"] for u in users] == ["Grace"], users
 
 
@@ -335,5 +304,5 @@ def test_make_run_stops_an_earlier_lesson_on_a_migrated_database_with_the_fix(ap
 def test_an_earlier_lesson_runs_once_the_database_is_back_at_the_baseline(lesson, app, user_at_head):
     import course
 
-    alembic(lesson, "downgrade", "0001")
+    alembic(lesson.path, "downgrade", "0001")
     assert course.schema_conflict(find_lesson("14")) is None

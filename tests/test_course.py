@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 
 import course
 import devdb
-from conftest import ROOT
+from helpers import ROOT
 from lessons import all_lessons, find
 
 LESSONS = all_lessons()

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from lessons import find
 
 LESSON = find("07")

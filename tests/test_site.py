@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import IN_CI
+from helpers import IN_CI
 from lessons import all_lessons
 
 LESSONS = all_lessons()
@@ -104,7 +104,10 @@ def test_next_and_previous_links_walk_the_lessons(site_page, site_url):
 
 def test_search_works_offline(site_page, site_url):
     site_page.goto(f"{site_url}/index.html")
-    site_page.locator("input.md-search__input").fill("Pydantic")
+    site_page.locator("input.md-search__input").click()
+    # The search index is built in a web worker; Material says when it is ready.
+    site_page.locator(".md-search-result__meta", has_text="Type to start searching").wait_for(timeout=30_000)
+    site_page.locator("input.md-search__input").press_sequentially("Pydantic")
     site_page.locator(".md-search-result__item").first.wait_for()
     assert "Pydantic" in site_page.locator(".md-search-result__list").inner_text()
 
