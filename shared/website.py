@@ -216,6 +216,20 @@ FLOWS = {
 }
 
 
+# What in a lesson's code marks each flow; a lesson shows the flow whose mark it is the first to have.
+FLOW_MARKS = [("websocket", "@app.websocket"), ("sse", "text/event-stream"), ("chat", "/api/chat"),
+              ("login", "/api/login"), ("cors-preflight", "CORSMiddleware")]
+
+
+def flow_of(lesson: Lesson, entries: dict[str, dict]) -> str:
+    """lessons.toml's `flow` for the lesson, else the flow its code is the first to have."""
+    if "flow" in entries.get(lesson.number, {}):
+        return entries[lesson.number]["flow"]
+    before = previous(lesson)
+    code, old = code_text(lesson.path), code_text(before.path) if before else ""
+    return next((name for name, mark in FLOW_MARKS if mark in code and mark not in old), "")
+
+
 # --- the diff, side by side with syntax colour ---------------------------------------------
 
 def highlighted_lines(text: str, filename: str) -> list[str]:
@@ -300,7 +314,7 @@ def diff_html(old: Path | None, new: Path) -> str:
                         rows.append(f"<tr>{left}{right}</tr>")
         kind = "unified" if state != "changed" else "split"
         blocks.append(
-            f'<details class="diff-file" open><summary><code>{html.escape(rel)}</code> '
+            f'<details class="diff-file" open data-search-exclude><summary><code>{html.escape(rel)}</code> '
             f'<span class="diff-state">{state}</span> <span class="diff-add">+{added}</span> '
             f'<span class="diff-del">-{removed}</span></summary>'
             f'<div class="diff-scroll"><table class="diff {kind} highlight">{COLUMNS[kind]}'
@@ -405,7 +419,7 @@ def coming_soon(lessons: list[Lesson]) -> list[str]:
 def write_sources(source: Path = SOURCE) -> None:
     lessons = all_lessons()
     entries = manifest_entries()
-    flows = {n: e.get("flow", "") for n, e in entries.items()}
+    flows = {x.number: flow_of(x, entries) for x in lessons}
     if source.exists():
         shutil.rmtree(source)
     docs = source / "docs"
