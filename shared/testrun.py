@@ -38,9 +38,9 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
     junit = RESULTS / f"{lesson.number}{tag}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
-    # The course checks: the repo, the course site (built once) and exercise mode.
+    # The course checks: the repo, the course site (built once), exercise mode, the offline coach.
     test_files = [lesson.test_file] if is_lesson else [ROOT / "tests" / f"test_{name}.py"
-                                                       for name in ("course", "site", "exercise")]
+                                                       for name in ("course", "site", "exercise", "coach")]
     if lesson is FUZZ_CHECKS:
         test_files = [ROOT / "tests" / "test_fuzz.py"]
     started = time.monotonic()

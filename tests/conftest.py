@@ -312,3 +312,87 @@ def coach(coach_server):
     .mode(...), .stats()."""
     coach_server.reset()
     return coach_server
+
+
+# --- The offline coach (shared/coach.py): the LLM of lessons 18 on, in tests ----------------
+
+
+class CoachServer:
+    """The offline coach in a process of its own.
+
+    .url is the base URL an OpenAI client wants (it ends in /v1), .env the settings that point
+    a lesson's app at it (OPENAI_BASE_URL, OPENAI_API_KEY); the rest are its test controls.
+    """
+
+    def __init__(self, port: int, proc):
+        self.root = f"http://127.0.0.1:{port}"
+        self.url = f"{self.root}/v1"
+        self.env = {"OPENAI_BASE_URL": self.url, "OPENAI_API_KEY": "offline-coach-test"}
+        self.proc = proc
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import json
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.root + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def requests(self) -> list[dict]:
+        """The JSON bodies the coach received at /v1/chat/completions, oldest first."""
+        return self._call("GET", "/_coach/requests")
+
+    def reset(self) -> None:
+        """Back to normal answers at no delay, with no requests and no stream counts."""
+        self._call("POST", "/_coach/reset", {})
+
+    def mode(self, mode: str = "ok", **options) -> dict:
+        """mode("error"); mode("error", after=3); mode("slow", seconds=5); mode("drop", after=3);
+        any of them with token_delay=0.05 (seconds per token). See shared/coach.py."""
+        return self._call("POST", "/_coach/mode", {"mode": mode, **options})
+
+    def stats(self) -> dict:
+        """Streams {"started", "completed", "cancelled"} (cancelled: the client went away)."""
+        return self._call("GET", "/_coach/stats")
+
+
+@pytest.fixture(scope="session")
+def coach_server():
+    """One offline coach for the whole test process, on a free port, no delay per token."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", str(port),
+                             "--token-delay", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 15
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the offline coach did not start on port {port}:\n{proc.communicate()[0]}")
+        time.sleep(0.05)
+    yield CoachServer(port, proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+
+
+@pytest.fixture
+def coach(coach_server):
+    """The session's offline coach, reset for this test: .url, .env, .requests(), .reset(),
+    .mode(...), .stats()."""
+    coach_server.reset()
+    return coach_server

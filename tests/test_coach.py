@@ -1,0 +1,166 @@
+"""The offline coach (shared/coach.py) speaks OpenAI's chat API, as the official client reads it.
+
+Lessons 18-21 and the streaming bench rely on it: these tests pin what they rely on.
+"""
+
+import json
+
+import httpx2
+import openai
+import pytest
+from openai import OpenAI
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a patient interview coach."},
+    {"role": "user", "content": "My name is Ada and I interview for a Python job."},
+    {"role": "assistant", "content": "Nice to meet you, Ada."},
+    {"role": "user", "content": "What should I practise first?"},
+]
+
+
+@pytest.fixture
+def llm(coach):
+    with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=5) as client:
+        yield client
+
+
+def ask(llm, messages, **options):
+    return llm.chat.completions.create(model="gpt-4o-mini", messages=messages, **options)
+
+
+def streamed_text(stream) -> str:
+    return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+
+
+def test_the_official_client_gets_a_completion(llm):
+    completion = ask(llm, CONVERSATION)
+    assert completion.object == "chat.completion", completion
+    assert completion.model == "gpt-4o-mini", completion.model
+    assert completion.choices[0].message.role == "assistant", completion
+    assert completion.choices[0].finish_reason == "stop", completion
+    assert completion.choices[0].message.content.startswith('You wrote: "What should I practise first?"')
+
+
+def test_a_stream_gives_the_same_answer_token_by_token(llm):
+    whole = ask(llm, CONVERSATION).choices[0].message.content
+    chunks = list(ask(llm, CONVERSATION, stream=True))
+    texts = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert "".join(texts) == whole
+    assert len(texts) > 20, texts
+    assert chunks[-1].choices[0].finish_reason == "stop", chunks[-1]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+
+
+def test_answers_keep_newlines_and_blank_lines(llm):
+    text = streamed_text(ask(llm, CONVERSATION, stream=True))
+    assert "\n\n" in text and "\n1. " in text, text
+
+
+def test_the_answer_shows_the_conversation_it_was_sent(llm):
+    first = ask(llm, CONVERSATION[:2]).choices[0].message.content
+    second = ask(llm, CONVERSATION).choices[0].message.content
+    assert "This is your first message" in first, first
+    assert "This is message 2 from you" in second, second
+    assert 'Before it you said: "My name is Ada and I interview for a Python job."' in second, second
+
+
+def test_the_same_conversation_gets_the_same_answer(llm):
+    first, again = ask(llm, CONVERSATION), ask(llm, CONVERSATION)
+    assert first.choices[0].message.content == again.choices[0].message.content
+
+
+def test_usage_comes_last_when_asked_for(llm):
+    chunks = list(ask(llm, CONVERSATION, stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 20, chunks[-1]
+
+
+def test_the_wire_format_of_a_stream(coach):
+    body = {"model": "m", "stream": True, "messages": CONVERSATION}
+    r = httpx2.post(f"{coach.url}/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+    events = r.text.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""], events[-3:]
+    assert all(e.startswith("data: {") for e in events[:-2]), events
+    assert json.loads(events[-3][6:])["choices"][0]["finish_reason"] == "stop"
+
+
+def test_it_records_what_it_received_and_forgets_on_reset(llm, coach):
+    ask(llm, CONVERSATION)
+    ask(llm, CONVERSATION[:2], stream=True).close()
+    received = coach.requests()
+    assert [r["messages"] for r in received] == [CONVERSATION, CONVERSATION[:2]]
+    assert [r.get("stream", False) for r in received] == [False, True]
+    coach.reset()
+    assert coach.requests() == []
+
+
+def test_models_lists_the_coach(llm):
+    assert [m.id for m in llm.models.list()] == ["coach"]
+
+
+def test_a_request_without_messages_is_a_400(llm):
+    with pytest.raises(openai.BadRequestError):
+        ask(llm, [])
+
+
+def test_error_mode_is_a_500(llm, coach):
+    coach.mode("error")
+    with pytest.raises(openai.InternalServerError):
+        ask(llm, CONVERSATION)
+    with pytest.raises(openai.InternalServerError):
+        ask(llm, CONVERSATION, stream=True)
+
+
+def test_error_mode_after_some_tokens_fails_mid_stream(llm, coach):
+    coach.mode("error", after=3)
+    texts = []
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        for chunk in ask(llm, CONVERSATION, stream=True):
+            texts.append(chunk.choices[0].delta.content)
+    assert len([t for t in texts if t]) == 3, texts
+
+
+def test_drop_mode_cuts_the_connection(llm, coach):
+    coach.mode("drop")
+    with pytest.raises(openai.APIConnectionError):
+        ask(llm, CONVERSATION)
+    with pytest.raises(openai.APIConnectionError):
+        streamed_text(ask(llm, CONVERSATION, stream=True))
+
+
+def test_slow_mode_outlasts_the_clients_timeout(coach):
+    coach.mode("slow")
+    with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=0.3) as impatient, \
+            pytest.raises(openai.APITimeoutError):
+        ask(impatient, CONVERSATION)
+
+
+def test_a_client_that_goes_away_cancels_its_stream(coach):
+    coach.mode("ok", token_delay=0.05)
+    body = {"model": "m", "stream": True, "messages": CONVERSATION}
+    with httpx2.stream("POST", f"{coach.url}/chat/completions", json=body) as r:
+        next(r.iter_lines())
+    coach.mode("ok", token_delay=0)
+    for _ in range(100):  # the coach notices the closed connection within a token or two
+        if coach.stats()["cancelled"]:
+            break
+        httpx2.get(f"{coach.url}/models")
+    assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 1}
+
+
+def test_streams_are_served_side_by_side(coach):
+    """Three slow streams: each sends its first token while all three are open (none waits
+    for another to finish, which at 0.2 s a token would take many seconds)."""
+    coach.mode("ok", token_delay=0.2)
+    body = {"model": "m", "stream": True, "messages": CONVERSATION}
+    with httpx2.Client(timeout=5) as http:
+        streams = [http.stream("POST", f"{coach.url}/chat/completions", json=body) for _ in range(3)]
+        responses = [s.__enter__() for s in streams]
+        try:
+            lines = [r.iter_lines() for r in responses]
+            firsts = [next(line for line in ls if '"content": "You"' in line) for ls in lines]
+            assert len(firsts) == 3
+        finally:
+            for s in streams:
+                s.__exit__(None, None, None)
