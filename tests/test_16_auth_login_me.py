@@ -7,7 +7,6 @@ signed-up user (`ada`, made once per module) and make their bad tokens with PyJW
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from conftest import Servers, migrate
+from helpers import alembic
 
 # The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
 # tokens. Set before the fixtures import main.py (variables already set win over .env).
@@ -274,14 +273,14 @@ def test_app_refuses_to_start_without_a_usable_jwt_secret(lesson, db_env):
 # --- the migration: emails become unique ----------------------------------------------------
 
 def test_migration_keeps_every_user_when_15_let_an_email_in_twice(lesson, app, db):
-    migrate(lesson.path, "downgrade", "0002")  # back to lesson 15: no UNIQUE, any case
+    alembic(lesson.path, "downgrade", "0002")  # back to lesson 15: no UNIQUE, any case
     try:
         ids = [insert_user(db, name, email) for name, email in
                [("Dup1", "dup@example.com"), ("Dup2", "Dup@Example.com"), ("Dup3", "dup@example.com"),
                 ("Mixed", "Mixed.Case@Example.com")]]
-        done = migrate(lesson.path, "upgrade", "head")
+        output = alembic(lesson.path, "upgrade", "head")
     except BaseException:
-        migrate(lesson.path, "upgrade", "head")  # leave the database at head for the other tests
+        alembic(lesson.path, "upgrade", "head")  # leave the database at head for the other tests
         raise
     with db.cursor() as cur:
         cur.execute("SELECT id, name, email FROM users WHERE id = ANY(%s) ORDER BY id", (ids,))
@@ -289,39 +288,17 @@ def test_migration_keeps_every_user_when_15_let_an_email_in_twice(lesson, app, d
     # The oldest keeps the email (in lower case); the later ones stay, without an email.
     assert rows == [(ids[0], "Dup1", "dup@example.com"), (ids[1], "Dup2", None), (ids[2], "Dup3", None),
                     (ids[3], "Mixed", "mixed.case@example.com")]
-    assert f"{[ids[1], ids[2]]}" in done.stderr, done.stderr  # and the log names them
+    assert f"{[ids[1], ids[2]]}" in output, output  # and the log names them
 
 
 def test_models_and_migrations_agree(lesson, app):
-    done = migrate(lesson.path, "check")
-    assert "No new upgrade operations detected" in done.stdout + done.stderr
+    assert "No new upgrade operations detected" in alembic(lesson.path, "check")
 
 
 # --- the pages: signup -> login -> greeting -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def site(lesson, app, tmp_path_factory):
-    """The pages' URL: a copy of frontend/ on localhost, talking to a live API that allows it.
-
-    One pair of servers for the module: the browser tests only read what they create.
-    """
-    folder = tmp_path_factory.mktemp("site") / "frontend"
-    shutil.copytree(lesson.path / "frontend", folder)
-    servers = Servers()
-    try:
-        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                cwd=folder, what="http.server")
-        origin = f"http://localhost:{port}"
-        api_port, _ = servers.start([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
-                                    cwd=lesson.path, env={"CORS_ORIGINS": origin}, what="the lesson's API")
-        (folder / "config.js").write_text(f'const API_URL = "http://127.0.0.1:{api_port}";\n')
-        yield origin
-    finally:
-        servers.stop_all()
-
-
-def test_signup_then_login_greets_the_user_by_name(site, page):
-    page.goto(f"{site}/signup.html")
+def test_signup_then_login_greets_the_user_by_name(pages, page):
+    page.goto(f"{pages.url}/signup.html")
     page.fill("input[name=name]", "<i>Al</i>")  # shown as text, never as HTML
     page.fill("input[name=email]", "al@example.com")
     page.fill("input[name=password]", "secret123")
@@ -336,19 +313,19 @@ def test_signup_then_login_greets_the_user_by_name(site, page):
     assert page.locator("#greeting i").count() == 0
 
 
-def test_logging_out_forgets_the_token(site, page, ada, ada_token):
-    page.goto(f"{site}/login.html")
+def test_logging_out_forgets_the_token(pages, page, ada, ada_token):
+    page.goto(f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", ada_token)
-    page.goto(f"{site}/home.html")
+    page.goto(f"{pages.url}/home.html")
     page.wait_for_function("document.getElementById('greeting').textContent === 'Hello, Ada!'")
     page.click("#logout")
     page.wait_for_url("**/login.html")
     assert page.evaluate("localStorage.getItem('token')") is None
 
 
-def test_home_without_a_valid_token_goes_to_the_login_page(site, page):
-    page.goto(f"{site}/login.html")
+def test_home_without_a_valid_token_goes_to_the_login_page(pages, page):
+    page.goto(f"{pages.url}/login.html")
     page.evaluate("localStorage.setItem('token', 'expired-or-forged')")
-    page.goto(f"{site}/home.html")
+    page.goto(f"{pages.url}/home.html")
     page.wait_for_url("**/login.html")
     assert page.evaluate("localStorage.getItem('token')") is None

@@ -6,8 +6,6 @@ that login hands out exactly such tokens).
 """
 
 import os
-import shutil
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +15,6 @@ import jwt
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
-
-from conftest import Servers
 
 # The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
 # tokens. Set before the fixtures import main.py (variables already set win over .env).
@@ -250,45 +246,27 @@ def test_log_names_signups_logins_and_failures_but_no_password_hash_or_token(liv
 
 # --- the settings page ----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def site(lesson, app, tmp_path_factory):
-    """The pages' URL: a copy of frontend/ on localhost, talking to a live API that allows it."""
-    folder = tmp_path_factory.mktemp("site") / "frontend"
-    shutil.copytree(lesson.path / "frontend", folder)
-    servers = Servers()
-    try:
-        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                cwd=folder, what="http.server")
-        origin = f"http://localhost:{port}"
-        api_port, _ = servers.start([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
-                                    cwd=lesson.path, env={"CORS_ORIGINS": origin}, what="the lesson's API")
-        (folder / "config.js").write_text(f'const API_URL = "http://127.0.0.1:{api_port}";\n')
-        yield origin
-    finally:
-        servers.stop_all()
-
-
-def open_settings(page, site, user) -> None:
-    page.goto(f"{site}/login.html")
+def open_settings(page, pages, user) -> None:
+    page.goto(f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{site}/settings.html")
+    page.goto(f"{pages.url}/settings.html")
     page.wait_for_function("document.querySelector('input[name=name]').value !== ''")
 
 
-def test_settings_page_changes_only_the_name_and_home_greets_with_it(site, page, db, user):
+def test_settings_page_changes_only_the_name_and_home_greets_with_it(pages, page, db, user):
     before = stored(db, user["id"])
-    open_settings(page, site, user)
+    open_settings(page, pages, user)
     page.fill("input[name=name]", "Grace")
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('message').textContent !== ''")
     assert page.text_content("#message") == "Saved: name.", page.text_content("#message")
     assert stored(db, user["id"]) == ("Grace", *before[1:])
-    page.goto(f"{site}/home.html")
+    page.goto(f"{pages.url}/home.html")
     page.wait_for_function("document.getElementById('greeting').textContent === 'Hello, Grace!'")
 
 
-def test_settings_page_deletes_the_account_and_forgets_the_token(site, page, db, user):
-    open_settings(page, site, user)
+def test_settings_page_deletes_the_account_and_forgets_the_token(pages, page, db, user):
+    open_settings(page, pages, user)
     page.on("dialog", lambda dialog: dialog.accept())  # "Delete your account?" -> OK
     page.click("#delete")
     page.wait_for_url("**/signup.html")
