@@ -223,6 +223,14 @@ def hint_for(lesson: Lesson, folder: Path, statement: str, expected: str, actual
                 "to requirements.txt")
     if "SyntaxError" in message or "IndentationError" in message:
         return "fix the syntax error at the line named above (Python stops reading the file there)"
+    table = re.search(r'relation "(\w+)" does not exist', message)
+    if table:
+        return f"there is no table {table[1]}: your app must create it when it starts (see the task)"
+    column = re.search(r'column "?([\w.]+)"? does not exist', message)
+    if column:
+        return f"the table has no column {column[1]}: add it to the table your app creates"
+    if "could not connect" in message or "Connection refused" in message:
+        return "the database does not answer: start it with make db"
     if "ImportError" in message or "AttributeError" in message:
         return "a name the tests use is missing from your code: compare the spelling with the task"
     if re.fullmatch(r"\d{3}", actual or "") and re.fullmatch(r"\d{3}", expected or ""):
