@@ -36,6 +36,7 @@ TARGETS = [
     (LEARN, "run LESSON=NN MINE=1", "run your workspace folder instead of the model answer"),
     (LEARN, "solution LESSON=NN", "your workspace folder against the model answer (a diff)"),
     (LEARN, "progress", "which lessons you have passed (make check records them)"),
+    (LEARN, "site / site-serve", "the course as a website in build/site/ (offline); serve it on :8080"),
     (LEARN, "db / db-stop / db-status", "start, stop, or ask who answers: the development Postgres"),
     (LEARN, "db-reset CONFIRM=1", "delete the development data (after changing docker.env, say)"),
     (LEARN, "psql", "a psql prompt on the development database"),
