@@ -60,9 +60,18 @@ class Requirement:
     line: int      # where the test starts in its file
 
 
+# Words a test name can only spell in lower case.
+SPELLING = {"api": "API", "openapi": "OpenAPI", "json": "JSON", "html": "HTML", "url": "URL",
+            "cors": "CORS", "sql": "SQL", "utf8": "UTF-8", "jwt": "JWT", "hs256": "HS256", "orm": "ORM",
+            "ui": "UI", "http": "HTTP", "sse": "SSE", "llm": "LLM", "ascii": "ASCII", "nul": "NUL",
+            "crud": "CRUD", "js": "JS", "iso": "ISO", "uvicorn": "uvicorn", "swagger": "Swagger",
+            "postgres": "Postgres", "bcrypt": "bcrypt", "alembic": "Alembic", "sqlalchemy": "SQLAlchemy"}
+
+
 def sentence(name: str) -> str:
-    words = name.removeprefix("test_").replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    words = [SPELLING.get(word, word) for word in name.removeprefix("test_").split("_") if word]
+    text = " ".join(words).replace("dot env", ".env")
+    return text[:1].upper() + text[1:]
 
 
 def requirements(lesson: Lesson) -> list[Requirement]:
