@@ -199,7 +199,7 @@ def cmd_start(args) -> None:
 
 # --- check --------------------------------------------------------------------------------
 
-def failure_details(text: str) -> tuple[str, str, str, str]:
+def failure_details(text: str, folder: Path | None = None) -> tuple[str, str, str, str]:
     """(the failing statement, expected, actual, the error's last words) from pytest's report."""
     statement = next((line[1:].strip() for line in text.splitlines() if line.startswith(">")), "")
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
@@ -214,9 +214,13 @@ def failure_details(text: str) -> tuple[str, str, str, str]:
     raised = [line for line in errors if re.match(r"[\w.]*(Error|Exception)\b", line)
               and not line.startswith("AssertionError")]
     message = raised[0] if raised else errors[0] if errors else head
-    where = next((m for m in re.finditer(r'File "([^"]+)", line (\d+)', text)), None)
-    if raised and where and not where[1].startswith(str(ROOT / "tests")):
-        message += f" ({Path(where[1]).name}, line {where[2]})"
+    # Where in the learner's own code: a syntax error names its file; a traceback lists frames
+    # as path:line: (the last one in the graded folder is where it went wrong).
+    where = [(m[1], m[2]) for m in re.finditer(r'File "([^"]+)", line (\d+)', text)]
+    where += [(m[1], m[2]) for m in re.finditer(r"(?m)^(\S+\.py):(\d+): ", text)]
+    own = [(f, n) for f, n in where if folder and Path(f).resolve().is_relative_to(folder)]
+    if raised and own:
+        message += f" ({Path(own[-1][0]).name}, line {own[-1][1]})"
     if "import_module" in statement:
         statement = "import main (your main.py)"
     return statement, expected, actual, message
@@ -240,6 +244,10 @@ def hint_for(lesson: Lesson, folder: Path, statement: str, expected: str, actual
         return f"the table has no column {column[1]}: add it to the table your app creates"
     if "could not connect" in message or "Connection refused" in message:
         return "the database does not answer: start it with make db"
+    undefined = re.search(r"NameError: name '(\w+)' is not defined", message)
+    if undefined:
+        return (f"your code still uses {undefined[1]}, which is gone (or misspelled): "
+                "replace that use, at the line named above")
     if "ImportError" in message or "AttributeError" in message:
         return "a name the tests use is missing from your code: compare the spelling with the task"
     if re.fullmatch(r"\d{3}", actual or "") and re.fullmatch(r"\d{3}", expected or ""):
@@ -294,7 +302,7 @@ def checklist(lesson: Lesson, folder: Path, junit: Path) -> tuple[list[str], int
         if first_failure is None:
             first_failure = req
             text = failed[0] if failed else "the test did not run"
-            statement, expected, actual, message = failure_details(text)
+            statement, expected, actual, message = failure_details(text, folder)
             where = f"tests/{lesson.test_file.name}::{req.test} (line {req.line})"
             detail = [f"      test:     {where}"]
             if statement:
