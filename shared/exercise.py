@@ -34,6 +34,7 @@ WORKSPACE = Path(os.environ.get("AIC_WORKSPACE") or ROOT / "workspace")
 PROGRESS = WORKSPACE / ".progress.json"
 RESULTS = ROOT / "build" / "test-results"
 OK, NO = "\u2714", "\u2718"
+CHECK_TIMEOUT = 300  # seconds: a lesson's tests take about 10
 
 
 def shown(path: Path) -> str:
@@ -280,9 +281,13 @@ def run_tests(lesson: Lesson, folder: Path, tag: str) -> tuple[Path, subprocess.
                        stdout=subprocess.DEVNULL)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(lesson.test_file), f"--junitxml={junit}",
-                           "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(lesson.test_file),
+                               f"--junitxml={junit}", "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False, timeout=CHECK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        fail(f"the tests of lesson {lesson.number} ran for {CHECK_TIMEOUT} s without finishing: does your "
+             "app hang somewhere (a loop, a request that never returns)?", code=1)
     return junit, proc, time.monotonic() - started
 
 
