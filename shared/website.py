@@ -150,6 +150,7 @@ def picture(lesson: Lesson) -> str:
 
 
 # Sequence diagrams for lessons about a flow: lessons.toml's `flow = "<name>"` picks one.
+# (Mermaid reads `;` as the end of a statement: never use one in a message or note.)
 FLOWS = {
     "cors-preflight": ("The browser asks first: CORS preflight", """sequenceDiagram
     participant B as Browser
@@ -171,7 +172,7 @@ FLOWS = {
     B->>A: POST /api/login {email, password}
     A->>D: SELECT the user by email
     D-->>A: the row with its bcrypt hash
-    Note over A: bcrypt checks the password,<br/>then a JWT: sub = user id, exp; HS256 with JWT_SECRET
+    Note over A: bcrypt checks the password,<br/>then a JWT (sub = user id, exp), HS256 with JWT_SECRET
     A-->>B: 200 {access_token, token_type: bearer}
     Note over B: keeps the token (localStorage), opens home.html
     B->>A: GET /api/me<br/>Authorization: Bearer <token>
@@ -187,7 +188,7 @@ FLOWS = {
     A->>L: chat completion (system prompt + message)
     L-->>A: the reply
     A-->>B: 200 {reply}
-    Note over A,L: LLM error: 502; slower than OPENAI_TIMEOUT: 504"""),
+    Note over A,L: LLM error: 502, slower than OPENAI_TIMEOUT: 504"""),
     "sse": ("Streaming the answer: server-sent events", """sequenceDiagram
     participant B as Browser (home.html)
     participant A as API :8000

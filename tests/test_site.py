@@ -116,3 +116,20 @@ def test_site_index_lists_only_lessons_that_exist(site):
     index = (site / "index.html").read_text()
     for lesson in LESSONS:
         assert f'href="lessons/{lesson.folder}.html"' in index
+
+
+def test_every_diagram_parses(site_page, site_url):
+    """Every lesson's picture and every sequence diagram, checked by the site's own Mermaid."""
+    import website
+
+    diagrams = {f"picture {x.number}": website.picture(x) for x in LESSONS}
+    diagrams.update({f"flow {name}": text for name, (_, text) in website.FLOWS.items()})
+    site_page.goto(f"{site_url}/index.html")
+    errors = site_page.evaluate("""async (diagrams) => {
+        const errors = {};
+        for (const [name, text] of Object.entries(diagrams)) {
+            try { await mermaid.parse(text); } catch (e) { errors[name] = String(e).slice(0, 200); }
+        }
+        return errors;
+    }""", diagrams)
+    assert errors == {}
