@@ -47,7 +47,6 @@ TARGETS = [
     (MAINTAIN, "test", "test every lesson and the repo checks, two at a time"),
     (MAINTAIN, "test PREVIOUS=1", "how many of each lesson's tests fail on the lesson before it"),
     (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
-    (MAINTAIN, "site / site-serve", "the course as a website in build/site/ (offline); serve it on 8080"),
     (MAINTAIN, "lint", "ruff over lessons, shared and tests"),
     (MAINTAIN, "bench", "measure database start and make run times (ARGS=--tests adds make test)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, every check (EXAMPLES=n, ARGS=..)"),
@@ -390,11 +389,13 @@ def real_key(key: str | None) -> bool:
 def llm_setup(folder: Path) -> tuple[dict, str, list | None]:
     """(environment for the app, the banner's LLM line, the coach's command or None)."""
     settings = folder_settings(folder)
+    base, model = settings.get("OPENAI_BASE_URL"), settings.get("OPENAI_MODEL")
+    named = f"model {model}" if model else "the app's default model"
+    if base:  # a server of the learner's choice (Ollama, say): it may want no key, the client does
+        extra = {} if real_key(settings.get("OPENAI_API_KEY")) else {"OPENAI_API_KEY": "unused"}
+        return extra, f"the OpenAI-compatible server at {base} ({named})", None
     if real_key(settings.get("OPENAI_API_KEY")):
-        base = settings.get("OPENAI_BASE_URL")
-        model = settings.get("OPENAI_MODEL")
-        return {}, (base and f"the OpenAI-compatible server at {base}") or (
-            f"OpenAI (model {model})" if model else "OpenAI (the app's default model)"), None
+        return {}, f"OpenAI ({named})", None
     coach = ROOT / "shared" / "coach.py"
     if not coach.is_file():
         return {}, ("none: no OPENAI_API_KEY in .env and no offline coach (shared/coach.py) yet, "

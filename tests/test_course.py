@@ -358,6 +358,9 @@ def free_port():
         return s.getsockname()[1]
 
 
+LLM_LESSONS = [lesson for lesson in LESSONS if "llm" in lesson.needs and lesson.path.is_dir()]
+
+
 @pytest.fixture(scope="module")
 def clone():
     """This checkout's tooling and lesson 12 in a fresh folder, with its own embedded Postgres on
@@ -366,15 +369,15 @@ def clone():
     top = Path(tempfile.mkdtemp(prefix="aic-clone-"))
     top.chmod(0o755)
     where = top / "repo"
-    lesson = find("12")
     for name in ("Makefile", "docker-compose.yml", "docker.env.example", "requirements.txt",
                  "requirements-dev.txt"):
         (where / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, where / name)
         os.utime(where / name, (0, 0))  # older than .venv/.installed: no reinstall
     shutil.copytree(ROOT / "shared", where / "shared", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(lesson.path, where / "lessons" / lesson.folder,
-                    ignore=shutil.ignore_patterns(".env", "docker.env", "__pycache__"))
+    for lesson in [find("12"), *LLM_LESSONS[:1]]:
+        shutil.copytree(lesson.path, where / "lessons" / lesson.folder,
+                        ignore=shutil.ignore_patterns(".env", "docker.env", "__pycache__"))
     (where / ".venv").symlink_to(ROOT / ".venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "OPENAI_"))}
     env.update(DEVDB_PORT=str(free_port()), AIC_API_PORT=str(free_port()), AIC_PAGES_PORT=str(free_port()),
@@ -447,3 +450,24 @@ def test_secrets_and_the_server_log_are_private_and_hold_no_values(clone):
     assert "s3cr3t" not in log.read_text()
     modes = {p: oct(p.stat().st_mode & 0o777) for p in (where / "docker.env", log, where / ".data")}
     assert modes == {where / "docker.env": "0o600", log: "0o600", where / ".data": "0o700"}
+
+
+@pytest.mark.skipif(not LLM_LESSONS, reason="no lesson needs an LLM yet")
+def test_make_run_starts_the_offline_coach_for_a_lesson_without_a_key_and_stops_it(clone):
+    """Last in this file: the lesson's migrations move the clone's database past lesson 12."""
+    where, env = clone
+    lesson, coach = LLM_LESSONS[0], f"http://127.0.0.1:{env['AIC_COACH_PORT']}"
+    command = ["make", "--no-print-directory", "run", f"LESSON={lesson.number}"]
+    proc = subprocess.Popen(command, cwd=where, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while get(coach + "/v1/models")[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        status, body = get(coach + "/v1/models")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=15)
+    assert status == 200, output
+    assert f"LLM:      the offline coach at {coach}/v1" in output, output
+    assert not port_in_use(int(env["AIC_COACH_PORT"])), "the coach still listens after Ctrl-C"
