@@ -191,10 +191,11 @@ def cmd_start(args) -> None:
     task = task_text(lesson)
     print(task or f"(lesson {lesson.number}'s README has no \"Your task\" section yet: "
           f"the goal is {lesson.summary})")
+    count = len(requirements(lesson))
     print(f"\nThe full lesson text: lessons/{lesson.folder}/README.md (the model answer follows the task)."
           f"\nNext:\n"
           f"  make run LESSON={lesson.number} MINE=1    run your folder\n"
-          f"  make check LESSON={lesson.number}         see which requirements you meet\n"
+          f"  make check LESSON={lesson.number}         which of its {count} requirements you meet\n"
           f"  make solution LESSON={lesson.number}      when stuck: your folder against the model answer")
 
 
