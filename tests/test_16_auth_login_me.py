@@ -5,6 +5,7 @@ signed-up user (`ada`, made once per module) and make their bad tokens with PyJW
 """
 
 import base64
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,12 +33,6 @@ def signup(client, user) -> dict:
     return r.json()
 
 
-def login(client, email, password) -> str:
-    r = client.post("/api/login", json={"email": email, "password": password})
-    assert r.status_code == 200, r.text
-    return r.json()["access_token"]
-
-
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
@@ -61,11 +56,19 @@ def ada(app) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ada_token(app, ada) -> str:
+def ada_login(app, ada) -> dict:
+    """Ada's answer from POST /api/login, once for the module."""
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:
-        return login(client, ADA["email"], ADA["password"])
+        r = client.post("/api/login", json={"email": ADA["email"], "password": ADA["password"]})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def ada_token(ada_login) -> str:
+    return ada_login["access_token"]
 
 
 def insert_user(db, name: str, email: str | None) -> int:
@@ -104,10 +107,8 @@ def test_email_is_stored_in_lower_case(client, db):
 
 # --- login ----------------------------------------------------------------------------------
 
-def test_login_returns_a_bearer_token(client, ada):
-    r = client.post("/api/login", json={"email": ADA["email"], "password": ADA["password"]})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"access_token": r.json()["access_token"], "token_type": "bearer"}
+def test_login_returns_a_bearer_token(ada_login):
+    assert ada_login == {"access_token": ada_login["access_token"], "token_type": "bearer"}
 
 
 def test_login_email_is_not_case_sensitive(client, ada):
@@ -253,21 +254,27 @@ def test_nobody_can_list_read_change_or_delete_users_by_id(client, ada, db, meth
 
 # --- JWT_SECRET -----------------------------------------------------------------------------
 
-def test_app_refuses_to_start_without_a_usable_jwt_secret(lesson, db_env):
-    """Empty or too short: uvicorn exits with one line that names JWT_SECRET, no traceback."""
-    apps = {secret: subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--port", "0"],
-                                     cwd=lesson.path, env={**os.environ, "JWT_SECRET": secret},
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for secret in ("", "too-short")}
-    for secret, proc in apps.items():
-        try:
-            output, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            pytest.fail(f"the app started with JWT_SECRET={secret!r}")
-        lines = output.strip().splitlines()
-        assert proc.returncode != 0 and len(lines) == 1 and "JWT_SECRET" in lines[0], (secret, lines)
+def test_app_refuses_to_start_without_jwt_secret(lesson, db_env):
+    """uvicorn exits with one line that names JWT_SECRET, and no traceback."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "uvicorn", "main:app", "--port", "0"],
+                              cwd=lesson.path, env={**os.environ, "JWT_SECRET": ""},
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the app started without JWT_SECRET")
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and "JWT_SECRET" in lines[0], lines
+
+
+def test_a_secret_too_short_for_hs256_stops_the_app_too(app, monkeypatch):
+    """The module that reads JWT_SECRET, run again with 9 bytes of secret: it stops (SystemExit)."""
+    import main
+
+    monkeypatch.setenv("JWT_SECRET", "too-short")
+    reads_the_secret = sys.modules[main.create_token.__module__].__file__  # auth.py here
+    spec = importlib.util.spec_from_file_location("again", reads_the_secret)
+    with pytest.raises(SystemExit, match="JWT_SECRET"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 # --- the migration: emails become unique ----------------------------------------------------
