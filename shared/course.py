@@ -156,7 +156,7 @@ def git_diff(old: Path, new: Path, color: bool, out=None) -> None:
                 shutil.copy2(folder / rel, target)
             Path(tmp, folder.name).mkdir(exist_ok=True)
         result = subprocess.run(
-            ["git", "--no-pager", "diff", "--no-index", "--stat", "--patch", "--no-prefix",
+            ["git", "--no-pager", "diff", "--no-index", "--stat", "--patch", "--no-prefix", "-M",
              f"--color={'always' if color else 'never'}", old.name, new.name],
             cwd=tmp, stdout=out, check=False,
         )
