@@ -332,9 +332,19 @@ def test_an_llm_lesson_without_a_real_key_gets_the_offline_coach(tmp_path, monke
         assert (env, line, command) == ({}, "OpenAI (model gpt-x)", None)
 
 
+def test_an_openai_base_url_of_the_learners_choice_is_used_as_is(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=\nOPENAI_BASE_URL=http://localhost:11434/v1\n")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+    env, line, command = course.llm_setup(tmp_path)
+    assert (env, command) == ({"OPENAI_API_KEY": "unused"}, None), env
+    assert line == "the OpenAI-compatible server at http://localhost:11434/v1 (the app's default model)"
+
+
 def test_without_a_key_or_a_coach_make_run_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(course, "ROOT", tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     env, line, command = course.llm_setup(tmp_path)
     assert (env, command) == ({}, None) and "no offline coach" in line, line
 
