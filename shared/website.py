@@ -337,10 +337,9 @@ def diff_stats(old: Path, new: Path) -> list[tuple[str, int, int]]:
     return stats
 
 
-def write_diff_index(out_dir: Path) -> Path:
-    """build/diffs/index.md: every step, what it adds, the files it touches (for `make diffs`)."""
-    lines = ["# The course's diffs, one per step\n", "| Step | What it adds | Files | Lines | Diff |",
-             "|---|---|---|---|---|"]
+def steps_table(link) -> str:
+    """Every step, what it adds, the files it touches, with link(lesson) -> the markdown link."""
+    lines = ["| Step | What it adds | Files | Lines | |", "|---|---|---|---|---|"]
     for lesson in all_lessons():
         before = previous(lesson)
         if not before:
@@ -349,9 +348,15 @@ def write_diff_index(out_dir: Path) -> Path:
         files = ", ".join(f"`{rel}`" for rel, _, _ in stats)
         plus, minus = sum(s[1] for s in stats), sum(s[2] for s in stats)
         lines.append(f"| {before.number} -> {lesson.number} {lesson.title} | {lesson.summary} | {files} "
-                     f"| +{plus} -{minus} | [{lesson.folder}.diff]({lesson.folder}.diff) |")
+                     f"| +{plus} -{minus} | {link(lesson)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_diff_index(out_dir: Path) -> Path:
+    """build/diffs/index.md: every step, what it adds, the files it touches (for `make diffs`)."""
     index = out_dir / "index.md"
-    index.write_text("\n".join(lines) + "\n")
+    index.write_text("# The course's diffs, one per step\n\n"
+                     + steps_table(lambda x: f"[{x.folder}.diff]({x.folder}.diff)"))
     return index
 
 
@@ -440,6 +445,11 @@ def write_sources(source: Path = SOURCE) -> None:
 
     nav = ["  - Home: index.md", "  - Lessons:"]
     nav += [f"    - \"{x.number} {x.title}\": {page_name(x)}" for x in lessons]
+    (docs / "steps.md").write_text(
+        "# Every step at a glance\n\nFor teachers: what each lesson changes, in which files and how many "
+        "lines. Each lesson's page shows the change side by side.\n\n"
+        + steps_table(lambda x: f"[the lesson]({page_name(x)})"))
+    nav.append("  - Every step at a glance: steps.md")
     nav.append("  - How a lesson is made: contributing.md")
     (source / "mkdocs.yml").write_text(MKDOCS_YML.format(nav="\n".join(nav)))
 
