@@ -442,9 +442,9 @@ def test_a_changed_password_and_a_reset_leave_make_run_working(clone):
 def test_secrets_and_the_server_log_are_private_and_hold_no_values(clone):
     where, env = clone
     assert make_in(clone, "db").returncode == 0
-    settings = dotenv_values(where / "lessons" / "12-use-sqlalchemy" / ".env")
-    conn = psycopg2.connect(host="127.0.0.1", port=settings["DB_PORT"], dbname=settings["DB_NAME"],
-                            user=settings["DB_USER"], password=settings["DB_PASSWORD"])
+    settings = dotenv_values(where / "docker.env")
+    conn = psycopg2.connect(host="127.0.0.1", port=env["DEVDB_PORT"], dbname=settings["POSTGRES_DB"],
+                            user=settings["POSTGRES_USER"], password=settings["POSTGRES_PASSWORD"])
     conn.autocommit = True
     with conn, conn.cursor() as cur:
         for value in ("s3cr3t-value", "s3cr3t-value"):  # the second breaks the unique name
