@@ -394,6 +394,8 @@ def _harden_log_settings() -> None:
         return
     with conf.open("a") as f:
         f.write(f"\n{LOG_SETTINGS_MARK}\n" + "".join(f"{k} = '{v}'\n" for k, v in LOG_SETTINGS.items()))
+    if LOG.exists():
+        LOG.write_text("")  # written under the old settings, it may hold statements and their values
     if _embedded_running():
         _check(_pg("pg_ctl", "reload", "-D", str(PGDATA)), "pg_ctl reload")
 
