@@ -1,0 +1,172 @@
+"""Lesson 18: POST /api/chat asks an LLM through the official openai client; a chat box on home.html.
+
+The LLM here is the offline coach (shared/coach.py, the `coach` fixture): it records what it
+received and can be told to fail, to hang or to cut the connection. Nothing leaves the machine.
+"""
+
+import logging
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+import jwt
+import pytest
+
+# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
+# tokens. Set before the fixtures import main.py (variables already set win over .env).
+SECRET = "test-secret-for-lesson-18-at-least-32-bytes"
+os.environ["JWT_SECRET"] = SECRET
+QUESTION = "How do I answer 'Tell me about yourself'?"
+MODEL = "coach-for-tests"  # the app must use whatever model OPENAI_MODEL names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_settings(coach_server):
+    """Point the app at the offline coach before main.py is imported. A short timeout, so
+    that "too slow" takes one second here, not thirty."""
+    os.environ.update(coach_server.env, OPENAI_MODEL=MODEL, OPENAI_TIMEOUT="1")
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def user(app, db) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
+                    (f"{uuid.uuid4().hex[:10]}@example.com",))
+        user_id = cur.fetchone()[0]
+    exp = datetime.now(UTC) + timedelta(minutes=60)
+    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
+
+
+def chat(client, user, message=QUESTION):
+    return client.post("/api/chat", headers=bearer(user["token"]), json={"message": message})
+
+
+def coachs_answer(coach, messages) -> str:
+    """What the coach answers to these messages (it always gives the same answer to the same)."""
+    r = httpx2.post(f"{coach.url}/chat/completions", json={"model": "coach", "messages": messages})
+    return r.json()["choices"][0]["message"]["content"]
+
+
+# --- the reply and what the LLM was sent ----------------------------------------------------
+
+def test_the_reply_is_the_llms_answer(client, coach, user):
+    r = chat(client, user)
+    assert r.status_code == 200, r.text
+    [sent] = coach.requests()
+    assert r.json() == {"reply": coachs_answer(coach, sent["messages"])}
+
+
+def test_the_llm_gets_a_system_prompt_then_the_users_message(client, coach, user):
+    r = chat(client, user)
+    assert r.status_code == 200, r.text
+    [sent] = coach.requests()
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"], sent
+    assert "interview" in sent["messages"][0]["content"].lower(), sent["messages"][0]
+    assert sent["messages"][1]["content"] == QUESTION
+    assert sent["model"] == MODEL, sent
+
+
+def test_each_question_is_a_new_conversation(client, coach, user):
+    """No memory yet (that is lesson 19): the second question is sent on its own."""
+    chat(client, user, "My name is Ada.")
+    chat(client, user, "What is my name?")
+    second = coach.requests()[1]["messages"]
+    assert [m["content"] for m in second[1:]] == ["What is my name?"], second
+
+
+# --- who may chat, and what ------------------------------------------------------------------
+
+def test_chat_needs_a_login(client, coach):
+    r = client.post("/api/chat", json={"message": QUESTION})
+    assert r.status_code == 401, r.text
+    assert coach.requests() == []
+
+
+@pytest.mark.parametrize("message", ["", "   \n ", "x" * 4001, "a\x00b", 42, None],
+                         ids=["empty", "only spaces", "4001 characters", "NUL", "number", "null"])
+def test_a_message_that_is_not_1_to_4000_characters_of_text_is_422(client, coach, user, message):
+    r = chat(client, user, message)
+    assert r.status_code == 422, r.text
+    assert coach.requests() == []
+
+
+def test_a_message_of_4000_characters_is_fine(client, user):
+    r = chat(client, user, "x" * 4000)
+    assert r.status_code == 200, r.text
+
+
+# --- when the LLM fails -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["error", "drop"], ids=["answers 500", "cuts the connection"])
+def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode):
+    coach.mode(mode)
+    r = chat(client, user)
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "The coach is unavailable, try again later"}
+
+
+def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
+    coach.mode("slow")
+    r = chat(client, user)
+    assert r.status_code == 504, r.text
+    assert r.json() == {"detail": "The coach took too long to answer, try again"}
+
+
+def test_no_llm_listening_is_a_502(live_api, closed_port, user):
+    api = live_api(env={"OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port}/v1"})
+    r = httpx2.post(f"{api.url}/api/chat", json={"message": QUESTION}, headers=bearer(user["token"]),
+                    timeout=10)
+    assert r.status_code == 502, r.text
+    assert "Traceback" not in r.text
+
+
+def test_the_log_holds_neither_the_message_nor_the_key(client, coach, user, caplog):
+    caplog.set_level(logging.INFO)
+    secret_question = f"my secret question {uuid.uuid4().hex}"
+    assert chat(client, user, secret_question).status_code == 200
+    coach.mode("error")
+    assert chat(client, user, secret_question).status_code == 502
+    assert caplog.records, "the app logs its chats"
+    assert secret_question not in caplog.text and os.environ["OPENAI_API_KEY"] not in caplog.text
+
+
+# --- the chat box -----------------------------------------------------------------------------
+
+def open_home(page, pages, user) -> None:
+    page.goto(f"{pages.url}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{pages.url}/home.html")
+
+
+def test_the_chat_box_shows_the_question_and_the_answer_as_text(pages, page, coach, user):
+    """What the user types and what the coach answers are shown as text: markup in them is
+    never turned into HTML, and scripts in them never run.
+    Hint: set textContent, never innerHTML."""
+    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
+    open_home(page, pages, user)
+    page.fill("#ask textarea", hostile)
+    page.click("#ask button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
+                           "&& !document.querySelector('#chat li:last-child').textContent.startsWith('…')")
+    question, answer = page.locator("#chat li").all_text_contents()
+    assert question == hostile
+    assert answer.startswith(f'You wrote: "{hostile}"'), answer
+    assert "\n\n" in answer, "the answer keeps its blank lines"
+    assert page.locator("#chat b, #chat img, #chat script").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+def test_the_chat_box_says_when_the_coach_fails(pages, page, coach, user):
+    open_home(page, pages, user)
+    coach.mode("error")
+    page.fill("#ask textarea", QUESTION)
+    page.click("#ask button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent !== ''")
+    expected = "The coach could not answer: The coach is unavailable, try again later"
+    assert page.text_content("#message") == expected
