@@ -14,7 +14,7 @@ per token, and each lesson's API in uvicorn (one process, no reload), all on fre
   GET /api/me per second                20 clients asking in a loop, alone and while 20 chats stream
   peak memory                           largest RSS of the API process during the N = 100 runs
 
-Every chat is a different user (so no history grows across runs); users are copied in SQL from
+Every chat is a new user's first (the same question, so the same answer); users are copied in SQL from
 one signup and their tokens signed with the JWT secret the bench gave the API, which skips 100
 deliberately slow bcrypt logins. A WebSocket is opened and authenticated before its chat is
 timed, as a page keeps one open; an SSE chat is timed from its POST.
@@ -245,42 +245,41 @@ def prepare(folder: Path, coach: Process, users: int) -> tuple[Process, list[str
 
 async def measure(kind: str, api: Process, coach: Process, tokens: list[str], sizes: list[int],
                   rounds: int) -> dict:
+    fresh = iter(tokens)  # each chat is some user's first: the same question, the same answer
     limits = httpx2.Limits(max_connections=max(sizes) + 50, max_keepalive_connections=max(sizes) + 50)
     async with httpx2.AsyncClient(limits=limits, timeout=TIMEOUT) as http:
-        sockets = []
-        if kind == "ws":
-            sockets = await asyncio.gather(*(open_socket(api.url, t) for t in tokens[:max(sizes)]))
 
-        def chats(n: int, offset: int = 0):
+        async def run(n: int) -> float:
+            users = [next(fresh) for _ in range(n)]
             if kind == "sse":
-                return [chat_sse(http, api.url, t) for t in tokens[offset:offset + n]]
-            return [chat_ws(ws) for ws in sockets[offset:offset + n]]
+                return await wall(chat_sse(http, api.url, token) for token in users)
+            sockets = await asyncio.gather(*(open_socket(api.url, token) for token in users))
+            try:
+                return await wall(chat_ws(ws) for ws in sockets)
+            finally:
+                await asyncio.gather(*(ws.close() for ws in sockets))
 
-        await wall(chats(1))  # warm up: imports, connection pools, first queries
-        result = {"wall_s": {}, "ratio": {}}
+        await run(1)  # warm up: imports, connection pools, first queries
+        result = {"wall_s": {}}
         for n in sizes:
             if n == max(sizes):
                 async with Peak(api) as peak:
-                    times = [await wall(chats(n)) for _ in range(rounds)]
+                    times = [await run(n) for _ in range(rounds)]
                 result["peak_rss_mb"] = round(peak.mb, 1)
-                result["peak_rss_at"] = n
             else:
-                times = [await wall(chats(n)) for _ in range(rounds)]
+                times = [await run(n) for _ in range(rounds)]
             result["wall_s"][n] = round(statistics.median(times), 3)
-        one = result["wall_s"].get(1)
-        if one:
-            result["ratio"] = {n: round(w / one, 2) for n, w in result["wall_s"].items()}
+        one = result["wall_s"][min(sizes)]
+        result["ratio"] = {n: round(w / one, 2) for n, w in result["wall_s"].items()}
 
-        through = [(await wall(chats(1))) for _ in range(rounds)]
-        direct = [(await wall([chat_direct(http, coach.url)])) for _ in range(rounds)]
+        through = [await run(1) for _ in range(rounds)]
+        direct = [await wall([chat_direct(http, coach.url)]) for _ in range(rounds)]
         result["relay_overhead"] = round(statistics.median(through) / statistics.median(direct), 3)
         result["direct_s"] = round(statistics.median(direct), 3)
 
-        result["me_rps_idle"] = round(await me_per_second(http, api.url, tokens[0], 2.0), 0)
-        streaming = asyncio.ensure_future(wall(chats(20)))
-        result["me_rps_streaming"] = round(await me_per_second(http, api.url, tokens[0], streaming), 0)
-        for ws in sockets:
-            await ws.close()
+        result["me_rps_idle"] = round(await me_per_second(http, api.url, tokens[0], 2.0))
+        streaming = asyncio.ensure_future(run(20))
+        result["me_rps_streaming"] = round(await me_per_second(http, api.url, tokens[0], streaming))
     return result
 
 
@@ -334,7 +333,8 @@ def main() -> None:
     results = {}
     try:
         for kind, folder in folders.items():
-            api, tokens = prepare(folder.resolve(), coach, max(sizes))
+            users = 1 + args.rounds * (sum(sizes) + 1) + 20  # every chat a new user's first
+            api, tokens = prepare(folder.resolve(), coach, users)
             try:
                 print(f"{kind}: {folder.name} ...", flush=True)
                 results[kind] = asyncio.run(measure(kind, api, coach, tokens, sizes, args.rounds))
