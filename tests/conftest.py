@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IN_CI, ROOT, Servers, alembic
+from helpers import IN_CI, ROOT, Servers, alembic, serve_folder
 
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
@@ -159,15 +159,19 @@ def live_api(lesson, servers, request):
 
 
 @pytest.fixture
-def static_server(servers):
-    """static_server(folder, host="127.0.0.1") -> base URL of `python -m http.server` there."""
+def static_server():
+    """static_server(folder, host="127.0.0.1") -> base URL of the folder served as
+    `python -m http.server` serves it (helpers.serve_folder, in a thread); stopped after the test."""
+    started = []
 
     def start(folder, host="127.0.0.1"):
-        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                cwd=folder, what="http.server")
-        return f"http://{host}:{port}"
+        started.append(serve_folder(folder))
+        return f"http://{host}:{started[-1].server_port}"
 
-    return start
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass(frozen=True)
@@ -188,10 +192,9 @@ def pages(lesson, app, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("pages") / "frontend"
     shutil.copytree(lesson.path / "frontend", folder)
-    servers = Servers()
+    files, servers = serve_folder(folder), Servers()
     try:
-        port, _ = servers.start([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                cwd=folder, what="http.server")
+        port = files.server_port
         origin = f"http://localhost:{port}"
         api_port, _ = servers.start(
             [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
@@ -201,6 +204,8 @@ def pages(lesson, app, tmp_path_factory):
         yield Pages(origin, api, folder, port)
     finally:
         servers.stop_all()
+        files.shutdown()
+        files.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,22 @@ Helpers and what they do:
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   stored_hash        the password_hash column of one user, read with the `db` connection
   cut_off_the_apps_connections   what a database restart does to the app's pooled connections
+  serve_folder       a folder over HTTP from a thread of this process, as `python -m http.server` serves it
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
 
 A helper that says something only one lesson teaches (lesson 11's `signup(client, password)`)
 stays in that lesson's test file, built on these.
 """
 
+import functools
+import http.server
 import io
 import logging
 import logging.config
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -125,7 +129,22 @@ def alembic(folder: Path, *args: str) -> str:
     return output.getvalue()
 
 
-# --- processes on free ports ---------------------------------------------------------------
+# --- servers on free ports -----------------------------------------------------------------
+
+class QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # no line per request in the test output
+        pass
+
+
+def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
+    """FOLDER on a free port of 127.0.0.1 (.server_port), by the handler `python -m http.server`
+    uses, from a thread of this process: no new interpreter per server. Stop it with
+    .shutdown() and .server_close(). Files are read fresh on every request."""
+    handler = functools.partial(QuietFileHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -32,21 +32,16 @@ class Site:
     folder: Path  # the served copy of frontend/
 
 
-@pytest.fixture
-def site(lesson, tmp_path, static_server, live_api) -> Site:
-    """A copy of frontend/ served on localhost, and an API that allows exactly that origin."""
-    folder = tmp_path / "frontend"
-    shutil.copytree(lesson.path / "frontend", folder)
-    allowed = static_server(folder, host="localhost")
-    port = allowed.rsplit(":", 1)[1]
-    api = live_api(env={"CORS_ORIGINS": allowed})
-    # http.server reads files fresh on every request, so this takes effect at once.
-    (folder / "config.js").write_text(f'const API_URL = "{api.url}";\n')
-    return Site(api.url, f"{allowed}/signup.html", f"http://127.0.0.1:{port}/signup.html", folder)
+@pytest.fixture(scope="module")
+def site(pages) -> Site:
+    """The `pages` servers (one pair per module): frontend/ on localhost and an API that allows
+    exactly that origin. Each test signs up a name of its own (unique_name)."""
+    return Site(pages.api, f"{pages.url}/signup.html", f"http://127.0.0.1:{pages.port}/signup.html",
+                pages.folder)
 
 
 def api_users(site: Site) -> list[dict]:
-    r = httpx2.get(site.api + "/api/users")
+    r = httpx2.get(site.api + "/api/users", params={"limit": 100})
     assert r.status_code == 200, r.text
     return r.json()
 
