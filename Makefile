@@ -97,8 +97,9 @@ db-reset: setup
 psql: setup
 	@$(PY) shared/devdb.py psql
 
-# Any alembic command in a lesson folder, with the course's virtualenv.
+# Any alembic command in a lesson folder, with the course's virtualenv and make run's .env.
 alembic: setup
+	@$(PY) shared/course.py settings "$(LESSON)"
 	@cd lessons/$(shell $(COURSE) resolve "$(LESSON)") && $(CURDIR)/$(PY) -m alembic $(ARGS)
 
 clean:

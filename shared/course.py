@@ -332,7 +332,9 @@ def schema_conflict(lesson: Lesson, folder: Path | None = None) -> str | None:
     keeps_tables = own or any((folder / name).exists() for name in ("schema.sql", "models.py"))
     if not migrating or not keeps_tables:
         return None
-    settings = folder_settings(folder)
+    import devdb
+
+    settings = {**devdb.dev_env(), **folder_settings(folder)}  # make run writes .env before this
     try:
         conn = psycopg2.connect(host=settings.get("DB_HOST"), port=settings.get("DB_PORT"),
                                 dbname=settings.get("DB_NAME"), user=settings.get("DB_USER"),
@@ -503,6 +505,12 @@ def cmd_run(args) -> None:
     run_folder(lesson, lesson.path)
 
 
+def cmd_settings(args) -> None:
+    """The lesson's .env as make run writes it (make alembic runs this first)."""
+    lesson = find(args.lesson)
+    write_settings(lesson, lesson.path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -517,7 +525,7 @@ def main() -> None:
         p.add_argument("--from", dest="from_", default="")
         p.add_argument("--to", default="")
         p.set_defaults(func=func)
-    for name, func in (("resolve", cmd_resolve), ("run", cmd_run)):
+    for name, func in (("resolve", cmd_resolve), ("run", cmd_run), ("settings", cmd_settings)):
         p = sub.add_parser(name)
         p.add_argument("lesson")
         p.set_defaults(func=func)
