@@ -277,6 +277,14 @@ def lesson_copy(tmp_path):
     return lesson, folder
 
 
+@pytest.mark.parametrize("lesson", [x for x in LESSONS if "db" in x.needs], ids=lambda lesson: lesson.number)
+def test_settings_examples_say_make_run_keeps_them_in_step(lesson):
+    for example in lesson.path.glob("*.example"):
+        text = example.read_text()
+        assert "make run" in text and "match docker.env" not in text, example
+        assert dotenv_values(example).get("DB_PORT", "5433") == "5433", example
+
+
 def test_make_run_writes_a_private_env_with_the_databases_settings(lesson_copy, capsys):
     lesson, folder = lesson_copy
     course.write_settings(lesson, folder)
