@@ -33,8 +33,9 @@ def bearer(token: str) -> dict:
 
 
 @pytest.fixture
-def user(app, db) -> dict:
-    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+def user(app, db, coach) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}.
+    The coach is reset for the test: normal answers, nothing recorded."""
     with db.cursor() as cur:
         cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
                     (f"{uuid.uuid4().hex[:10]}@example.com",))

@@ -1,0 +1,234 @@
+"""Lesson 19: messages stored per user (Message, ForeignKey, relationship both ways); the coach
+gets the latest 20 with each question; GET /api/chat/history; the page shows the conversation.
+
+The LLM is the offline coach (the `coach` fixture): it records what it was sent, and its answer
+quotes the user's previous message, so memory shows in the reply.
+"""
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+import jwt
+import pytest
+
+from helpers import alembic
+
+# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
+# tokens. Set before the fixtures import main.py (variables already set win over .env).
+SECRET = "test-secret-for-lesson-19-at-least-32-bytes"
+os.environ["JWT_SECRET"] = SECRET
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_settings(coach_server):
+    """Point the app at the offline coach before main.py is imported."""
+    os.environ.update(coach_server.env, OPENAI_TIMEOUT="5")
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_user(db) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
+                    (f"{uuid.uuid4().hex[:10]}@example.com",))
+        user_id = cur.fetchone()[0]
+    exp = datetime.now(UTC) + timedelta(minutes=60)
+    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
+
+
+@pytest.fixture
+def user(app, db, coach) -> dict:
+    """A fresh user; the coach is reset for the test (normal answers, nothing recorded)."""
+    return new_user(db)
+
+
+def chat(client, user, message):
+    r = client.post("/api/chat", headers=bearer(user["token"]), json={"message": message})
+    assert r.status_code == 200, r.text
+    return r.json()["reply"]
+
+
+def stored(db, user_id) -> list[tuple]:
+    """(role, content) of a user's messages as the table holds them, in id order."""
+    with db.cursor() as cur:
+        cur.execute("SELECT role, content FROM messages WHERE user_id = %s ORDER BY id", (user_id,))
+        return cur.fetchall()
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+def test_the_question_and_the_answer_are_stored(client, db, user):
+    reply = chat(client, user, "My name is Ada.")
+    assert stored(db, user["id"]) == [("user", "My name is Ada."), ("assistant", reply)]
+
+
+def test_the_second_question_is_sent_after_the_first_exchange(client, coach, user):
+    first = chat(client, user, "My name is Ada.")
+    second = chat(client, user, "What is my name?")
+    sent = coach.requests()[-1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent[1:]] == [
+        ("user", "My name is Ada."), ("assistant", first), ("user", "What is my name?")]
+    assert sent[0]["role"] == "system", sent[0]
+    assert 'Before it you said: "My name is Ada."' in second, second
+
+
+def test_only_the_latest_20_messages_are_sent_oldest_first(client, coach, db, user):
+    with db.cursor() as cur:
+        for n in range(30):
+            cur.execute("INSERT INTO messages (user_id, role, content) VALUES (%s, %s, %s)",
+                        (user["id"], "user" if n % 2 == 0 else "assistant", f"message {n}"))
+    chat(client, user, "And now?")
+    sent = coach.requests()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", *["user", "assistant"] * 10, "user"]
+    assert [m["content"] for m in sent[1:]] == [f"message {n}" for n in range(10, 30)] + ["And now?"]
+
+
+def test_a_question_the_coach_did_not_answer_is_not_stored(client, coach, db, user):
+    coach.mode("error")
+    r = client.post("/api/chat", headers=bearer(user["token"]), json={"message": "Hello?"})
+    assert r.status_code == 502, r.text
+    assert stored(db, user["id"]) == []
+
+
+# --- the history ------------------------------------------------------------------------------
+
+def test_history_lists_role_content_and_time_oldest_first(client, user):
+    started = datetime.now(UTC)
+    replies = [chat(client, user, "First question"), chat(client, user, "Second question")]
+    r = client.get("/api/chat/history", headers=bearer(user["token"]))
+    assert r.status_code == 200, r.text
+    history = r.json()
+    assert [(m["role"], m["content"]) for m in history] == [
+        ("user", "First question"), ("assistant", replies[0]),
+        ("user", "Second question"), ("assistant", replies[1])]
+    times = [datetime.fromisoformat(m["created_at"]) for m in history]
+    assert times == sorted(times) and times[0] >= started - timedelta(seconds=5), times
+    assert all(set(m) == {"role", "content", "created_at"} for m in history), history
+
+
+def test_history_starts_empty(client, user):
+    r = client.get("/api/chat/history", headers=bearer(user["token"]))
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+
+
+def test_history_needs_a_login(client):
+    r = client.get("/api/chat/history")
+    assert r.status_code == 401, r.text
+
+
+def test_users_never_see_each_others_history(client, coach, db, user):
+    chat(client, user, "Ada's secret plan")
+    other = new_user(db)
+    r = client.get("/api/chat/history", headers=bearer(other["token"]))
+    assert r.json() == [], r.text
+    chat(client, other, "Hello")
+    sent = coach.requests()[-1]["messages"]
+    assert [m["content"] for m in sent[1:]] == ["Hello"], sent
+
+
+# --- deleting a user --------------------------------------------------------------------------
+
+def test_deleting_an_account_after_chatting_deletes_its_messages(client, db, user):
+    chat(client, user, "Hello")
+    r = client.delete("/api/me", headers=bearer(user["token"]))
+    assert r.status_code == 204, r.text
+    assert stored(db, user["id"]) == []
+
+
+def test_the_database_itself_deletes_a_deleted_users_messages(client, db, user):
+    """ON DELETE CASCADE: even a DELETE that bypasses the app leaves no orphaned messages."""
+    chat(client, user, "Hello")
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+    assert stored(db, user["id"]) == []
+
+
+# --- the models and the migration -------------------------------------------------------------
+
+def test_the_relationship_works_from_both_sides(app):
+    """back_populates on both sides: setting either end updates the other, before any flush."""
+    import models
+
+    ada, bo = models.User(name="Ada"), models.User(name="Bo")
+    appended, assigned = models.Message(role="user", content="a"), models.Message(role="user", content="b")
+    ada.messages.append(appended)
+    assigned.user = bo
+    assert appended.user is ada
+    assert bo.messages == [assigned]
+
+
+def test_the_models_and_the_migrations_agree(app, lesson):
+    assert "No new upgrade operations detected" in alembic(lesson.path, "check")
+
+
+def test_the_migration_goes_down_and_up_again(app, lesson, db):
+    alembic(lesson.path, "downgrade", "-1")
+    with db.cursor() as cur:
+        cur.execute("SELECT to_regclass('messages')")
+        assert cur.fetchone() == (None,)
+    alembic(lesson.path, "upgrade", "head")
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
+def test_each_relationship_step_of_the_demo_does_what_the_readme_says(app, step, capsys):
+    import relationships_demo
+
+    results = relationships_demo.run(step)
+    works = {what for what, ok in results.items() if ok}
+    expected = {
+        1: {"filter by user_id"},
+        2: {"filter by user_id", "msg.user.name"},
+        3: {"filter by user_id", "msg.user.name", "user.messages", "msg.user_id after the flush"},
+        4: {"filter by user_id", "msg.user.name", "user.messages",
+            "msg.user = user, then msg in user.messages", "msg.user_id after the flush"},
+        5: set(results) - {"msg.user_id before the flush"},
+    }[step]
+    assert works == expected, capsys.readouterr().out
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def test_the_page_shows_the_stored_conversation_as_text(pages, page, client, user):
+    """Opening the home page shows the conversation so far, oldest first, as text: markup in
+    a message is shown, never run. Hint: GET /api/chat/history on open, textContent."""
+    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"> ok?"
+    reply = chat(client, user, hostile)
+    page.goto(f"{pages.url}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{pages.url}/home.html")
+    page.wait_for_function("document.querySelectorAll('#chat li').length === 2")
+    assert page.locator("#chat li").all_text_contents() == [hostile, reply]
+    assert page.locator("#chat b, #chat img").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach):
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    page.goto(f"{pages.url}/signup.html")
+    page.fill("input[name=name]", "Ada")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", "secret123")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/login.html?email=*")  # signed up: the login page, email filled in
+    page.fill("input[name=password]", "secret123")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/home.html")
+    answered = "!document.querySelector('#chat li:last-child').textContent.startsWith('…')"
+    for n, question in enumerate(["I interview for a Python job.", "What should I practise?"], 1):
+        page.wait_for_function("!document.querySelector('#ask button').disabled")
+        page.fill("#ask textarea", question)
+        page.click("#ask button[type=submit]")
+        page.wait_for_function(f"document.querySelectorAll('#chat li.assistant').length === {n} "
+                               f"&& {answered}")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#chat li').length === 4")
+    texts = page.locator("#chat li").all_text_contents()
+    assert texts[0] == "I interview for a Python job." and texts[2] == "What should I practise?", texts
+    assert 'Before it you said: "I interview for a Python job."' in texts[3], texts[3]
+    assert httpx2.get(f"{coach.root}/_coach/requests").json()[-1]["messages"][1]["content"] == texts[0]
