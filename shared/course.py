@@ -1,7 +1,10 @@
-"""The course's command line, called by the Makefile: help, check, resolve, run, diff, diffs, table.
+"""The course's command line, called by the Makefile: help, check, resolve, run, settings, diff,
+diffs, table, numbers.
 
-`make` is the front door; this file does the work behind it. Everything but `run` uses only
-the standard library, so it works before `make setup`.
+`make` is the front door; this file does the work behind it. Everything but `run` and
+`settings` uses only the standard library, so it works before `make setup`. `run` gives each
+lesson's .env the dev database's real settings (docker.env is their one source), so the app
+connects under make run and under a plain `uvicorn main:app` in the folder alike.
 """
 
 import argparse
