@@ -1,0 +1,238 @@
+"""Lesson 20: POST /api/chat/stream sends the coach's answer token by token as Server-Sent Events.
+
+The streams run against a real uvicorn (the module's `pages` API) and the offline coach
+(shared/coach.py), whose stats say whether a stream to it is still running, completed, or was
+cancelled because its client went away: that is how these tests see order, never by timing.
+"""
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+import jwt
+import pytest
+
+from coach import answer as coachs_answer
+
+# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
+# tokens. Set before the fixtures import main.py (variables already set win over .env).
+SECRET = "test-secret-for-lesson-20-at-least-32-bytes"
+os.environ["JWT_SECRET"] = SECRET
+QUESTION = "How do I answer 'Tell me about yourself'?"
+TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_settings(coach_server):
+    """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here."""
+    os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def user(app, db) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
+                    (f"{uuid.uuid4().hex[:10]}@example.com",))
+        user_id = cur.fetchone()[0]
+    exp = datetime.now(UTC) + timedelta(minutes=60)
+    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
+
+
+def open_stream(pages, user, message=QUESTION):
+    """The response of POST /api/chat/stream, to be used in a `with` block and read as it comes."""
+    return httpx2.stream("POST", f"{pages.api}/api/chat/stream", json={"message": message},
+                         headers=bearer(user["token"]), timeout=10)
+
+
+def events(response):
+    """Yields each event of an SSE response as (name, data) as soon as it is complete."""
+    name = "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield name, json.loads(line.removeprefix("data: "))
+        elif line == "":
+            name = "message"
+
+
+def chat_stream(pages, user, message=QUESTION) -> list:
+    with open_stream(pages, user, message) as r:
+        assert r.status_code == 200, r.read()
+        return list(events(r))
+
+
+def history(pages, user) -> list:
+    r = httpx2.get(f"{pages.api}/api/chat/history", headers=bearer(user["token"]), timeout=10)
+    assert r.status_code == 200, r.text
+    return [(m["role"], m["content"]) for m in r.json()]
+
+
+def wait_for(condition, what: str, seconds: float = 5):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds} s: {what}")
+        time.sleep(0.02)
+
+
+# --- the stream -------------------------------------------------------------------------------
+
+def test_the_answer_comes_as_an_event_stream_of_tokens_then_done(pages, coach, user):
+    with open_stream(pages, user) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+        received = list(events(r))
+    *tokens, last = received
+    assert last == ("done", {})
+    assert len(tokens) > 10 and {name for name, _ in tokens} == {"message"}, received
+    [sent] = coach.requests()
+    assert "".join(data["token"] for _, data in tokens) == coachs_answer(sent["messages"])
+
+
+def test_the_first_token_arrives_while_the_coach_is_still_writing(pages, coach, user):
+    """Tokens are relayed one by one as the coach writes them, not collected into one answer.
+    Hint: yield each chunk of the stream=True answer as its own event."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with open_stream(pages, user) as r:
+        received = events(r)
+        assert next(received)[0] == "message"
+        assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 0}
+        rest = list(received)
+    assert rest[-1] == ("done", {}) and len(rest) > 10
+    assert coach.stats()["completed"] == 1
+
+
+def test_an_answer_with_newlines_and_blank_lines_arrives_identical(pages, coach, user):
+    """Hint: JSON-encode each token; a raw newline inside `data:` would end the event."""
+    *tokens, _ = chat_stream(pages, user)
+    [sent] = coach.requests()
+    expected = coachs_answer(sent["messages"])
+    assert "\n\n" in expected
+    assert "".join(data["token"] for _, data in tokens) == expected
+
+
+def test_the_exchange_is_saved_once_the_stream_ends(pages, coach, user):
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with open_stream(pages, user) as r:
+        received = events(r)
+        next(received)
+        assert history(pages, user) == []  # mid-stream: nothing stored yet
+        tokens = [data["token"] for name, data in received if name == "message"]
+    [sent] = coach.requests()
+    assert history(pages, user) == [("user", QUESTION), ("assistant", coachs_answer(sent["messages"]))]
+    assert tokens  # the rest of the answer came too
+
+
+def test_the_conversation_so_far_goes_to_the_coach(pages, coach, user):
+    chat_stream(pages, user, "My name is Ada.")
+    chat_stream(pages, user, "What is my name?")
+    second = coach.requests()[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"], second
+    assert second[1]["content"] == "My name is Ada."
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+def test_the_llm_failing_mid_way_ends_the_stream_with_an_error_event(pages, coach, user):
+    coach.mode("error", after=3)
+    *tokens, last = chat_stream(pages, user)
+    assert len(tokens) == 3 and last == ("error", {"detail": "The coach is unavailable, try again later"})
+    assert history(pages, user) == []  # half an answer is not stored
+
+
+def test_the_connection_to_the_llm_dropping_mid_way_is_an_error_event(pages, coach, user):
+    coach.mode("drop", after=3)
+    *_, last = chat_stream(pages, user)
+    assert last == ("error", {"detail": "The coach is unavailable, try again later"})
+
+
+@pytest.mark.parametrize(("mode", "status", "detail"), [
+    ("error", 502, "The coach is unavailable, try again later"),
+    ("slow", 504, "The coach took too long to answer, try again"),
+])
+def test_the_llm_failing_before_any_token_is_a_plain_error_answer(pages, coach, user, mode, status, detail):
+    coach.mode(mode)
+    with open_stream(pages, user) as r:
+        r.read()
+    assert r.status_code == status, r.text
+    assert r.json() == {"detail": detail}
+
+
+def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
+    """Nobody is reading any more: the app closes its stream to the LLM, which stops writing.
+    Hint: `async with` the stream, so that leaving the generator closes it."""
+    coach.mode("ok", token_delay=0.05)
+    with open_stream(pages, user) as r:
+        next(events(r))
+    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled")
+    assert coach.stats()["completed"] == 0
+    assert history(pages, user) == []
+
+
+def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
+    coach.mode("ok", token_delay=0.05)
+    with open_stream(pages, user) as r:
+        next(events(r))
+        me = httpx2.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=5)
+        assert me.status_code == 200, me.text
+        assert coach.stats()["completed"] == 0  # the stream was still running
+
+
+def test_the_stream_needs_a_login(pages, coach):
+    r = httpx2.post(f"{pages.api}/api/chat/stream", json={"message": QUESTION}, timeout=10)
+    assert r.status_code == 401, r.text
+    assert coach.requests() == []
+
+
+@pytest.mark.parametrize("message", ["", "   ", "x" * 4001])
+def test_a_message_that_is_not_1_to_4000_characters_is_422(pages, coach, user, message):
+    r = httpx2.post(f"{pages.api}/api/chat/stream", json={"message": message},
+                    headers=bearer(user["token"]), timeout=10)
+    assert r.status_code == 422, r.text
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+# Records every text the newest answer on the page shows, as it changes.
+WATCH_ANSWER = """() => {
+  window.shown = [];
+  new MutationObserver(() => {
+    const answer = document.querySelector("#chat li.assistant:last-child");
+    if (answer) window.shown.push(answer.textContent);
+  }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def open_home(page, pages, user) -> None:
+    page.goto(f"{pages.url}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{pages.url}/home.html")
+    page.wait_for_function("!document.querySelector('#ask button').disabled")
+
+
+def test_the_answer_appears_on_the_page_piece_by_piece(pages, page, coach, user):
+    """Hint: read response.body with getReader() and add each token as it arrives."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    open_home(page, pages, user)
+    page.evaluate(WATCH_ANSWER)
+    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"> yourself?"
+    page.fill("#ask textarea", hostile)
+    page.click("#ask button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
+                           "&& !document.querySelector('#ask button').disabled")
+    [sent] = coach.requests()
+    expected = coachs_answer(sent["messages"])
+    assert page.locator("#chat li").all_text_contents() == [hostile, expected]
+    growing = [text for text in dict.fromkeys(page.evaluate("window.shown")) if expected.startswith(text)]
+    assert len(growing) > 10, growing  # many partial answers, each a beginning of the whole
+    assert page.locator("#chat b, #chat img").count() == 0
+    assert page.evaluate("window.pwned") is None
