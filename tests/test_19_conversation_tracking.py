@@ -167,12 +167,18 @@ def test_the_models_and_the_migrations_agree(app, lesson):
     assert "No new upgrade operations detected" in alembic(lesson.path, "check")
 
 
-def test_the_migration_goes_down_and_up_again(app, lesson, db):
-    alembic(lesson.path, "downgrade", "-1")
+def messages_table(db):
     with db.cursor() as cur:
-        cur.execute("SELECT to_regclass('messages')")
-        assert cur.fetchone() == (None,)
+        cur.execute("SELECT to_regclass('messages')::text")
+        return cur.fetchone()[0]
+
+
+def test_the_last_migration_creates_the_messages_table_and_its_downgrade_drops_it(app, lesson, db):
+    assert messages_table(db) == "messages"
+    alembic(lesson.path, "downgrade", "-1")
+    assert messages_table(db) is None
     alembic(lesson.path, "upgrade", "head")
+    assert messages_table(db) == "messages"
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
