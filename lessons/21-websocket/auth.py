@@ -1,0 +1,46 @@
+"""Tokens: how the API recognises a user who has logged in."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from dotenv import load_dotenv
+
+# Copy the settings from the .env file into the environment (variables already set win).
+load_dotenv()
+
+# The key that signs every token. Whoever knows it can make a token for any user, so it lives
+# in .env (never in git). HS256 wants a key of at least 32 bytes; without one, stop right
+# here with one clear line instead of failing at the first login.
+JWT_SECRET = os.getenv("JWT_SECRET", "")
+if not JWT_SECRET:
+    raise SystemExit("JWT_SECRET is not set: put a long random value in .env "
+                     "(python -c \"import secrets; print(secrets.token_urlsafe(32))\")")
+if len(JWT_SECRET.encode()) < 32:
+    raise SystemExit("JWT_SECRET is too short: use at least 32 characters "
+                     "(python -c \"import secrets; print(secrets.token_urlsafe(32))\")")
+
+ALGORITHM = "HS256"  # HMAC with SHA-256: the same secret signs and checks
+EXPIRY_MINUTES = int(os.getenv("EXPIRY_MINUTES", "60"))
+
+# Ids are 4-byte integers in Postgres (SERIAL): a `sub` outside this range is no user of ours.
+MAX_ID = 2_147_483_647
+
+
+def create_token(user_id: int) -> str:
+    """A signed token saying "this is user <user_id>", valid for EXPIRY_MINUTES."""
+    expires = datetime.now(UTC) + timedelta(minutes=EXPIRY_MINUTES)
+    # sub (subject: who the token is about) must be a string; exp is when it stops being valid.
+    return jwt.encode({"sub": str(user_id), "exp": expires}, JWT_SECRET, algorithm=ALGORITHM)
+
+
+def decode_token(token: str) -> int | None:
+    """The user id in a token we signed and that has not expired; None for anything else."""
+    try:
+        # algorithms=[...] is the list we accept: a token that says "alg": "none" (unsigned)
+        # or any other algorithm is refused. require: a token without sub or exp is refused too.
+        payload = jwt.decode(token, JWT_SECRET, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+        user_id = int(payload["sub"])
+    except (jwt.InvalidTokenError, ValueError):  # expired, forged, garbled, or sub not a number
+        return None
+    return user_id if 1 <= user_id <= MAX_ID else None

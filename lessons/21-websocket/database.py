@@ -1,0 +1,31 @@
+import os
+
+from dotenv import load_dotenv
+from sqlalchemy import URL, create_engine
+from sqlalchemy.orm import sessionmaker
+
+# Copy the settings from the .env file into the environment (variables already set win).
+load_dotenv()
+
+# The engine knows how to reach the database and keeps a pool of open connections to reuse.
+# URL.create builds the address safely, even if the password holds characters like @ or /.
+engine = create_engine(
+    URL.create(
+        "postgresql+psycopg2",
+        username=os.getenv("DB_USER"),
+        password=os.getenv("DB_PASSWORD"),
+        host=os.getenv("DB_HOST", "localhost"),
+        port=int(os.getenv("DB_PORT", "5433")),
+        database=os.getenv("DB_NAME"),
+    ),
+    connect_args={"connect_timeout": 3},
+    # Test each pooled connection before lending it out: one the database closed (say, it was
+    # restarted) is replaced by a fresh one instead of failing the request.
+    pool_pre_ping=True,
+    # When a statement fails, SQLAlchemy's error message lists the values it sent, and that
+    # message lands in the server log: a password hash, an email. Keep the SQL, hide the values.
+    hide_parameters=True,
+)
+
+# A session factory: every SessionLocal() is a new Session bound to our engine.
+SessionLocal = sessionmaker(bind=engine)

@@ -1,0 +1,103 @@
+"""The coach's brain: a large language model (LLM), reached through the official openai client."""
+
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from dotenv import load_dotenv
+from fastapi import HTTPException
+from openai import APIError, APITimeoutError, AsyncOpenAI, OpenAI
+
+# Copy the settings from the .env file into the environment (variables already set win).
+load_dotenv()
+
+logger = logging.getLogger(__name__)
+
+# Which model answers. Any chat model your key may use works: OpenAI's own names, or the name
+# of a local model when OPENAI_BASE_URL points at a server such as Ollama.
+MODEL = os.getenv("OPENAI_MODEL") or "gpt-4o-mini"
+# How long one answer may take, in seconds, before the user gets a 504 instead.
+TIMEOUT = float(os.getenv("OPENAI_TIMEOUT") or "30")
+
+# The system message: instructions the user never sees, sent first in every conversation.
+# It decides who the model is for our app.
+SYSTEM_PROMPT = (
+    "You are AI Interview Coach, a patient and encouraging job interview coach. "
+    "Help the user prepare for interviews: ask which role they are preparing for, suggest how "
+    "to structure answers (for example with STAR: situation, task, action, result), and give "
+    "short, concrete, honest feedback. Stay on interviews and careers; keep answers brief."
+)
+
+# One client for the whole app: it keeps its connections open between requests.
+# The key is a secret (like JWT_SECRET): it lives in .env, never in the code or in git.
+# base_url: OpenAI's API by default; any server that speaks the same API works too (the
+# course's offline coach, Ollama, ...). Written out here, so an empty OPENAI_BASE_URL= line in
+# .env means "the default" too.
+# max_retries=0: the client would otherwise try again up to twice, and a user could wait three
+# times OPENAI_TIMEOUT. One try, and a clear error they can retry themselves.
+API_KEY = os.getenv("OPENAI_API_KEY")
+client: OpenAI | None = None  # no key, no client: the chat answers 502 and says why
+# The same client in its async form, for streamed answers: its calls are awaited, so while it
+# waits for the model's next token the event loop serves everyone else.
+async_client: AsyncOpenAI | None = None
+if API_KEY:
+    settings = {"api_key": API_KEY, "base_url": os.getenv("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+                "timeout": TIMEOUT, "max_retries": 0}
+    client = OpenAI(**settings)
+    async_client = AsyncOpenAI(**settings)
+
+
+def ask(messages: list[dict]) -> str:
+    """The model's answer to a conversation: a list of {"role", "content"} messages.
+
+    The LLM is a service on the network, and it can fail like one. Its failures become short
+    answers our own client understands, never a traceback:
+      504 Gateway Timeout  it did not answer within OPENAI_TIMEOUT seconds
+      502 Bad Gateway      anything else: unreachable, a wrong key, an error on its side
+    """
+    if client is None:
+        raise HTTPException(status_code=502, detail="No LLM configured: set OPENAI_API_KEY in .env")
+    try:
+        completion = client.chat.completions.create(model=MODEL, messages=messages)
+    except APITimeoutError:
+        logger.warning("LLM call timed out after %s s", TIMEOUT)
+        raise HTTPException(status_code=504, detail="The coach took too long to answer, try again") from None
+    except APIError as error:  # the parent of every error the client raises
+        # The error's kind and status say enough; its text may repeat what the user wrote.
+        logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
+        raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
+    reply = completion.choices[0].message.content
+    if not reply:  # a refusal or an empty answer: nothing to show
+        raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
+    return reply
+
+
+async def stream(messages: list[dict]) -> AsyncIterator[str]:
+    """The model's answer to a conversation, piece by piece (tokens) as the model writes it.
+
+    Fails like ask(), with an HTTPException 502 or 504; that may happen before the first piece
+    or half-way through. OPENAI_TIMEOUT now limits each wait for the next piece.
+    """
+    if async_client is None:
+        raise HTTPException(status_code=502, detail="No LLM configured: set OPENAI_API_KEY in .env")
+    pieces = 0
+    try:
+        # stream=True: the call returns as soon as the model starts; the answer follows in chunks.
+        response = await async_client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+        # async with: however this generator ends (the last chunk, an error, or the caller
+        # closing it because the user went away), the connection to the model is closed, and
+        # the model stops writing an answer nobody will read.
+        async with response:
+            async for chunk in response:
+                piece = chunk.choices[0].delta.content if chunk.choices else None
+                if piece:  # the first and last chunks carry no text
+                    pieces += 1
+                    yield piece
+    except APITimeoutError:
+        logger.warning("LLM stream timed out after %s s", TIMEOUT)
+        raise HTTPException(status_code=504, detail="The coach took too long to answer, try again") from None
+    except APIError as error:
+        logger.warning("LLM stream failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
+        raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
+    if pieces == 0:
+        raise HTTPException(status_code=502, detail="The coach gave no answer, try again")

@@ -1,0 +1,493 @@
+import json
+import logging
+import os
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Annotated
+
+from dotenv import load_dotenv
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from passlib.context import CryptContext
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+import llm
+import models
+from auth import create_token, decode_token
+from database import SessionLocal
+from deps import CurrentUser, SessionDep, bearer, get_current_user, not_authenticated
+
+# Copy the settings from the .env file into the environment (variables already set win).
+load_dotenv()
+
+# Log lines go to the terminal, with time, level and where they come from:
+#   2026-11-28 11:02:03,456 INFO main: signup: user 7
+# Never log a password, a hash or a token: logs are copied, kept and read far more widely
+# than the database. User ids and event names say what happened without giving anything away.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger(__name__)
+
+
+# The application object: `uvicorn main:app` means "the app in main.py".
+# No lifespan any more: the tables come from Alembic migrations (alembic upgrade head),
+# not from create_all, so the app never changes the schema behind Alembic's back.
+app = FastAPI()
+
+# A browser lets a page call an API on another origin (scheme + host + port) only if the API
+# says that origin is allowed. The pages live on http://localhost:8001 (also reached as
+# http://127.0.0.1:8001, a different origin) and the API on :8000, so the API lists those two
+# origins, and only those: any other site stays blocked.
+PAGE_ORIGINS = "http://localhost:8001,http://127.0.0.1:8001"
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=[origin.strip() for origin in os.getenv("CORS_ORIGINS", PAGE_ORIGINS).split(",")],
+    allow_methods=["*"],
+    allow_headers=["*"],
+)
+
+
+# When Postgres cannot be reached, SQLAlchemy raises OperationalError. This handler turns it
+# into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
+@app.exception_handler(OperationalError)
+def database_unavailable(request: Request, exc: OperationalError):
+    return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
+
+
+# Postgres error codes for "no such table" and "no such column": the database is behind the
+# models because the migrations have not run. Say what to do, instead of a bare 500.
+SCHEMA_BEHIND = {"42P01", "42703"}
+
+
+@app.exception_handler(ProgrammingError)
+def schema_not_migrated(request: Request, exc: ProgrammingError):
+    if getattr(exc.orig, "pgcode", None) not in SCHEMA_BEHIND:
+        raise exc  # any other SQL error is a bug: let it be a 500 with its traceback in the log
+    return JSONResponse(
+        status_code=503, content={"detail": "Database schema is not up to date: run alembic upgrade head"}
+    )
+
+
+# FastAPI's own 422 repeats each rejected value ("input") and the rule's limit ("ctx"). The
+# client already has its value, a 10 MB one would travel back in full, and one that is not text
+# ("\ud800", half of a character pair) cannot be written as UTF-8 at all: the 422 would crash
+# into a 500. So this handler keeps where (loc), what (type) and why (msg), and drops the value.
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, exc: RequestValidationError):
+    errors = [{key: e[key] for key in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+# Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
+NO_NUL = r"^[^\x00]*$"
+
+
+# bcrypt reads at most 72 bytes (not characters: "é" is 2 bytes, an emoji 4) and refuses
+# longer input. Saying so here gives a clear 422 instead of a crash or a silently cut password.
+# A plain function, so that signup and login share it.
+def fits_bcrypt(password: str) -> str:
+    if len(password.encode("utf-8")) > 72:
+        raise ValueError("password must be at most 72 bytes long (UTF-8)")
+    return password
+
+
+# EmailStr checks an address properly (the email-validator package): "ada..l@example.com" or
+# "ada@-example.com" get a 422 that a hand-written pattern let through.
+# Emails are compared without regard to case: we store and look them up in lower case.
+Email = Annotated[EmailStr, AfterValidator(str.lower)]
+PASSWORD_RULE = "6 to 72 characters, and at most 72 bytes in UTF-8 (bcrypt's limit)"
+Password = Annotated[str, Field(min_length=6, max_length=72, pattern=NO_NUL, description=PASSWORD_RULE),
+                     AfterValidator(fits_bcrypt)]
+
+
+# The model describes a valid profile. FastAPI checks every request body against it and
+# answers 422, with a `detail` naming each broken rule, before our function even runs.
+class User(BaseModel):
+    name: str = Field(min_length=2, max_length=10, pattern=NO_NUL)
+    email: Email
+
+
+# An error answer, {"detail": "..."}. Listing the errors an endpoint can give in `responses=`
+# puts them in the OpenAPI document (/docs) beside the success; FastAPI lists 422 by itself.
+class Problem(BaseModel):
+    detail: str
+
+
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
+WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
+NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
+EMAIL_TAKEN = {409: {"model": Problem, "description": "Another account has this email"}}
+LLM_DOWN = {502: {"model": Problem, "description": "The LLM failed, or none is configured"},
+            504: {"model": Problem, "description": "The LLM did not answer within OPENAI_TIMEOUT seconds"}}
+
+
+# What a signup sends: the profile plus a password.
+class UserCreate(User):
+    password: Password
+
+
+# What a login sends. A wrong password is a 401; one that no account can have (too short for
+# signup, too long for bcrypt) is a 422, like any other broken rule.
+class LoginForm(BaseModel):
+    email: Email
+    password: Password
+
+
+# What PUT /api/me accepts: any of the three, each optional. `str | None = None` (the older
+# spelling is Optional[str] = None) means "may be left out"; what is left out stays as it is.
+class UserUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=2, max_length=10, pattern=NO_NUL)
+    email: Email | None = None
+    password: Password | None = None
+
+
+# What the API sends back: never the password, never its hash. `response_model=UserOut`
+# filters every answer through this model, whatever the function returns.
+# from_attributes lets Pydantic read a SQLAlchemy object (user.name) as well as a dict.
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    email: str | None  # users from before lesson 15 have none yet
+
+
+# What the chat page sends: one message, 1 to 4000 characters once the spaces around it are
+# stripped (a message of only spaces is no message). The limit keeps each call to the LLM,
+# which is paid for by the token, to a sane size.
+class ChatIn(BaseModel):
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000,
+                                              pattern=NO_NUL)]
+
+
+class ChatOut(BaseModel):
+    reply: str
+
+
+# The first frame on the chat socket: who is there.
+class SocketLogin(BaseModel):
+    token: str
+
+
+# One message of the history, read from a models.Message (from_attributes).
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    role: str
+    content: str
+    created_at: datetime
+
+
+# bcrypt is slow on purpose and salts every hash, so equal passwords get different hashes.
+pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
+
+
+# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409.
+def commit_or_409(db: Session, action: str) -> None:
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        logger.warning("%s refused: email already registered", action)
+        raise HTTPException(status_code=409, detail="Email already registered") from None
+
+
+# A GET request to /api/time runs this function; its return value is sent back as JSON.
+# `name` is not part of the path, so FastAPI reads it from the query string:
+# /api/time?name=alan. The default None makes it optional.
+@app.get("/api/time")
+def get_time(name: str | None = None):
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name:
+        return {"message": f"Hi {name}! It's {now}"}
+    return {"time": now}
+
+
+# `db: SessionDep` is all an endpoint writes to get a session: get_db (deps.py) opens it
+# and closes it again, however the request ends.
+@app.get("/api/test-db", responses=DB_DOWN)
+def test_db(db: SessionDep):
+    return {"time": db.scalar(select(func.now()))}
+
+
+# status_code=201 is the answer for "created".
+@app.post("/api/users", status_code=201, response_model=UserOut,
+          responses={**UNREADABLE, **EMAIL_TAKEN, **DB_DOWN})
+def create_user(user: UserCreate, db: SessionDep):
+    new_user = models.User(name=user.name, email=user.email, password_hash=pwd_context.hash(user.password))
+    db.add(new_user)  # staged: nothing is written yet
+    commit_or_409(db, "signup")  # INSERT ... now the row exists
+    db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+    logger.info("signup: user %s", new_user.id)
+    return new_user
+
+
+# Email and password in, token out. Both failures get the same answer, so nobody can use
+# the login to find out which emails have an account.
+@app.post("/api/login", responses={**UNREADABLE, **WRONG_LOGIN, **DB_DOWN})
+def login(form: LoginForm, db: SessionDep):
+    user = db.query(models.User).filter(models.User.email == form.email).first()
+    if user is None:
+        pwd_context.dummy_verify()  # as slow as a real check: the answer's timing tells nothing
+        logger.warning("login failed: no user with that email")
+        raise not_authenticated("Wrong email or password")
+    if not pwd_context.verify(form.password, user.password_hash):
+        logger.warning("login failed: wrong password for user %s", user.id)
+        raise not_authenticated("Wrong email or password")
+    logger.info("login: user %s", user.id)
+    return {"access_token": create_token(user.id), "token_type": "bearer"}
+
+
+# Who am I? get_current_user (deps.py) has checked the token and loaded the user, or answered
+# 401 before this function runs.
+@app.get("/api/me", response_model=UserOut, responses={**NOT_LOGGED_IN, **DB_DOWN})
+def me(user: CurrentUser):
+    return user
+
+
+# A partial update: only the fields the client sent change. exclude_none leaves out every
+# field that is None, whether it was not sent or sent as null (name and email cannot be
+# emptied, and a null password means "no new password").
+@app.put("/api/me", response_model=UserOut,
+         responses={**UNREADABLE, **NOT_LOGGED_IN, **EMAIL_TAKEN, **DB_DOWN})
+def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
+    fields = changes.model_dump(exclude_none=True)
+    changed = ", ".join(fields) or "nothing"  # for the log: which fields, never their values
+    if "password" in fields:  # stored as a hash, like at signup, never as given
+        user.password_hash = pwd_context.hash(fields.pop("password"))
+    for name, value in fields.items():
+        setattr(user, name, value)
+    # `user` came from this same session (one get_db per request): committing is an UPDATE.
+    commit_or_409(db, f"update of user {user.id}")
+    db.refresh(user)
+    logger.info("profile updated: user %s changed %s", user.id, changed)
+    return user
+
+
+# Deleting your own account. The token still decodes afterwards, but get_current_user finds
+# no user for it: every later request with it is a 401.
+@app.delete("/api/me", status_code=204, responses={**NOT_LOGGED_IN, **DB_DOWN})
+def delete_me(user: CurrentUser, db: SessionDep):
+    user_id = user.id  # after the commit the object is gone too
+    db.delete(user)
+    db.commit()
+    logger.info("account deleted: user %s", user_id)
+
+
+# How many earlier messages go with each question: enough for the coach to follow the
+# conversation, few enough to keep every call (paid for by the token) small and quick.
+HISTORY_LIMIT = 20
+
+
+# What the coach is sent: the system prompt, then the latest HISTORY_LIMIT messages of this
+# user's conversation in the order they were written, then the new question. Both chat
+# endpoints use it.
+def conversation(db: Session, user_id: int, question: str) -> list[dict]:
+    # The newest HISTORY_LIMIT messages (ORDER BY id DESC LIMIT 20), then turned around: oldest
+    # first, as a conversation reads. Ids grow with every INSERT, so they give the exact order,
+    # even for two messages stored in the same instant.
+    latest = db.scalars(
+        select(models.Message)
+        .where(models.Message.user_id == user_id)
+        .order_by(models.Message.id.desc())
+        .limit(HISTORY_LIMIT)
+    ).all()
+    return [
+        {"role": "system", "content": llm.SYSTEM_PROMPT},
+        *({"role": message.role, "content": message.content} for message in reversed(latest)),
+        {"role": "user", "content": question},
+    ]
+
+
+# Question and answer in one transaction: both are stored, or neither. The question keeps the
+# time it was asked; the answer gets Postgres's now().
+def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime, reply: str) -> None:
+    db.add_all([
+        models.Message(user_id=user_id, role="user", content=question, created_at=asked_at),
+        models.Message(user_id=user_id, role="assistant", content=reply),
+    ])
+    db.commit()
+
+
+# One question to the coach, one answer, with the conversation so far. Question and answer are
+# stored once the coach has answered: a question that got no answer is not part of it.
+@app.post("/api/chat", response_model=ChatOut,
+          responses={**UNREADABLE, **NOT_LOGGED_IN, **LLM_DOWN, **DB_DOWN})
+def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep):
+    messages = conversation(db, user.id, chat_in.message)
+    asked_at = datetime.now(UTC)
+    # The LLM may take many seconds: give the session's connection back to the pool meanwhile.
+    # (The session opens a new one when it is used again, below.)
+    db.close()
+    reply = llm.ask(messages)
+    store_exchange(db, user.id, chat_in.message, asked_at, reply)
+    logger.info("chat: user %s asked the coach, %s earlier messages sent", user.id, len(messages) - 2)
+    return {"reply": reply}
+
+
+# Who is asking (the same check as every endpoint: 401 for a bad token) and what the coach is
+# sent. The streaming endpoint runs this in a worker thread, as SQLAlchemy's calls block. Its
+# session is its own and is closed before the answer streams: a Depends(get_db) session would
+# stay open, holding one of the pool's connections, until the last token is sent.
+def start_chat(credentials: HTTPAuthorizationCredentials | None, question: str) -> tuple[int, list[dict]]:
+    with SessionLocal() as db:
+        user = get_current_user(db, credentials)
+        return user.id, conversation(db, user.id, question)
+
+
+def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -> None:
+    with SessionLocal() as db:
+        store_exchange(db, user_id, question, asked_at, reply)
+
+
+# One Server-Sent Event: an `event:` line when it has a name, a `data:` line, and a blank line
+# that ends it. The data is JSON, so a newline in a token travels as the two characters \n
+# and cannot end the line (or, as a blank line, the event) early.
+def sse(data: dict, event: str | None = None) -> str:
+    return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
+
+
+STREAM = {200: {"content": {"text/event-stream": {}},
+                "description": 'Events `data: {"token": ...}`, then `event: done` (or `event: error`)'}}
+
+
+# The same chat, but the answer is sent token by token while the coach writes it, as
+# Server-Sent Events: `data: {"token": "..."}` for each piece, then `event: done`. If the model
+# fails before its first token, the answer is a plain 502 or 504 as in /api/chat; once the
+# 200 and the first tokens are sent, a failure can only be told as an `event: error`.
+# async def: the endpoint and its stream run on the event loop, and wait only with `await`,
+# so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
+@app.post("/api/chat/stream", response_class=StreamingResponse,
+          responses={**STREAM, **UNREADABLE, **NOT_LOGGED_IN, **LLM_DOWN, **DB_DOWN})
+async def chat_stream(
+    chat_in: ChatIn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+):
+    user_id, messages = await run_in_threadpool(start_chat, credentials, chat_in.message)
+    asked_at = datetime.now(UTC)
+    tokens = llm.stream(messages)
+    first = await anext(tokens)  # the model has started, or this raised its 502 or 504
+
+    # StreamingResponse sends whatever this generator yields, as it yields it. If the user goes
+    # away, Starlette cancels it: the `await` it waits at raises CancelledError, the stream to
+    # the model is closed on the way out (llm.stream), and nothing is stored.
+    async def events():
+        reply = [first]
+        yield sse({"token": first})
+        try:
+            async for token in tokens:
+                reply.append(token)
+                yield sse({"token": token})
+            await run_in_threadpool(save_exchange, user_id, chat_in.message, asked_at, "".join(reply))
+        except HTTPException as error:  # the model failed half-way
+            yield sse({"detail": error.detail}, "error")
+            return
+        except OperationalError:  # the database went away before the exchange was stored
+            yield sse({"detail": "Database unavailable, try again later"}, "error")
+            return
+        logger.info("chat stream: user %s asked the coach, %s earlier messages sent",
+                    user_id, len(messages) - 2)
+        yield sse({}, "done")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# The user's own conversation, oldest first. user.messages is the relationship in models.py:
+# SQLAlchemy runs SELECT ... FROM messages WHERE user_id = <this user> ORDER BY id for us,
+# and nobody can ask for another user's messages: there is no id to change in the URL.
+@app.get("/api/chat/history", response_model=list[MessageOut], responses={**NOT_LOGGED_IN, **DB_DOWN})
+def chat_history(user: CurrentUser):
+    return user.messages
+
+
+# --- the chat over a WebSocket ------------------------------------------------------------------
+
+# The socket's user: the id in a valid token of an account that still exists, or None. Runs in
+# a worker thread (the query blocks), with a session closed at once: a socket may stay open for
+# hours, and must not hold one of the pool's connections all that time.
+def socket_user(token: str | None) -> int | None:
+    user_id = decode_token(token) if token else None
+    if user_id is None:
+        return None
+    with SessionLocal() as db:
+        return user_id if db.get(models.User, user_id) is not None else None
+
+
+def load_conversation(user_id: int, question: str) -> list[dict]:
+    with SessionLocal() as db:
+        return conversation(db, user_id, question)
+
+
+def error_frame(detail: str) -> dict:
+    return {"type": "error", "detail": detail}
+
+
+# One question over the socket: {"type": "token"} frames as the coach writes, then
+# {"type": "done"}; a failure is an error frame, and the socket stays open for the next one.
+async def answer_over_socket(websocket: WebSocket, user_id: int, question: str) -> None:
+    try:
+        messages = await run_in_threadpool(load_conversation, user_id, question)
+        asked_at = datetime.now(UTC)
+        reply = []
+        # aclosing: if sending fails (the page is gone), leaving this block closes the stream
+        # to the model at once, and the model stops writing.
+        async with aclosing(llm.stream(messages)) as tokens:
+            async for token in tokens:
+                reply.append(token)
+                await websocket.send_json({"type": "token", "content": token})
+        await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
+    except HTTPException as error:  # the model failed (502/504 in the HTTP endpoints)
+        await websocket.send_json(error_frame(error.detail))
+        return
+    except OperationalError:
+        await websocket.send_json(error_frame("Database unavailable, try again later"))
+        return
+    logger.info("chat socket: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
+    await websocket.send_json({"type": "done"})
+
+
+# One WebSocket per open page, for as long as the page stays open. A browser cannot send an
+# Authorization header with a WebSocket, so the page's first frame is {"token": "<jwt>"}:
+# the answer is {"type": "ready"}, or the socket is closed with code 1008 (policy violation,
+# the socket's 401). Then each {"message": "..."} is answered in turn over the same socket.
+# The function runs as long as the socket lives, on the event loop: it only ever waits with
+# `await` (AsyncOpenAI, run_in_threadpool), so a hundred open sockets block nobody.
+@app.websocket("/ws/chat")
+async def chat_socket(websocket: WebSocket):
+    await websocket.accept()
+    user_id = None
+    try:
+        try:
+            token = SocketLogin.model_validate_json(await websocket.receive_text()).token
+        except ValidationError:  # not JSON, or no "token" in it
+            token = None
+        user_id = await run_in_threadpool(socket_user, token)
+        if user_id is None:
+            logger.warning("chat socket refused: no token, or an invalid or expired one")
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="Invalid or expired token")
+            return
+        await websocket.send_json({"type": "ready"})
+        while True:
+            frame = await websocket.receive_text()  # raises WebSocketDisconnect when the page goes
+            try:
+                question = ChatIn.model_validate_json(frame).message
+            except ValidationError:
+                await websocket.send_json(error_frame('Send {"message": "..."} with 1 to 4000 characters'))
+                continue
+            await answer_over_socket(websocket, user_id, question)
+    except WebSocketDisconnect:  # the page closed the socket (or its network went): nothing to answer
+        logger.info("chat socket closed: user %s", user_id)

@@ -1,0 +1,285 @@
+"""Lesson 21: /ws/chat, the coach's answers streamed over one WebSocket per page.
+
+The sockets talk to a real uvicorn (the module's `pages` API) and the offline coach
+(shared/coach.py). Order is shown by the order frames arrive in and by the coach's stats
+(running, completed, cancelled streams), never by timing.
+"""
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+import jwt
+import pytest
+from websockets.asyncio.client import connect as connect_async
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from coach import answer as coachs_answer
+
+# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
+# tokens. Set before the fixtures import main.py (variables already set win over .env).
+SECRET = "test-secret-for-lesson-21-at-least-32-bytes"
+os.environ["JWT_SECRET"] = SECRET
+QUESTION = "How do I answer 'Tell me about yourself'?"
+TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
+COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again later"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_settings(coach_server):
+    """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here."""
+    os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
+
+
+def token_for(user_id, minutes=60) -> str:
+    exp = datetime.now(UTC) + timedelta(minutes=minutes)
+    return jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")
+
+
+@pytest.fixture
+def user(app, db) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
+                    (f"{uuid.uuid4().hex[:10]}@example.com",))
+        user_id = cur.fetchone()[0]
+    return {"id": user_id, "token": token_for(user_id)}
+
+
+def socket_url(pages) -> str:
+    return pages.api.replace("http://", "ws://") + "/ws/chat"
+
+
+def receive(ws) -> dict:
+    return json.loads(ws.recv(timeout=10))
+
+
+@contextmanager
+def logged_in(pages, user):
+    """An open socket whose first frame was the user's token; the server said ready."""
+    with connect(socket_url(pages), open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert receive(ws) == {"type": "ready"}
+        yield ws
+
+
+def ask(ws, message=QUESTION) -> tuple[list[str], dict]:
+    """Sends one message; returns the token frames' contents and the frame that ended them."""
+    ws.send(json.dumps({"message": message}))
+    tokens = []
+    while (frame := receive(ws))["type"] == "token":
+        tokens.append(frame["content"])
+    return tokens, frame
+
+
+def history(pages, user) -> list:
+    r = httpx2.get(f"{pages.api}/api/chat/history", headers={"Authorization": f"Bearer {user['token']}"},
+                   timeout=10)
+    assert r.status_code == 200, r.text
+    return [(m["role"], m["content"]) for m in r.json()]
+
+
+# --- streaming over the socket ----------------------------------------------------------------
+
+def test_the_answer_comes_as_token_frames_then_done(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        tokens, last = ask(ws)
+    assert last == {"type": "done"}
+    assert len(tokens) > 10
+    [sent] = coach.requests()
+    assert "".join(tokens) == coachs_answer(sent["messages"])
+    assert "\n\n" in "".join(tokens)  # newlines and blank lines arrive intact
+
+
+def test_the_first_token_arrives_while_the_coach_is_still_writing(pages, coach, user):
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"
+        assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 0}
+        while receive(ws)["type"] == "token":
+            pass
+    assert coach.stats()["completed"] == 1
+
+
+def test_many_messages_over_one_connection_with_memory(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        assert ask(ws, "My name is Ada.")[1] == {"type": "done"}
+        tokens, last = ask(ws, "What is my name?")
+    assert last == {"type": "done"}
+    assert "My name is Ada." in "".join(tokens)  # the coach quotes the message before
+    assert [m["role"] for m in coach.requests()[1]["messages"]] == ["system", "user", "assistant", "user"]
+
+
+def test_the_exchange_is_saved_after_the_answer(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        tokens, _ = ask(ws)
+    assert history(pages, user) == [("user", QUESTION), ("assistant", "".join(tokens))]
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("first_frame", [
+    json.dumps({"token": "not-a-jwt"}),
+    json.dumps({"token": token_for(1, minutes=-1)}),
+    json.dumps({"token": jwt.encode({"sub": "1", "exp": 9999999999}, "another-secret-of-at-least-32-bytes!",
+                                    algorithm="HS256")}),
+    json.dumps({"message": QUESTION}),
+    "not json",
+], ids=["garbage", "expired", "wrong secret", "no token", "not json"])
+def test_a_bad_or_missing_token_closes_the_socket_with_1008(pages, coach, first_frame):
+    with connect(socket_url(pages), open_timeout=10) as ws:
+        ws.send(first_frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1008
+    assert coach.requests() == []
+
+
+def test_the_token_of_a_deleted_user_closes_the_socket_with_1008(pages, coach, user, db):
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+    with connect(socket_url(pages), open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1008
+
+
+# --- failures keep the socket usable ------------------------------------------------------------
+
+def test_the_llm_failing_sends_an_error_frame_and_the_socket_stays_usable(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        coach.mode("error", after=3)
+        tokens, last = ask(ws)
+        assert (len(tokens), last) == (3, COACH_FAILED)
+        coach.mode("ok")
+        assert ask(ws)[1] == {"type": "done"}
+    assert len(history(pages, user)) == 2  # only the exchange that was answered
+
+
+@pytest.mark.parametrize("frame", [json.dumps({"message": ""}), json.dumps({"message": "x" * 4001}),
+                                   json.dumps(["not", "an", "object"]), "not json"],
+                         ids=["empty", "too long", "a list", "not json"])
+def test_a_frame_that_is_no_message_gets_an_error_frame(pages, coach, user, frame):
+    with logged_in(pages, user) as ws:
+        ws.send(frame)
+        assert receive(ws)["type"] == "error"
+        assert ask(ws)[1] == {"type": "done"}
+
+
+def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        coach.mode("error")
+        assert ask(ws) == ([], COACH_FAILED)
+
+
+def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
+    coach.mode("ok", token_delay=0.05)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"
+    deadline = time.monotonic() + 5
+    while coach.stats()["cancelled"] != 1:
+        assert time.monotonic() < deadline, f"the coach's stream was not cancelled: {coach.stats()}"
+        time.sleep(0.02)
+    assert coach.stats()["completed"] == 0
+
+
+# --- two at once --------------------------------------------------------------------------------
+
+def test_two_chats_at_once_are_not_served_one_after_the_other(pages, coach, db, app):
+    """B asks while A's answer is streaming; B's first token must come before A's last.
+    Hint: nothing in the socket's loop may block the event loop (AsyncOpenAI, run_in_threadpool)."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    users = []
+    with db.cursor() as cur:
+        for name in ("A", "B"):
+            cur.execute("INSERT INTO users (name, email, password_hash) VALUES (%s, %s, 'x') RETURNING id",
+                        (f"Two{name}", f"{uuid.uuid4().hex[:10]}@example.com"))
+            users.append(token_for(cur.fetchone()[0]))
+    seen = []  # (who, frame type), in the order they arrived
+
+    async def chat(who, token, may_start: asyncio.Event, started: asyncio.Event):
+        async with connect_async(socket_url(pages), open_timeout=10) as ws:
+            await ws.send(json.dumps({"token": token}))
+            assert json.loads(await ws.recv()) == {"type": "ready"}
+            await may_start.wait()
+            await ws.send(json.dumps({"message": QUESTION}))
+            while True:
+                frame = json.loads(await ws.recv())
+                seen.append((who, frame["type"]))
+                started.set()
+                if frame["type"] != "token":
+                    return
+
+    async def both():
+        go, a_started, b_started = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        go.set()
+        await asyncio.wait_for(asyncio.gather(chat("A", users[0], go, a_started),
+                                              chat("B", users[1], a_started, b_started)), 20)
+
+    asyncio.run(both())
+    assert seen.index(("B", "token")) < seen.index(("A", "done")), seen
+    assert seen.count(("A", "done")) == seen.count(("B", "done")) == 1
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+# Records every text the newest answer on the page shows, as it changes.
+WATCH_ANSWER = """() => {
+  window.shown = [];
+  new MutationObserver(() => {
+    const answer = document.querySelector("#chat li.assistant:last-child");
+    if (answer) window.shown.push(answer.textContent);
+  }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def open_home(page, pages, user) -> list:
+    """Opens home.html logged in as `user`; returns the list of WebSockets the page opens."""
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"{pages.url}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{pages.url}/home.html")
+    page.wait_for_function("!document.querySelector('#ask button').disabled")
+    return sockets
+
+
+def send_and_wait(page, text: str, answers: int) -> None:
+    page.fill("#ask textarea", text)
+    page.click("#ask button[type=submit]")
+    page.wait_for_function(f"document.querySelectorAll('#chat li.assistant').length === {answers} "
+                           "&& !document.querySelector('#ask button').disabled")
+
+
+def test_the_page_streams_the_answer_over_a_websocket_piece_by_piece(pages, page, coach, user):
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    sockets = open_home(page, pages, user)
+    page.evaluate(WATCH_ANSWER)
+    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"> yourself?"
+    send_and_wait(page, hostile, 1)
+    assert sockets == [socket_url(pages)]
+    [sent] = coach.requests()
+    expected = coachs_answer(sent["messages"])
+    assert page.locator("#chat li").all_text_contents() == [hostile, expected]
+    growing = [text for text in dict.fromkeys(page.evaluate("window.shown")) if expected.startswith(text)]
+    assert len(growing) > 10, growing  # many partial answers, each a beginning of the whole
+    assert page.locator("#chat b, #chat img").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+def test_the_page_reconnects_when_the_socket_drops(pages, page, coach, user):
+    sockets = open_home(page, pages, user)
+    page.evaluate("socket.close()")  # as if the network went away
+    page.wait_for_function("socket.readyState === WebSocket.OPEN")
+    send_and_wait(page, QUESTION, 1)
+    assert len(sockets) == 2
+    assert page.locator("#chat li.assistant").all_text_contents()[0].startswith('You wrote: "')
