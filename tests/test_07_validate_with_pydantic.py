@@ -191,3 +191,8 @@ def test_openapi_documents_the_errors(client):
         assert {"404", "422"} <= set(responses), (method, responses)
     not_found = paths["/api/users/{user_id}"]["get"]["responses"]["404"]
     assert not_found["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_openapi_publishes_the_place_limit(client):
+    place = client.get("/openapi.json").json()["components"]["schemas"]["User"]["properties"]["place"]
+    assert (place["minLength"], place["maxLength"]) == (2, 100), place

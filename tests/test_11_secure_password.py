@@ -243,3 +243,13 @@ def test_upgraded_table_takes_new_signups_after_the_old_ids(app, db, lesson_10_t
         user_id = signup(client)
     assert user_id > max(lesson_10_table)
     assert bcrypt.verify(PASSWORD, stored_hash(db, user_id))
+
+
+# --- Hardening (H3): the 72-byte rule is in the OpenAPI schema too, not only in the validator ---
+
+
+def test_openapi_publishes_the_password_limits(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    password = schemas["UserCreate"]["properties"]["password"]
+    assert (password["minLength"], password["maxLength"]) == (6, 72), password
+    assert "72 bytes" in password["description"], password
