@@ -203,14 +203,14 @@ def test_each_relationship_step_of_the_demo_does_what_the_readme_says(app, step,
 def test_the_page_shows_the_stored_conversation_as_text(pages, page, client, user):
     """Opening the home page shows the conversation so far, oldest first, as text: markup in
     a message is shown, never run. Hint: GET /api/chat/history on open, textContent."""
-    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"> ok?"
+    hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
     reply = chat(client, user, hostile)
     page.goto(f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", user["token"])
     page.goto(f"{pages.url}/home.html")
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2")
     assert page.locator("#chat li").all_text_contents() == [hostile, reply]
-    assert page.locator("#chat b, #chat img").count() == 0
+    assert page.locator("#chat b, #chat img, #chat script").count() == 0
     assert page.evaluate("window.pwned") is None
 
 
