@@ -3,7 +3,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs table numbers test lint bench fuzz db db-stop db-status db-reset psql alembic clean
+.PHONY: help setup run diff diffs table numbers test lint bench bench-stream fuzz db db-stop db-status db-reset psql alembic clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -76,6 +76,11 @@ lint: setup
 # Speed and memory numbers (database start, make run to first answer); never part of `make test`.
 bench: setup
 	@$(PY) shared/bench.py $(ARGS)
+	@$(MAKE) --no-print-directory bench-stream
+
+# Streaming under load (lessons 20 and 21, offline coach): prints a table, writes build/bench.json.
+bench-stream: setup
+	@$(PY) shared/bench_stream.py $(STREAM_ARGS)
 
 # Schemathesis against a running lesson (throwaway database): every answer checked against the
 # OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path fuzzes another folder.

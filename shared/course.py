@@ -52,6 +52,7 @@ TARGETS = [
     (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
     (MAINTAIN, "lint", "ruff over lessons, shared and tests"),
     (MAINTAIN, "bench", "measure database start and make run times (ARGS=--tests adds make test)"),
+    (MAINTAIN, "bench-stream", "streaming under load, lessons 20-21 (make bench runs it too)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, every check (EXAMPLES=n, ARGS=..)"),
     (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
     (MAINTAIN, "numbers", "the lesson numbers as JSON (CI's test matrix)"),
