@@ -6,6 +6,8 @@ received and can be told to fail, to hang or to cut the connection. Nothing leav
 
 import logging
 import os
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +119,23 @@ def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
     r = chat(client, user)
     assert r.status_code == 504, r.text
     assert r.json() == {"detail": "The coach took too long to answer, try again"}
+
+
+def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, user):
+    """While the coach is thinking, the request's session has given its connection back: no
+    connection of the app sits in an open transaction. Hint: close the session before the call."""
+    coach.mode("slow", seconds=0.8)
+    waiting = threading.Thread(target=chat, args=(client, user))  # answers 200 or 504: not the point
+    waiting.start()
+    try:
+        while not coach.requests():  # the chat has reached the coach, and waits for it
+            time.sleep(0.02)
+        with db.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state = 'idle in transaction'")
+            assert cur.fetchone() == (0,)
+    finally:
+        waiting.join()
 
 
 def test_no_llm_listening_is_a_502(live_api, closed_port, user):
