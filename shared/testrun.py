@@ -27,22 +27,23 @@ RESULTS = ROOT / "build" / "test-results"
 PYTEST_NO_TESTS = 5
 
 
-# The repo-wide checks (tests/test_course.py) run as one more job beside the lessons.
-COURSE_CHECKS = Lesson("repo", "course checks", "", "", ())
-# Schemathesis against a few running lessons (tests/test_fuzz.py): a job of its own, beside them.
-FUZZ_CHECKS = Lesson("fuzz", "schemathesis on 07 10 15", "", "", ())
+# The checks that are not one lesson's run as jobs of their own beside the lessons, one job per
+# test file, so that the two cores share them out: the repo (test_course.py), the course site,
+# exercise mode, the offline coach, and Schemathesis against a few running lessons.
+CHECKS = {Lesson(name, title, "", "", ()): ROOT / "tests" / f"test_{name}.py" for name, title in [
+    ("course", "repo checks"), ("site", "course site"), ("exercise", "exercise mode"),
+    ("coach", "offline coach"), ("fuzz", "schemathesis on 07 10 15")]}
 
 
 def run_one(lesson, folder: Path, tag: str = "") -> dict:
-    is_lesson = lesson is not COURSE_CHECKS and lesson is not FUZZ_CHECKS
-    junit = RESULTS / f"{lesson.number}{tag}.xml"
+    is_lesson = lesson not in CHECKS
+    # pytest writes its report under a name of this run's own (another `make test` of the same
+    # lesson may be running); it replaces build/test-results/NN.xml once pytest is done.
+    kept = RESULTS / f"{lesson.number}{tag}.xml"
+    junit = RESULTS / f".{lesson.number}{tag}.{os.getpid()}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
-    # The course checks: the repo, the course site (built once), exercise mode, the offline coach.
-    test_files = [lesson.test_file] if is_lesson else [ROOT / "tests" / f"test_{name}.py"
-                                                       for name in ("course", "site", "exercise", "coach")]
-    if lesson is FUZZ_CHECKS:
-        test_files = [ROOT / "tests" / "test_fuzz.py"]
+    test_files = [lesson.test_file] if is_lesson else [CHECKS[lesson]]
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", *map(str, test_files), f"--junitxml={junit}", "-q"],
@@ -50,6 +51,7 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
     )
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     if junit.exists():
+        junit = junit.replace(kept)
         # Count tests, not reports: a test that fails and then errors in teardown is one failure.
         outcomes: dict[tuple, set] = {}
         for case in ET.parse(junit).getroot().iter("testcase"):
@@ -67,6 +69,22 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
         note = "no tests ran" if proc.returncode == PYTEST_NO_TESTS else f"pytest exited {proc.returncode}"
     return {"lesson": lesson, "ok": ok, "seconds": time.monotonic() - started,
             "output": proc.stdout, "note": note, **counts}
+
+
+def last_seconds(job) -> float | None:
+    """How long the job's tests took in the last run (its junit report), None if never run."""
+    try:
+        return float(next(ET.parse(RESULTS / f"{job.number}.xml").getroot().iter("testsuite")).get("time"))
+    except (OSError, ET.ParseError, StopIteration, TypeError, ValueError):
+        return None
+
+
+def longest_first(jobs: list) -> list:
+    """The order to start jobs in so that no long one is left for the end: by the time each took
+    last run, longest first; jobs never run yet (new lessons) go first, later lessons before
+    earlier ones (their suites are the longer)."""
+    order = {job.number: i for i, job in enumerate(jobs)}
+    return sorted(jobs, key=lambda job: (last_seconds(job) or float("inf"), order[job.number]), reverse=True)
 
 
 def start_database(lessons) -> None:
@@ -101,9 +119,7 @@ def main() -> None:
         if problem:
             sys.exit(problem)
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
-    # Later lessons have the longest suites: start them first so no long run is left for last.
-    # The course checks (repo, site, exercise mode) are the longest job of all: they start first.
-    jobs = lessons[::-1] if args.lesson else [COURSE_CHECKS, FUZZ_CHECKS, *lessons[::-1]]
+    jobs = longest_first(lessons if args.lesson else [*CHECKS, *lessons])
 
     start_database(lessons)
 
