@@ -6,6 +6,8 @@ quotes the user's previous message, so memory shows in the reply.
 """
 
 import os
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -147,6 +149,30 @@ def test_the_database_itself_deletes_a_deleted_users_messages(client, db, user):
     with db.cursor() as cur:
         cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
     assert stored(db, user["id"]) == []
+
+
+def test_an_account_deleted_while_the_coach_thinks_gets_a_401_not_a_500(client, coach, db, user):
+    """The answer has no user to belong to any more: the foreign key refuses it, and the
+    request ends like any other with a token whose user is gone."""
+    coach.mode("slow", seconds=0.5)
+    answers = []
+
+    def ask():
+        try:
+            answers.append(client.post("/api/chat", headers=bearer(user["token"]), json={"message": "Hi"}))
+        except Exception as error:  # a server error, raised by the TestClient
+            answers.append(error)
+
+    waiting = threading.Thread(target=ask)
+    waiting.start()
+    while not coach.requests():  # the question has reached the coach
+        time.sleep(0.02)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+    waiting.join()
+    [r] = answers
+    assert not isinstance(r, Exception), repr(r)
+    assert r.status_code == 401, r.text
 
 
 # --- the models and the migration -------------------------------------------------------------

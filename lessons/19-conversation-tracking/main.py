@@ -308,7 +308,11 @@ def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep):
         models.Message(user_id=user.id, role="user", content=chat_in.message, created_at=asked_at),
         models.Message(user_id=user.id, role="assistant", content=reply),
     ])
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the foreign key refuses: the account was deleted while the coach thought
+        db.rollback()
+        raise not_authenticated("Invalid or expired token: log in again") from None
     logger.info("chat: user %s asked the coach, %s earlier messages sent", user.id, len(history))
     return {"reply": reply}
 
