@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IN_CI, ROOT, Servers, alembic, serve_folder
+from helpers import IN_CI, ROOT, Servers, alembic, pages_and_api, serve_folder
 
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
@@ -192,20 +192,9 @@ def pages(lesson, app, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("pages") / "frontend"
     shutil.copytree(lesson.path / "frontend", folder)
-    files, servers = serve_folder(folder), Servers()
-    try:
-        port = files.server_port
-        origin = f"http://localhost:{port}"
-        api_port, _ = servers.start(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
-            cwd=lesson.path, env={"CORS_ORIGINS": origin}, what="the lesson's API")
-        api = f"http://127.0.0.1:{api_port}"
+    with pages_and_api(folder, lesson.path, origins=lambda port: f"http://localhost:{port}") as (port, api):
         (folder / "config.js").write_text(f'const API_URL = "{api}";\n')
-        yield Pages(origin, api, folder, port)
-    finally:
-        servers.stop_all()
-        files.shutdown()
-        files.server_close()
+        yield Pages(f"http://localhost:{port}", api, folder, port)
 
 
 @pytest.fixture(scope="session")

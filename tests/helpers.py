@@ -11,6 +11,8 @@ Helpers and what they do:
   stored_hash        the password_hash column of one user, read with the `db` connection
   cut_off_the_apps_connections   what a database restart does to the app's pooled connections
   serve_folder       a folder over HTTP from a thread of this process, as `python -m http.server` serves it
+  pages_and_api      a folder of pages on one free port and the lesson's API on another, allowing
+                     the origins you name (the `pages` fixture is the usual case of it)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
 
 A helper that says something only one lesson teaches (lesson 11's `signup(client, password)`)
@@ -25,8 +27,11 @@ import logging.config
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -131,6 +136,23 @@ def alembic(folder: Path, *args: str) -> str:
 
 # --- servers on free ports -----------------------------------------------------------------
 
+@contextmanager
+def pages_and_api(folder: Path, app_folder: Path, origins: Callable[[int], str]) -> Iterator[tuple[int, str]]:
+    """Serves FOLDER (a copy of a frontend/) on a free port P and runs the app of APP_FOLDER in
+    uvicorn on another, with CORS_ORIGINS=origins(P). Yields (P, the API's URL); the caller
+    points config.js at that URL. Both stop on leaving the block."""
+    files, servers = serve_folder(folder), Servers()
+    try:
+        api_port, _ = servers.start(
+            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
+            cwd=app_folder, env={"CORS_ORIGINS": origins(files.server_port)}, what="the lesson's API")
+        yield files.server_port, f"http://127.0.0.1:{api_port}"
+    finally:
+        servers.stop_all()
+        files.shutdown()
+        files.server_close()
+
+
 class QuietFileHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # no line per request in the test output
         pass
@@ -142,7 +164,8 @@ def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
     .shutdown() and .server_close(). Files are read fresh on every request."""
     handler = functools.partial(QuietFileHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop to look again: every 0.05 s instead of the default 0.5 s.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
 

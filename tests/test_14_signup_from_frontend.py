@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from helpers import pages_and_api
+
 PAGE_ORIGIN = "http://localhost:8001"  # where `make run` serves the page: the default allow-list
 BLOCKED = "Could not reach the API. Is it running, and does it allow this page's origin?"
 ALAN = {"name": "Alan", "role": "developer", "place": "London", "password": "secret123"}
@@ -225,21 +227,22 @@ def test_create_and_list_still_work(client):
 # --- Hardening (H3): the page works from http://127.0.0.1 as well as http://localhost ---------
 
 
-@pytest.fixture
-def both_hosts(lesson, tmp_path, static_server, live_api) -> tuple[str, str, int]:
-    """(page on localhost, the same page on 127.0.0.1, API port): an API that allows both
-    spellings of the page's origin, as the default CORS_ORIGINS does for port 8001, and the
-    page's own config.js with the test API's port in place of 8000."""
-    folder = tmp_path / "frontend"
+def both_spellings(port: int) -> str:
+    return f"http://localhost:{port},http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def both_hosts(lesson, app, tmp_path_factory) -> tuple[str, str, str, Path]:
+    """(page on localhost, the same page on 127.0.0.1, API URL, served folder): an API that
+    allows both spellings of the page's origin, as the default CORS_ORIGINS does for port 8001,
+    and the page's own config.js with the test API's port in place of 8000."""
+    folder = tmp_path_factory.mktemp("both_hosts") / "frontend"
     shutil.copytree(lesson.path / "frontend", folder)
-    page_url = static_server(folder, host="localhost")
-    port = page_url.rsplit(":", 1)[1]
-    api = live_api(env={"CORS_ORIGINS": f"http://localhost:{port},http://127.0.0.1:{port}"})
-    api_port = api.url.rsplit(":", 1)[1]
-    config = (folder / "config.js").read_text()
-    assert ":8000`;" in config, config
-    (folder / "config.js").write_text(config.replace(":8000`;", f":{api_port}`;"))
-    return f"{page_url}/signup.html", f"http://127.0.0.1:{port}/signup.html", api.url
+    with pages_and_api(folder, lesson.path, origins=both_spellings) as (port, api):
+        config = (folder / "config.js").read_text()
+        assert ":8000`;" in config, config
+        (folder / "config.js").write_text(config.replace(":8000`;", f":{api.rsplit(':', 1)[1]}`;"))
+        yield f"http://localhost:{port}/signup.html", f"http://127.0.0.1:{port}/signup.html", api, folder
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:8001", "http://127.0.0.1:8001"])
@@ -255,7 +258,7 @@ def test_config_js_follows_the_host_the_page_came_from(lesson, static_server, pa
 
 
 def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
-    _, page_on_ip, api = both_hosts
+    _, page_on_ip, api, _ = both_hosts
     name = unique_name()
     page.goto(page_on_ip)
     text = sign_up(page, name)
@@ -263,9 +266,9 @@ def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
     assert [u["name"] for u in httpx2.get(api + "/api/users").json() if u["name"] == name] == [name]
 
 
-def test_a_page_on_another_port_is_still_blocked(both_hosts, page, static_server, tmp_path):
-    _, _, api = both_hosts
-    other = static_server(tmp_path / "frontend", host="localhost")  # same files, another port
+def test_a_page_on_another_port_is_still_blocked(both_hosts, page, static_server):
+    _, _, api, folder = both_hosts
+    other = static_server(folder, host="localhost")  # same files, another port
     before = len(httpx2.get(api + "/api/users", params={"limit": 100}).json())
     page.goto(other + "/signup.html")
     assert sign_up(page, unique_name()) == BLOCKED
