@@ -10,9 +10,12 @@
 Lessons share module names (main, models, ...), so each runs in a fresh interpreter with its
 own folder as the import root (the LESSON_DIR variable tells tests/conftest.py which folder).
 Ends with one line per lesson and a total line; exits non-zero when anything failed.
+A run of every lesson also leaves its times in build/test-results/summary.json (make bench
+prints them).
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -123,10 +126,12 @@ def main() -> None:
 
     start_database(lessons)
 
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda x: run_one(x, folder_for.get(x.number, ROOT)), jobs))
     results.sort(key=lambda r: r["lesson"].number)
+    if not args.lesson:
+        write_summary(results, time.monotonic() - started, args.jobs, load_before)
 
     for r in results:
         if not r["ok"]:
@@ -145,6 +150,20 @@ def main() -> None:
           + (f" (failing: {' '.join(failed_lessons)})" if failed_lessons else ""))
     print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     sys.exit(1 if failed_lessons else 0)
+
+
+def write_summary(results, wall: float, jobs: int, load_before: float) -> None:
+    """The run's times, for make bench: per job its seconds and counts, the wall time, and how
+    busy the machine was (timings taken beside other work are longer)."""
+    summary = {
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds": round(wall, 1), "jobs": jobs,
+        "cores": os.cpu_count(), "load_before": round(load_before, 1),
+        "load_after": round(os.getloadavg()[0], 1),
+        "runs": [{"job": r["lesson"].number, "title": r["lesson"].folder, "ok": r["ok"],
+                  "seconds": round(r["seconds"], 1), "passed": r["passed"], "failed": r["failed"],
+                  "skipped": r["skipped"]} for r in results],
+    }
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def against_previous(lessons, jobs: int) -> None:
