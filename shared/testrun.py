@@ -2,6 +2,8 @@
 
     python shared/testrun.py            every lesson
     python shared/testrun.py 09         one lesson
+    python shared/testrun.py course     one of the checks beside the lessons (course, site,
+                                        exercise, coach, fuzz), as CI runs them one per job
     python shared/testrun.py 09 --dir ~/my-coach    lesson 09's tests against another folder
     python shared/testrun.py --against-previous      each lesson's tests against the lesson
                                                      before it: how many fail there (a lesson's
@@ -105,9 +107,14 @@ def main() -> None:
     parser.add_argument("--dir", default="", help="folder to test instead of the lesson's own")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--against-previous", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--list-checks", action="store_true", help="the checks' names, as JSON (for CI)")
     args = parser.parse_args()
+    if args.list_checks:
+        print(json.dumps([check.number for check in CHECKS]))
+        return
+    check = next((check for check in CHECKS if check.number == args.lesson), None)
     try:
-        lessons = [find(args.lesson)] if args.lesson else all_lessons()
+        lessons = [find(args.lesson)] if args.lesson and not check else all_lessons()
     except UnknownLesson as error:
         sys.exit(str(error))
     if args.against_previous:
@@ -122,7 +129,7 @@ def main() -> None:
         if problem:
             sys.exit(problem)
     folder_for = {x.number: Path(args.dir).resolve() if args.dir else x.path for x in lessons}
-    jobs = longest_first(lessons if args.lesson else [*CHECKS, *lessons])
+    jobs = [check] if check else longest_first(lessons if args.lesson else [*CHECKS, *lessons])
 
     start_database(lessons)
 
