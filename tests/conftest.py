@@ -36,11 +36,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IN_CI, ROOT, Servers, alembic, pages_and_api, serve_folder
+from helpers import IN_CI, JWT_SECRET, ROOT, Servers, alembic, pages_and_api, serve_folder
 
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
 
+# Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
+# (A test file may set its own before the app is imported: variables already set win over .env.)
+os.environ["JWT_SECRET"] = JWT_SECRET
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 
 

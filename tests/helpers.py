@@ -6,6 +6,11 @@ Helpers and what they do:
   get_user           GET /api/users/{id}, assert 200, return the JSON
   assert_not_found   the answer is 404 {"detail": "User not found"} (lesson 07 on)
   broken_fields      the fields a 422 answer names (["body", "name"] -> "name"), after asserting 422
+  insert_user        a user straight into the table (lessons 15 on: name, email, password_hash): no bcrypt
+  JWT_SECRET         the secret conftest gives every lesson's app (16 on refuse to start without one)
+  token_for          a token as lessons 16 on issue it (HS256, sub, exp), for a user id
+  bearer             the Authorization header that carries a token
+  user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   stored_hash        the password_hash column of one user, read with the `db` connection
@@ -30,8 +35,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -65,6 +72,38 @@ def broken_fields(r) -> list:
     """The fields a 422 answer names, from each error's loc: ["body", "name"] -> "name"."""
     assert r.status_code == 422, r.text
     return [error["loc"][-1] for error in r.json()["detail"]]
+
+
+# --- users with a token (lessons 16 on) ----------------------------------------------------
+
+JWT_SECRET = "the-course-tests-jwt-secret-of-at-least-32-bytes"
+
+
+def insert_user(db, name: str = "Ada", email: str | None = None, password_hash: str | None = None) -> int:
+    """A user straight into the table, for tests that never log in with a password (no bcrypt:
+    a signup through the API costs a quarter of a second). A unique email when none is given."""
+    email = email or f"{uuid.uuid4().hex[:12]}@example.com"
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email, password_hash) VALUES (%s, %s, %s) RETURNING id",
+                    (name, email, password_hash))
+        return cur.fetchone()[0]
+
+
+def token_for(user_id: int, secret: str = JWT_SECRET, minutes: float = 60, **claims) -> str:
+    import jwt  # PyJWT, in the requirements from lesson 16 on
+
+    exp = datetime.now(UTC) + timedelta(minutes=minutes)
+    return jwt.encode({"sub": str(user_id), "exp": exp, **claims}, secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user_with_token(db, name: str = "Ada") -> dict:
+    """A fresh user and a token for them: {"id", "token"}."""
+    user_id = insert_user(db, name)
+    return {"id": user_id, "token": token_for(user_id)}
 
 
 # --- JSON and the database -----------------------------------------------------------------
