@@ -6,14 +6,14 @@ which id it gets; each one creates what it needs and reads the id from the answe
 
 import pytest
 
+from helpers import create_user, get_user
+
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "designer", "place": "New York"}
 
 
 def create(client, profile) -> int:
-    r = client.post("/api/users", json=profile)
-    assert r.status_code == 200, r.text
-    return r.json()["id"]
+    return create_user(client, profile, status=200)  # 201 Created comes with lesson 06
 
 
 def test_create_answers_id_and_message(client):
@@ -25,9 +25,7 @@ def test_create_answers_id_and_message(client):
 
 def test_fetch_returns_the_profile_with_its_id(client):
     user_id = create(client, ALAN)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ALAN}
+    assert get_user(client, user_id) == {"id": user_id, **ALAN}
 
 
 def test_two_creates_get_different_ids(client):

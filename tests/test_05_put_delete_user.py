@@ -7,6 +7,8 @@ tests only ask that such a request does not succeed, the way a real server would
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import create_user
+
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "designer", "place": "New York"}
 MOVED = {"name": "Alan T.", "role": "product-manager", "place": "Manchester"}
@@ -21,9 +23,7 @@ def server(app):
 
 
 def create(client, profile) -> int:
-    r = client.post("/api/users", json=profile)
-    assert r.status_code == 200, r.text
-    return r.json()["id"]
+    return create_user(client, profile, status=200)  # 201 Created comes with lesson 06
 
 
 def delete(client, user_id: int) -> None:

@@ -5,6 +5,8 @@ Every bad profile is tried on POST and on PUT, and must come back with its exact
 
 import pytest
 
+from helpers import create_user, get_user
+
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 NEVER_GIVEN = 10**9
 
@@ -35,12 +37,6 @@ BAD_PROFILES = [
 ]
 
 
-def create(client, profile=ALAN) -> int:
-    r = client.post("/api/users", json=profile)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
 def test_create_answers_201(client):
     r = client.post("/api/users", json=ALAN)
     assert r.status_code == 201, r.text
@@ -62,22 +58,20 @@ def test_bad_create_is_400(client, profile, problem):
 
 @pytest.mark.parametrize(("profile", "problem"), BAD_PROFILES)
 def test_bad_update_is_400(client, profile, problem):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.put(f"/api/users/{user_id}", json=profile)
     assert r.status_code == 400, r.text
     assert r.json() == {"error": problem}
 
 
 def test_bad_update_keeps_the_profile(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     client.put(f"/api/users/{user_id}", json={**ALAN, "role": "tester"})
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ALAN}
+    assert get_user(client, user_id) == {"id": user_id, **ALAN}
 
 
 def test_good_update_is_200(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.put(f"/api/users/{user_id}", json={**ALAN, "role": "designer"})
     assert r.status_code == 200, r.text
     assert r.json() == {"id": user_id, **ALAN, "role": "designer"}
@@ -102,7 +96,7 @@ def test_unknown_id_delete_is_404(client):
 
 
 def test_deleted_user_is_404(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.delete(f"/api/users/{user_id}")
     assert r.status_code == 200, r.text
     r = client.get(f"/api/users/{user_id}")
@@ -111,10 +105,10 @@ def test_deleted_user_is_404(client):
 
 
 def test_ids_are_never_reused(client):
-    first, second = create(client), create(client)
+    first, second = create_user(client, ALAN), create_user(client, ALAN)
     r = client.delete(f"/api/users/{second}")
     assert r.status_code == 200, r.text
-    third = create(client)
+    third = create_user(client, ALAN)
     assert third == second + 1, (first, second, third)
 
 
@@ -135,13 +129,13 @@ def test_text_over_100_chars_is_400(client, profile, problem):
     r = client.post("/api/users", json=profile)
     assert r.status_code == 400, r.text
     assert r.json() == {"error": problem}
-    r = client.put(f"/api/users/{create(client)}", json=profile)
+    r = client.put(f"/api/users/{create_user(client, ALAN)}", json=profile)
     assert r.status_code == 400, r.text
     assert r.json() == {"error": problem}
 
 
 def test_text_of_100_chars_is_accepted(client):
-    create(client, {**ALAN, "name": "x" * 100, "place": "y" * 100})
+    create_user(client, {**ALAN, "name": "x" * 100, "place": "y" * 100})
 
 
 @pytest.mark.parametrize(("body", "field"), SURROGATES)
@@ -150,6 +144,6 @@ def test_lone_surrogate_is_400(client, body, field):
     r = client.post("/api/users", content=body, headers=headers)
     assert r.status_code == 400, r.text
     assert r.json() == {"error": f"{field} must be valid Unicode text"}
-    r = client.put(f"/api/users/{create(client)}", content=body, headers=headers)
+    r = client.put(f"/api/users/{create_user(client, ALAN)}", content=body, headers=headers)
     assert r.status_code == 400, r.text
     assert r.json() == {"error": f"{field} must be valid Unicode text"}

@@ -6,24 +6,14 @@ Each Field rule is tried just inside and just outside its limit. 404s keep worki
 
 import pytest
 
+from helpers import assert_not_found, broken_fields, create_user, get_user
+
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 NEVER_GIVEN = 10**9
 
 
 def without(field: str) -> dict:
     return {k: v for k, v in ALAN.items() if k != field}
-
-
-def create(client, profile=ALAN) -> int:
-    r = client.post("/api/users", json=profile)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def broken_fields(r) -> list[str]:
-    """The fields a 422 answer names, from each error's loc: ["body", "name"] -> "name"."""
-    assert r.status_code == 422, r.text
-    return [error["loc"][-1] for error in r.json()["detail"]]
 
 
 def test_create_answers_201(client):
@@ -33,10 +23,8 @@ def test_create_answers_201(client):
 
 
 def test_fetch_returns_the_profile(client):
-    user_id = create(client)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ALAN}
+    user_id = create_user(client, ALAN)
+    assert get_user(client, user_id) == {"id": user_id, **ALAN}
 
 
 @pytest.mark.parametrize("name", ["Al", "Alan Turin"], ids=["2-chars", "10-chars"])
@@ -101,14 +89,14 @@ def test_422_lists_every_broken_rule(client):
 
 
 def test_update_answers_the_new_profile(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.put(f"/api/users/{user_id}", json={**ALAN, "role": "tester"})
     assert r.status_code == 200, r.text
     assert r.json() == {"id": user_id, **ALAN, "role": "tester"}
 
 
 def test_bad_update_is_422_and_keeps_the_profile(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.put(f"/api/users/{user_id}", json={**ALAN, "name": "Alan Turing"})
     assert broken_fields(r) == ["name"]
     assert client.get(f"/api/users/{user_id}").json() == {"id": user_id, **ALAN}
@@ -116,37 +104,33 @@ def test_bad_update_is_422_and_keeps_the_profile(client):
 
 def test_unknown_id_get_is_404(client):
     r = client.get(f"/api/users/{NEVER_GIVEN}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_unknown_id_put_is_404(client):
     r = client.put(f"/api/users/{NEVER_GIVEN}", json=ALAN)
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_unknown_id_delete_is_404(client):
     r = client.delete(f"/api/users/{NEVER_GIVEN}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_deleted_user_is_404(client):
-    user_id = create(client)
+    user_id = create_user(client, ALAN)
     r = client.delete(f"/api/users/{user_id}")
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "User deleted"}
     r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_ids_are_never_reused(client):
-    first, second = create(client), create(client)
+    first, second = create_user(client, ALAN), create_user(client, ALAN)
     r = client.delete(f"/api/users/{second}")
     assert r.status_code == 200, r.text
-    third = create(client)
+    third = create_user(client, ALAN)
     assert third == second + 1, (first, second, third)
 
 

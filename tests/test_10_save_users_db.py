@@ -10,16 +10,12 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import assert_not_found, create_user, get_user
+
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "tester", "place": "Arlington"}
 INJECTION = {"name": "x');DROP--", "role": "designer", "place": "'; DROP TABLE users; --"}
 TOO_BIG_ID = 99999999999  # more than a Postgres INTEGER (SERIAL) can hold
-
-
-def create(client, profile=ADA) -> int:
-    r = client.post("/api/users", json=profile)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 def row(db, user_id):
@@ -73,14 +69,12 @@ def test_create_answers_201_with_id_and_message(client):
 
 
 def test_created_user_can_be_read(client):
-    user_id = create(client)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ADA}, r.text
+    user_id = create_user(client, ADA)
+    assert get_user(client, user_id) == {"id": user_id, **ADA}
 
 
 def test_update_replaces_the_profile(client):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     r = client.put(f"/api/users/{user_id}", json=GRACE)
     assert r.status_code == 200, r.text
     assert r.json() == {"id": user_id, **GRACE}, r.text
@@ -88,7 +82,7 @@ def test_update_replaces_the_profile(client):
 
 
 def test_delete_removes_the_user(client):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     r = client.delete(f"/api/users/{user_id}")
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "User deleted"}, r.text
@@ -97,16 +91,15 @@ def test_delete_removes_the_user(client):
 
 
 def test_ids_are_unique(client):
-    assert len({create(client) for _ in range(3)}) == 3
+    assert len({create_user(client, ADA) for _ in range(3)}) == 3
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_unknown_id_is_404(client, method):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     client.delete(f"/api/users/{user_id}")
     r = client.request(method, f"/api/users/{user_id}", json=ADA if method == "put" else None)
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}, r.text
+    assert_not_found(r)
 
 
 @pytest.mark.parametrize("change", [
@@ -130,18 +123,18 @@ def test_07_boundaries_are_accepted(client, change):
 
 
 def test_created_user_is_a_row_in_the_users_table(client, db):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     assert row(db, user_id) == (user_id, "Ada", "developer", "London")
 
 
 def test_update_changes_the_row(client, db):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     client.put(f"/api/users/{user_id}", json=GRACE)
     assert row(db, user_id) == (user_id, "Grace", "tester", "Arlington")
 
 
 def test_delete_removes_the_row(client, db):
-    user_id = create(client)
+    user_id = create_user(client, ADA)
     client.delete(f"/api/users/{user_id}")
     assert row(db, user_id) is None
 
@@ -164,7 +157,7 @@ def test_startup_creates_the_users_table(app, db):
 
 def test_startup_keeps_existing_rows(app, db):
     with TestClient(app) as client:
-        user_id = create(client)
+        user_id = create_user(client, ADA)
     with TestClient(app) as client:
         r = client.get(f"/api/users/{user_id}")
     assert r.json() == {"id": user_id, **ADA}, r.text
@@ -172,9 +165,9 @@ def test_startup_keeps_existing_rows(app, db):
 
 
 def test_ids_are_never_reused_after_delete(client):
-    first = create(client)
+    first = create_user(client, ADA)
     client.delete(f"/api/users/{first}")
-    assert create(client) > first
+    assert create_user(client, ADA) > first
 
 
 # Restarts: a real server, stopped and started again
@@ -207,22 +200,22 @@ def test_ids_are_never_reused_across_a_restart(live_api):
 
 
 def test_sql_injection_shaped_input_is_stored_verbatim(client, db):
-    user_id = create(client, INJECTION)
+    user_id = create_user(client, INJECTION)
     r = client.get(f"/api/users/{user_id}")
     assert r.json() == {"id": user_id, **INJECTION}, r.text
     assert row(db, user_id) == (user_id, INJECTION["name"], INJECTION["role"], INJECTION["place"])
 
 
 def test_sql_injection_shaped_input_drops_no_table(client, db):
-    create(client, INJECTION)
-    client.put(f"/api/users/{create(client)}", json=INJECTION)
+    create_user(client, INJECTION)
+    client.put(f"/api/users/{create_user(client, ADA)}", json=INJECTION)
     assert users_table_exists(db)
-    create(client)
+    create_user(client, ADA)
 
 
 def test_quotes_and_unicode_round_trip(client, db):
     profile = {"name": "O'Brien", "role": "designer", "place": "Zürich \"Zoo\" 東京 😀"}
-    user_id = create(client, profile)
+    user_id = create_user(client, profile)
     assert client.get(f"/api/users/{user_id}").json() == {"id": user_id, **profile}
     assert row(db, user_id) == (user_id, *profile.values())
 
@@ -234,7 +227,7 @@ def test_nul_character_is_422(client, field):
 
 
 def test_nul_character_in_update_is_422(client):
-    r = client.put(f"/api/users/{create(client)}", json={**ADA, "place": "Lon\x00don"})
+    r = client.put(f"/api/users/{create_user(client, ADA)}", json={**ADA, "place": "Lon\x00don"})
     assert r.status_code == 422, r.text
 
 

@@ -22,7 +22,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from helpers import cut_off_the_apps_connections, keys_in, stored_hash
+from helpers import (
+    assert_not_found,
+    create_user,
+    cut_off_the_apps_connections,
+    get_user,
+    keys_in,
+    stored_hash,
+)
 from lessons import find
 
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
@@ -37,12 +44,6 @@ LESSON_11_SCHEMA = find("11").path / "schema.sql"
 GRACE = {"name": "Grace", "role": "developer", "place": "Arlington"}
 GRACE_PASSWORD = "cobol-1959"
 ADA = {"name": "Ada", "role": "designer", "place": "London"}
-
-
-def create(client, signup=SIGNUP) -> int:
-    r = client.post("/api/users", json=signup)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 
@@ -129,28 +130,26 @@ def test_test_db_still_answers_the_database_time(client):
 
 
 def test_fetch_returns_the_profile(client):
-    user_id = create(client)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ALAN}
+    user_id = create_user(client, SIGNUP)
+    assert get_user(client, user_id) == {"id": user_id, **ALAN}
 
 
 def test_update_answers_the_new_profile(client):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     r = client.put(f"/api/users/{user_id}", json={**ALAN, "role": "tester"})
     assert r.status_code == 200, r.text
     assert r.json() == {"id": user_id, **ALAN, "role": "tester"}
 
 
 def test_update_is_stored(client):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     client.put(f"/api/users/{user_id}", json={**ALAN, "place": "Bletchley"})
     r = client.get(f"/api/users/{user_id}")
     assert r.json() == {"id": user_id, **ALAN, "place": "Bletchley"}, r.text
 
 
 def test_update_keeps_the_password_hash(client, db):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     before = stored_hash(db, user_id)
     r = client.put(f"/api/users/{user_id}", json={**ALAN, "name": "Alan T"})
     assert r.status_code == 200, r.text
@@ -158,31 +157,29 @@ def test_update_keeps_the_password_hash(client, db):
 
 
 def test_delete_answers_200_with_a_message(client):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     r = client.delete(f"/api/users/{user_id}")
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "User deleted"}
 
 
 def test_deleted_user_is_404(client):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     client.delete(f"/api/users/{user_id}")
     r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 def test_unknown_id_is_404(client, method):
     r = client.request(method, f"/api/users/{NEVER_GIVEN}", json=ALAN if method == "PUT" else None)
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_ids_are_never_reused(client):
-    first = create(client)
+    first = create_user(client, SIGNUP)
     assert client.delete(f"/api/users/{first}").status_code == 200
-    second = create(client)
+    second = create_user(client, SIGNUP)
     assert second == first + 1
 
 
@@ -231,7 +228,7 @@ def test_a_rejected_password_is_not_echoed(client):
 
 
 def test_password_is_stored_as_a_bcrypt_hash_that_verifies(client, db):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     password_hash = stored_hash(db, user_id)
     assert password_hash.startswith(BCRYPT_PREFIX), password_hash
     assert bcrypt.checkpw(PASSWORD.encode(), password_hash.encode())
@@ -265,7 +262,7 @@ def test_startup_does_not_alter_lesson_11s_table(db, lesson_11_rows, app):
 
 
 def test_ids_continue_after_lesson_11s_rows(started_on_11s_table, lesson_11_rows):
-    new_id = create(started_on_11s_table)
+    new_id = create_user(started_on_11s_table, SIGNUP)
     assert new_id == max(lesson_11_rows) + 1, (new_id, lesson_11_rows)
 
 
@@ -284,7 +281,7 @@ def test_a_missing_table_is_created_like_lesson_11s(db, lesson_11_rows, app):
         cur.execute("DROP TABLE users")
     with TestClient(app) as client:
         assert table_definition(db) == lesson_11
-        create(client)
+        create_user(client, SIGNUP)
 
 
 # Rows are model objects
@@ -297,7 +294,7 @@ def test_users_model_is_mapped_to_the_users_table(models):
 
 
 def test_a_user_created_by_the_api_loads_as_a_model_object(client, main, models):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     with Session(main.engine) as session:
         user = session.get(models.User, user_id)
         assert (user.name, user.role, user.place) == (ALAN["name"], ALAN["role"], ALAN["place"])
@@ -310,13 +307,11 @@ def test_a_model_object_added_in_a_session_is_served_by_the_api(client, main, mo
         session.add(user)
         session.commit()
         user_id = user.id
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **GRACE}
+    assert get_user(client, user_id) == {"id": user_id, **GRACE}
 
 
 def test_requests_reuse_the_engines_pooled_connection(client, opened_connections):
-    user_id = create(client)
+    user_id = create_user(client, SIGNUP)
     for _ in range(10):
         r = client.get(f"/api/users/{user_id}")
         assert r.status_code == 200, r.text
@@ -328,7 +323,7 @@ def test_requests_reuse_the_engines_pooled_connection(client, opened_connections
 
 
 def test_a_database_restart_costs_no_request(client, db):
-    user_id = create(client)  # the pool now holds an open connection
+    user_id = create_user(client, SIGNUP)  # the pool now holds an open connection
     cut_off_the_apps_connections(db)
     r = client.get(f"/api/users/{user_id}")
     assert r.status_code == 200, r.text

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine
 
-from helpers import cut_off_the_apps_connections
+from helpers import assert_not_found, create_user, cut_off_the_apps_connections, get_user
 
 PASSWORD = "lovelace-1815"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
@@ -23,9 +23,7 @@ PROFILE_KEYS = ["id", "name", "place", "role"]
 
 
 def create(client, profile=ADA) -> int:
-    r = client.post("/api/users", json={**profile, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    return create_user(client, {**profile, "password": PASSWORD})
 
 
 def listed(client) -> list[dict]:
@@ -164,9 +162,7 @@ def test_test_db_still_answers_the_database_time(client):
 
 def test_fetch_returns_the_profile(client):
     user_id = create(client)
-    r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 200, r.text
-    assert r.json() == {"id": user_id, **ADA}
+    assert get_user(client, user_id) == {"id": user_id, **ADA}
 
 
 def test_update_answers_the_new_profile(client):
@@ -185,8 +181,7 @@ def test_update_is_stored_and_keeps_the_password_hash(client, db):
 
 def test_update_of_unknown_id_is_404(client):
     r = client.put(f"/api/users/{NEVER_GIVEN}", json=GRACE)
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 # DELETE answers 204 No Content
@@ -203,8 +198,7 @@ def test_deleted_user_is_404(client):
     user_id = create(client)
     client.delete(f"/api/users/{user_id}")
     r = client.get(f"/api/users/{user_id}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_deleted_row_is_gone_from_the_table(client, db):
@@ -217,14 +211,12 @@ def test_deleting_twice_is_404_the_second_time(client):
     user_id = create(client)
     assert client.delete(f"/api/users/{user_id}").status_code == 204
     r = client.delete(f"/api/users/{user_id}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_delete_of_unknown_id_is_404(client):
     r = client.delete(f"/api/users/{NEVER_GIVEN}")
-    assert r.status_code == 404, r.text
-    assert r.json() == {"detail": "User not found"}
+    assert_not_found(r)
 
 
 def test_ids_are_never_reused(client):
