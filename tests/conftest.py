@@ -275,33 +275,11 @@ class CoachServer:
 @pytest.fixture(scope="session")
 def coach_server():
     """One offline coach for the whole test process, on a free port, no delay per token."""
-    import socket
-    import subprocess
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", str(port),
-                             "--token-delay", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 15
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the offline coach did not start on port {port}:\n{proc.communicate()[0]}")
-        time.sleep(0.05)
+    servers = Servers()
+    port, proc = servers.start([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", "{port}",
+                                "--token-delay", "0"], cwd=ROOT, what="the offline coach")
     yield CoachServer(port, proc)
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
+    servers.stop_all()
 
 
 @pytest.fixture
