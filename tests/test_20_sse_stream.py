@@ -178,6 +178,17 @@ def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
     assert history(pages, user) == []
 
 
+def test_an_account_deleted_mid_stream_ends_it_with_an_error_event(pages, coach, user, db):
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with open_stream(pages, user) as r:
+        received = events(r)
+        next(received)
+        with db.cursor() as cur:
+            cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+        last = list(received)[-1]
+    assert last == ("error", {"detail": "Invalid or expired token: log in again"})
+
+
 def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
     coach.mode("ok", token_delay=0.05)
     with open_stream(pages, user) as r:

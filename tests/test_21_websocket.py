@@ -180,6 +180,18 @@ def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user):
         assert ask(ws) == ([], COACH_FAILED)
 
 
+def test_an_account_deleted_mid_answer_gets_an_error_frame(pages, coach, user, db):
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"
+        with db.cursor() as cur:
+            cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+        while (frame := receive(ws))["type"] == "token":
+            pass
+    assert frame == {"type": "error", "detail": "Invalid or expired token: log in again"}
+
+
 def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
     coach.mode("ok", token_delay=0.05)
     with logged_in(pages, user) as ws:

@@ -307,7 +307,11 @@ def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime,
         models.Message(user_id=user_id, role="user", content=question, created_at=asked_at),
         models.Message(user_id=user_id, role="assistant", content=reply),
     ])
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the foreign key refuses: the account was deleted while the coach thought
+        db.rollback()
+        raise not_authenticated("Invalid or expired token: log in again") from None
 
 
 # One question to the coach, one answer, with the conversation so far. Question and answer are
