@@ -91,10 +91,16 @@ def components(lesson: Lesson) -> tuple[dict[str, str], list[tuple[str, str, str
         edges.append(("browser", "static", "GET /"))
         return nodes, edges
     api = "FastAPI app :8000<br/>main.py"
+    # The endpoints, one path a line: "/api/users/{user_id}: GET PUT DELETE".
+    routes: dict[str, list[str]] = {}
+    route = r"@app\.(get|post|put|patch|delete|websocket)\(\s*[\"']([^\"']+)"
+    for method, path in re.findall(route, (folder / "main.py").read_text()):
+        routes.setdefault(path, []).append("WS" if method == "websocket" else method.upper())
     if (folder / "models.py").is_file():
         api += " + SQLAlchemy models"
     if "jwt" in code.lower():
         api += "<br/>login: JWT tokens"
+    api += "".join(f"<br/>{path}: {' '.join(methods)}" for path, methods in routes.items())
     nodes["api"] = api
     has_pages = "frontend" in lesson.needs and (folder / "frontend").is_dir()
     calls = "JSON over HTTP"
@@ -111,7 +117,10 @@ def components(lesson: Lesson) -> tuple[dict[str, str], list[tuple[str, str, str
         edges.append(("browser", "pages", "loads the pages"))
         edges[0] = ("browser", "api", calls.replace("JSON over HTTP", "fetch() + CORS"))
     if "db" in lesson.needs:
-        nodes["db"] = "Postgres :5433"
+        sql = "\n".join(x.read_text(errors="replace") for x in folder.glob("*.sql"))
+        tables = sorted(set(re.findall(r"__tablename__\s*=\s*[\"'](\w+)", code))
+                        | set(re.findall(r"(?i)CREATE TABLE (?:IF NOT EXISTS )?(\w+)", sql)))
+        nodes["db"] = "Postgres :5433" + (f"<br/>tables: {', '.join(tables)}" if tables else "")
         if "sqlalchemy" in code:
             edges.append(("api", "db", "ORM (SQLAlchemy)"))
         elif "psycopg2" in code:
