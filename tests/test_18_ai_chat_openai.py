@@ -56,6 +56,14 @@ def coachs_answer(coach, messages) -> str:
     return r.json()["choices"][0]["message"]["content"]
 
 
+def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:
+    """Until the request running in `request` has reached the coach (and waits for it there)."""
+    deadline = time.monotonic() + 10
+    while not coach.requests() and request.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert coach.requests(), "the request never reached the coach"
+
+
 # --- the reply and what the LLM was sent ----------------------------------------------------
 
 def test_the_reply_is_the_llms_answer(client, coach, user):
@@ -128,8 +136,7 @@ def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, 
     waiting = threading.Thread(target=chat, args=(client, user))  # answers 200 or 504: not the point
     waiting.start()
     try:
-        while not coach.requests():  # the chat has reached the coach, and waits for it
-            time.sleep(0.02)
+        wait_until_the_coach_is_asked(coach, waiting)
         with db.cursor() as cur:
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                         "AND state = 'idle in transaction'")

@@ -62,6 +62,14 @@ def stored(db, user_id) -> list[tuple]:
         return cur.fetchall()
 
 
+def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:
+    """Until the request running in `request` has reached the coach (and waits for it there)."""
+    deadline = time.monotonic() + 10
+    while not coach.requests() and request.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert coach.requests(), "the request never reached the coach"
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 def test_the_question_and_the_answer_are_stored(client, db, user):
@@ -165,8 +173,7 @@ def test_an_account_deleted_while_the_coach_thinks_gets_a_401_not_a_500(client, 
 
     waiting = threading.Thread(target=ask)
     waiting.start()
-    while not coach.requests():  # the question has reached the coach
-        time.sleep(0.02)
+    wait_until_the_coach_is_asked(coach, waiting)
     with db.cursor() as cur:
         cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
     waiting.join()
