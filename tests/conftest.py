@@ -12,6 +12,8 @@ Fixtures:
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
   app           the lesson's FastAPI app (main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
+  fresh_app     fresh_app(NAME=value, ...) -> a new app from main.py imported again with those
+                environment variables (settings read at import): no uvicorn to start for them
   servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
   live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
@@ -26,6 +28,7 @@ session where the tests only add to what it serves (`pages`, `browser`), not onc
 
 import fcntl
 import importlib
+import importlib.util
 import os
 import re
 import shutil
@@ -129,6 +132,22 @@ def client(app):
 
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def fresh_app(app, lesson, monkeypatch):
+    """fresh_app(**env): the lesson's main.py run again as a module of its own, with ENV set for
+    this test; returns its app. The `app` of the other tests (module `main`) stays as it is."""
+
+    def load(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        spec = importlib.util.spec_from_file_location("main_again", lesson.path / "main.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.app
+
+    return load
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from fastapi.testclient import TestClient
 
 from helpers import pages_and_api
 
@@ -197,18 +198,16 @@ def test_answer_to_another_origin_has_no_allow_origin_header(client):
     assert "access-control-allow-origin" not in r.headers, r.headers
 
 
-def test_cors_origins_setting_allows_each_listed_origin(live_api):
-    api = live_api(env={"CORS_ORIGINS": "http://localhost:3000,https://coach.example"})
-    with httpx2.Client(base_url=api.url) as http:
+def test_cors_origins_setting_allows_each_listed_origin(fresh_app):
+    with TestClient(fresh_app(CORS_ORIGINS="http://localhost:3000,https://coach.example")) as http:
         answers = {o: preflight(http, o).headers.get("access-control-allow-origin")
                    for o in ("http://localhost:3000", "https://coach.example")}
     assert answers == {"http://localhost:3000": "http://localhost:3000",
                        "https://coach.example": "https://coach.example"}
 
 
-def test_cors_origins_setting_replaces_the_default(live_api):
-    api = live_api(env={"CORS_ORIGINS": "https://coach.example"})
-    with httpx2.Client(base_url=api.url) as http:
+def test_cors_origins_setting_replaces_the_default(fresh_app):
+    with TestClient(fresh_app(CORS_ORIGINS="https://coach.example")) as http:
         r = preflight(http, PAGE_ORIGIN)
     assert r.status_code == 400, r.text
     assert "access-control-allow-origin" not in r.headers, r.headers
