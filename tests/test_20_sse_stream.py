@@ -170,10 +170,10 @@ def test_the_llm_failing_before_any_token_is_a_plain_error_answer(pages, coach, 
 def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
     """Nobody is reading any more: the app closes its stream to the LLM, which stops writing.
     Hint: `async with` the stream, so that leaving the generator closes it."""
-    coach.mode("ok", token_delay=0.05)
+    coach.mode("ok", token_delay=0.5)  # a whole answer would take far longer than the wait below
     with open_stream(pages, user) as r:
         next(events(r))
-    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled")
+    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled", seconds=10)
     assert coach.stats()["completed"] == 0
     assert history(pages, user) == []
 
