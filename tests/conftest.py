@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IN_CI, JWT_SECRET, ROOT, Servers, alembic, pages_and_api, serve_folder
+from helpers import IN_CI, JWT_SECRET, ROOT, Servers, alembic, connect, pages_and_api, serve_folder
 
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
@@ -100,11 +100,7 @@ def db_env(lesson):
 
 @pytest.fixture
 def db(db_env):
-    import psycopg2
-
-    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
-                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
-    conn.autocommit = True
+    conn = connect(db_env)
     yield conn
     conn.close()
 

@@ -13,6 +13,7 @@ Helpers and what they do:
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
+  connect            a psycopg2 connection (autocommit) to the test database, from db_env (`db` is one)
   stored_hash        the password_hash column of one user, read with the `db` connection
   cut_off_the_apps_connections   what a database restart does to the app's pooled connections
   serve_folder       a folder over HTTP from a thread of this process, as `python -m http.server` serves it
@@ -124,6 +125,17 @@ def strings_in(data) -> list:
     if isinstance(data, list):
         return [s for item in data for s in strings_in(item)]
     return [data] if isinstance(data, str) else []
+
+
+def connect(db_env: dict):
+    """An autocommit psycopg2 connection to the test database (for module-scoped fixtures; tests
+    use the `db` fixture). Close it when done."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
+                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
+    conn.autocommit = True
+    return conn
 
 
 def stored_hash(db, user_id: int) -> str | None:

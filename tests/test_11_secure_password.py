@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from passlib.context import CryptContext
 
-from helpers import keys_in, stored_hash, strings_in
+from helpers import connect, keys_in, stored_hash, strings_in
 from lessons import find
 
 PASSWORD = "Sup3r-Secret!"
@@ -78,25 +78,35 @@ def test_nul_in_password_is_422(client):
 # Stored only as a bcrypt hash
 
 
-def test_database_holds_a_bcrypt_hash(client, db):
-    password_hash = stored_hash(db, signup(client))
-    assert password_hash.startswith("$2b$"), password_hash
-    assert PASSWORD not in password_hash
+@pytest.fixture(scope="module")
+def ada_hash(app, db_env) -> str:
+    """What the table holds for one signup with PASSWORD, read once for the tests that only look
+    at the hash (each bcrypt hash takes a quarter of a second, on purpose)."""
+    with TestClient(app) as client:
+        user_id = signup(client)
+    conn = connect(db_env)
+    try:
+        return stored_hash(conn, user_id)
+    finally:
+        conn.close()
 
 
-def test_hash_verifies_the_password(client, db):
-    password_hash = stored_hash(db, signup(client))
-    assert bcrypt.verify(PASSWORD, password_hash)
+def test_database_holds_a_bcrypt_hash(ada_hash):
+    assert ada_hash.startswith("$2b$"), ada_hash
+    assert PASSWORD not in ada_hash
 
 
-def test_hash_rejects_another_password(client, db):
-    password_hash = stored_hash(db, signup(client))
-    assert not bcrypt.verify(PASSWORD + "x", password_hash)
+def test_hash_verifies_the_password(ada_hash):
+    assert bcrypt.verify(PASSWORD, ada_hash)
 
 
-def test_same_password_gets_a_different_hash_each_time(client, db):
+def test_hash_rejects_another_password(ada_hash):
+    assert not bcrypt.verify(PASSWORD + "x", ada_hash)
+
+
+def test_same_password_gets_a_different_hash_each_time(client, db, ada_hash):
     # bcrypt salts every hash: equal passwords cannot be spotted in the table.
-    assert stored_hash(db, signup(client)) != stored_hash(db, signup(client))
+    assert stored_hash(db, signup(client)) != ada_hash
 
 
 def test_plain_password_is_nowhere_in_the_table(client, db):
