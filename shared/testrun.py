@@ -48,6 +48,8 @@ def run_one(lesson, folder: Path, tag: str = "") -> dict:
     junit = RESULTS / f".{lesson.number}{tag}.{os.getpid()}.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ, LESSON=lesson.number, LESSON_DIR=str(folder)) if is_lesson else dict(os.environ)
+    if tag:  # e.g. the lesson's tests on the previous lesson: a test database of their own
+        env["TEST_DB_SUFFIX"] = tag.replace("-", "_")
     test_files = [lesson.test_file] if is_lesson else [CHECKS[lesson]]
     started = time.monotonic()
     proc = subprocess.run(

@@ -91,9 +91,11 @@ def db_env(lesson):
 
     # Two runs of the same lesson at once would drop each other's database: the second waits.
     (ROOT / ".data").mkdir(exist_ok=True)
-    with open(ROOT / ".data" / f"aic_test_{lesson.number}.lock", "w") as lock:
+    # A run against another lesson's code (make test PREVIOUS=1) names a database of its own.
+    name = f"aic_test_{lesson.number}{os.environ.get('TEST_DB_SUFFIX', '')}"
+    with open(ROOT / ".data" / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        settings = devdb.create_test_database(f"aic_test_{lesson.number}")
+        settings = devdb.create_test_database(name)
         os.environ.update(settings)
         yield settings
 
