@@ -117,7 +117,7 @@ def print_test_times() -> None:
     print(f"\nmake test of {summary['finished']}: {summary['wall_seconds']:.1f} s wall, "
           f"{summary['jobs']} jobs at once on {cores} cores, load {load} (over {cores}: other work ran too)")
     print(f"| {'job':<8} | {'what':<28} | {'tests':>5} | {'seconds':>7} |")
-    print(f"|{'-' * 10}|{'-' * 30}|{'-' * 7}:|{'-' * 9}:|")
+    print(f"|{'-' * 10}|{'-' * 30}|{'-' * 6}:|{'-' * 8}:|")
     for run in summary["runs"]:
         lesson = run["job"].isdigit()
         flag = " (over 10 s)" if lesson and run["seconds"] > LESSON_BUDGET else ""
