@@ -21,6 +21,8 @@ Fixtures:
                 that allows that origin; config.js points at it: .url, .api, .folder, .port
   browser       (session) one headless Chromium (Debian's chromium, driven by Playwright)
   page          a fresh page (own context: no cookies or localStorage from other tests)
+  coach         the offline OpenAI-compatible coach (one per session), reset for each test:
+                .url, .env (settings that point an app at it), .requests(), .mode(...), .stats()
 
 Speed: a lesson's tests run in well under 10 s. Start a server or a browser once per module or
 session where the tests only add to what it serves (`pages`, `browser`), not once per test.
