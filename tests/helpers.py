@@ -11,6 +11,8 @@ Helpers and what they do:
   token_for          a token as lessons 16 on issue it (HS256, sub, exp), for a user id
   bearer             the Authorization header that carries a token
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
+  wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
+  log_in_page        a page with a user's token in localStorage, opened at one of the lesson's pages
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   connect            a psycopg2 connection (autocommit) to the test database, from db_env (`db` is one)
@@ -105,6 +107,21 @@ def user_with_token(db, name: str = "Ada") -> dict:
     """A fresh user and a token for them: {"id", "token"}."""
     user_id = insert_user(db, name)
     return {"id": user_id, "token": token_for(user_id)}
+
+
+def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:
+    """Until the request running in `request` has reached the coach (and waits for it there)."""
+    deadline = time.monotonic() + 10
+    while not coach.requests() and request.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert coach.requests(), "the request never reached the coach"
+
+
+def log_in_page(page, pages, user: dict, path: str) -> None:
+    """Opens pages.url + path logged in as `user` (its token in localStorage, as login.html keeps it)."""
+    page.goto(f"{pages.url}/login.html")
+    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
+    page.goto(f"{pages.url}/{path}")
 
 
 # --- JSON and the database -----------------------------------------------------------------

@@ -7,18 +7,14 @@ received and can be told to fail, to hang or to cut the connection. Nothing leav
 import logging
 import os
 import threading
-import time
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import httpx2
-import jwt
 import pytest
 
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-18-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
+from coach import answer as coachs_answer
+from helpers import bearer, log_in_page, user_with_token, wait_until_the_coach_is_asked
+
 QUESTION = "How do I answer 'Tell me about yourself'?"
 MODEL = "coach-for-tests"  # the app must use whatever model OPENAI_MODEL names
 
@@ -30,38 +26,15 @@ def llm_settings(coach_server):
     os.environ.update(coach_server.env, OPENAI_MODEL=MODEL, OPENAI_TIMEOUT="1")
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def user(app, db, coach) -> dict:
     """A fresh user (straight into the table) and a token for them: {"id", "token"}.
     The coach is reset for the test: normal answers, nothing recorded."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
-                    (f"{uuid.uuid4().hex[:10]}@example.com",))
-        user_id = cur.fetchone()[0]
-    exp = datetime.now(UTC) + timedelta(minutes=60)
-    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
+    return user_with_token(db)
 
 
 def chat(client, user, message=QUESTION):
     return client.post("/api/chat", headers=bearer(user["token"]), json={"message": message})
-
-
-def coachs_answer(coach, messages) -> str:
-    """What the coach answers to these messages (it always gives the same answer to the same)."""
-    r = httpx2.post(f"{coach.url}/chat/completions", json={"model": "coach", "messages": messages})
-    return r.json()["choices"][0]["message"]["content"]
-
-
-def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:
-    """Until the request running in `request` has reached the coach (and waits for it there)."""
-    deadline = time.monotonic() + 10
-    while not coach.requests() and request.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert coach.requests(), "the request never reached the coach"
 
 
 # --- the reply and what the LLM was sent ----------------------------------------------------
@@ -70,7 +43,7 @@ def test_the_reply_is_the_llms_answer(client, coach, user):
     r = chat(client, user)
     assert r.status_code == 200, r.text
     [sent] = coach.requests()
-    assert r.json() == {"reply": coachs_answer(coach, sent["messages"])}
+    assert r.json() == {"reply": coachs_answer(sent["messages"])}
 
 
 def test_the_llm_gets_a_system_prompt_then_the_users_message(client, coach, user):
@@ -165,18 +138,12 @@ def test_the_log_holds_neither_the_message_nor_the_key(client, coach, user, capl
 
 # --- the chat box -----------------------------------------------------------------------------
 
-def open_home(page, pages, user) -> None:
-    page.goto(f"{pages.url}/login.html")
-    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/home.html")
-
-
 def test_the_chat_box_shows_the_question_and_the_answer_as_text(pages, page, coach, user):
     """What the user types and what the coach answers are shown as text: markup in them is
     never turned into HTML, and scripts in them never run.
     Hint: set textContent, never innerHTML."""
     hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
-    open_home(page, pages, user)
+    log_in_page(page, pages, user, "home.html")
     page.fill("#ask textarea", hostile)
     page.click("#ask button[type=submit]")
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
@@ -190,7 +157,7 @@ def test_the_chat_box_shows_the_question_and_the_answer_as_text(pages, page, coa
 
 
 def test_the_chat_box_says_when_the_coach_fails(pages, page, coach, user):
-    open_home(page, pages, user)
+    log_in_page(page, pages, user, "home.html")
     coach.mode("error")
     page.fill("#ask textarea", QUESTION)
     page.click("#ask button[type=submit]")
