@@ -7,20 +7,13 @@ quotes the user's previous message, so memory shows in the reply.
 
 import os
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-import jwt
 import pytest
 
-from helpers import alembic
-
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-19-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
+from helpers import alembic, bearer, log_in_page, user_with_token, wait_until_the_coach_is_asked
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,24 +22,10 @@ def llm_settings(coach_server):
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="5")
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def new_user(db) -> dict:
-    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
-                    (f"{uuid.uuid4().hex[:10]}@example.com",))
-        user_id = cur.fetchone()[0]
-    exp = datetime.now(UTC) + timedelta(minutes=60)
-    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
-
-
 @pytest.fixture
 def user(app, db, coach) -> dict:
     """A fresh user; the coach is reset for the test (normal answers, nothing recorded)."""
-    return new_user(db)
+    return user_with_token(db)
 
 
 def chat(client, user, message):
@@ -60,14 +39,6 @@ def stored(db, user_id) -> list[tuple]:
     with db.cursor() as cur:
         cur.execute("SELECT role, content FROM messages WHERE user_id = %s ORDER BY id", (user_id,))
         return cur.fetchall()
-
-
-def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:
-    """Until the request running in `request` has reached the coach (and waits for it there)."""
-    deadline = time.monotonic() + 10
-    while not coach.requests() and request.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert coach.requests(), "the request never reached the coach"
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -134,7 +105,7 @@ def test_history_needs_a_login(client):
 
 def test_users_never_see_each_others_history(client, coach, db, user):
     chat(client, user, "Ada's secret plan")
-    other = new_user(db)
+    other = user_with_token(db)
     r = client.get("/api/chat/history", headers=bearer(other["token"]))
     assert r.json() == [], r.text
     chat(client, other, "Hello")
@@ -238,9 +209,7 @@ def test_the_page_shows_the_stored_conversation_as_text(pages, page, client, use
     a message is shown, never run. Hint: GET /api/chat/history on open, textContent."""
     hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
     reply = chat(client, user, hostile)
-    page.goto(f"{pages.url}/login.html")
-    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/home.html")
+    log_in_page(page, pages, user, "home.html")
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2")
     assert page.locator("#chat li").all_text_contents() == [hostile, reply]
     assert page.locator("#chat b, #chat img, #chat script").count() == 0
