@@ -13,6 +13,9 @@ Helpers and what they do:
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
   log_in_page        a page with a user's token in localStorage, opened at one of the lesson's pages
+  chat_history       GET /api/chat/history of a live API as (role, content) pairs (19 on)
+  WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
+  wait_for           polls a condition until it holds, or fails the test naming what never happened
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   connect            a psycopg2 connection (autocommit) to the test database, from db_env (`db` is one)
@@ -122,6 +125,36 @@ def log_in_page(page, pages, user: dict, path: str) -> None:
     page.goto(f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", user["token"])
     page.goto(f"{pages.url}/{path}")
+
+
+def chat_history(pages, user: dict) -> list:
+    """The user's conversation as the live API at pages.api lists it: [(role, content), ...]."""
+    import httpx2
+
+    r = httpx2.get(f"{pages.api}/api/chat/history", headers=bearer(user["token"]), timeout=10)
+    assert r.status_code == 200, r.text
+    return [(m["role"], m["content"]) for m in r.json()]
+
+
+# Records every text the newest answer on the page shows, as it changes (page.evaluate it).
+WATCH_ANSWER = """() => {
+  window.shown = [];
+  new MutationObserver(() => {
+    const answer = document.querySelector("#chat li.assistant:last-child");
+    if (answer) window.shown.push(answer.textContent);
+  }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 5) -> None:
+    """Polls `condition` until it is true; fails the test after `seconds` naming `what`."""
+    import pytest
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds} s: {what}")
+        time.sleep(0.02)
 
 
 # --- JSON and the database -----------------------------------------------------------------

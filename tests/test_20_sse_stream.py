@@ -7,20 +7,14 @@ cancelled because its client went away: that is how these tests see order, never
 
 import json
 import os
-import time
-import uuid
-from datetime import UTC, datetime, timedelta
 
 import httpx2
-import jwt
 import pytest
 
 from coach import answer as coachs_answer
+from helpers import WATCH_ANSWER, bearer, log_in_page, user_with_token, wait_for
+from helpers import chat_history as history
 
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-20-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
 
@@ -31,19 +25,10 @@ def llm_settings(coach_server):
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def user(app, db) -> dict:
     """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
-                    (f"{uuid.uuid4().hex[:10]}@example.com",))
-        user_id = cur.fetchone()[0]
-    exp = datetime.now(UTC) + timedelta(minutes=60)
-    return {"id": user_id, "token": jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")}
+    return user_with_token(db)
 
 
 def open_stream(pages, user, message=QUESTION):
@@ -68,20 +53,6 @@ def chat_stream(pages, user, message=QUESTION) -> list:
     with open_stream(pages, user, message) as r:
         assert r.status_code == 200, r.read()
         return list(events(r))
-
-
-def history(pages, user) -> list:
-    r = httpx2.get(f"{pages.api}/api/chat/history", headers=bearer(user["token"]), timeout=10)
-    assert r.status_code == 200, r.text
-    return [(m["role"], m["content"]) for m in r.json()]
-
-
-def wait_for(condition, what: str, seconds: float = 5):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {seconds} s: {what}")
-        time.sleep(0.02)
 
 
 # --- the stream -------------------------------------------------------------------------------
@@ -213,20 +184,8 @@ def test_a_message_that_is_not_1_to_4000_characters_is_422(pages, coach, user, m
 
 # --- the page ---------------------------------------------------------------------------------
 
-# Records every text the newest answer on the page shows, as it changes.
-WATCH_ANSWER = """() => {
-  window.shown = [];
-  new MutationObserver(() => {
-    const answer = document.querySelector("#chat li.assistant:last-child");
-    if (answer) window.shown.push(answer.textContent);
-  }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
-}"""
-
-
 def open_home(page, pages, user) -> None:
-    page.goto(f"{pages.url}/login.html")
-    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/home.html")
+    log_in_page(page, pages, user, "home.html")
     page.wait_for_function("!document.querySelector('#ask button').disabled")
 
 

@@ -8,12 +8,8 @@ The sockets talk to a real uvicorn (the module's `pages` API) and the offline co
 import asyncio
 import json
 import os
-import time
-import uuid
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
-import httpx2
 import jwt
 import pytest
 from websockets.asyncio.client import connect as connect_async
@@ -21,11 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from coach import answer as coachs_answer
+from helpers import WATCH_ANSWER, insert_user, log_in_page, token_for, user_with_token, wait_for
+from helpers import chat_history as history
 
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-21-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
 COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again later"}
@@ -37,19 +31,10 @@ def llm_settings(coach_server):
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
 
 
-def token_for(user_id, minutes=60) -> str:
-    exp = datetime.now(UTC) + timedelta(minutes=minutes)
-    return jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")
-
-
 @pytest.fixture
 def user(app, db) -> dict:
     """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, 'x') RETURNING id",
-                    (f"{uuid.uuid4().hex[:10]}@example.com",))
-        user_id = cur.fetchone()[0]
-    return {"id": user_id, "token": token_for(user_id)}
+    return user_with_token(db)
 
 
 def socket_url(pages) -> str:
@@ -76,13 +61,6 @@ def ask(ws, message=QUESTION) -> tuple[list[str], dict]:
     while (frame := receive(ws))["type"] == "token":
         tokens.append(frame["content"])
     return tokens, frame
-
-
-def history(pages, user) -> list:
-    r = httpx2.get(f"{pages.api}/api/chat/history", headers={"Authorization": f"Bearer {user['token']}"},
-                   timeout=10)
-    assert r.status_code == 200, r.text
-    return [(m["role"], m["content"]) for m in r.json()]
 
 
 # --- streaming over the socket ----------------------------------------------------------------
@@ -197,10 +175,7 @@ def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
         assert receive(ws)["type"] == "token"
-    deadline = time.monotonic() + 10
-    while coach.stats()["cancelled"] != 1:
-        assert time.monotonic() < deadline, f"the coach's stream was not cancelled: {coach.stats()}"
-        time.sleep(0.02)
+    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled", seconds=10)
     assert coach.stats()["completed"] == 0
 
 
@@ -210,12 +185,7 @@ def test_two_chats_at_once_are_not_served_one_after_the_other(pages, coach, db, 
     """B asks while A's answer is streaming; B's first token must come before A's last.
     Hint: nothing in the socket's loop may block the event loop (AsyncOpenAI, run_in_threadpool)."""
     coach.mode("ok", token_delay=TOKEN_DELAY)
-    users = []
-    with db.cursor() as cur:
-        for name in ("A", "B"):
-            cur.execute("INSERT INTO users (name, email, password_hash) VALUES (%s, %s, 'x') RETURNING id",
-                        (f"Two{name}", f"{uuid.uuid4().hex[:10]}@example.com"))
-            users.append(token_for(cur.fetchone()[0]))
+    users = [token_for(insert_user(db, f"Two{name}")) for name in ("A", "B")]
     seen = []  # (who, frame type), in the order they arrived
 
     async def chat(who, token, may_start: asyncio.Event, started: asyncio.Event):
@@ -244,23 +214,11 @@ def test_two_chats_at_once_are_not_served_one_after_the_other(pages, coach, db, 
 
 # --- the page -----------------------------------------------------------------------------------
 
-# Records every text the newest answer on the page shows, as it changes.
-WATCH_ANSWER = """() => {
-  window.shown = [];
-  new MutationObserver(() => {
-    const answer = document.querySelector("#chat li.assistant:last-child");
-    if (answer) window.shown.push(answer.textContent);
-  }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
-}"""
-
-
 def open_home(page, pages, user) -> list:
     """Opens home.html logged in as `user`; returns the list of WebSockets the page opens."""
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
-    page.goto(f"{pages.url}/login.html")
-    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/home.html")
+    log_in_page(page, pages, user, "home.html")
     page.wait_for_function("!document.querySelector('#ask button').disabled")
     return sockets
 
