@@ -5,31 +5,17 @@ once per module, and get their token from PyJWT with the test secret (lesson 16'
 that login hands out exactly such tokens).
 """
 
-import os
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import bcrypt
 import httpx2
-import jwt
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-17-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
+from helpers import bearer, insert_user, log_in_page, token_for
+
 PASSWORD = "secret123"
-
-
-def token_for(user_id: int) -> str:
-    exp = datetime.now(UTC) + timedelta(minutes=60)
-    return jwt.encode({"sub": str(user_id), "exp": exp}, SECRET, algorithm="HS256")
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +27,7 @@ def password_hash() -> str:
 def user(app, db, password_hash) -> dict:
     """A fresh user with password PASSWORD: {"id", "name", "email", "token"}."""
     email = f"{uuid.uuid4().hex[:10]}@example.com"
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email, password_hash) VALUES ('Ada', %s, %s) RETURNING id",
-                    (email, password_hash))
-        user_id = cur.fetchone()[0]
+    user_id = insert_user(db, "Ada", email, password_hash)
     return {"id": user_id, "name": "Ada", "email": email, "token": token_for(user_id)}
 
 
@@ -247,9 +230,7 @@ def test_log_names_signups_logins_and_failures_but_no_password_hash_or_token(liv
 # --- the settings page ----------------------------------------------------------------------
 
 def open_settings(page, pages, user) -> None:
-    page.goto(f"{pages.url}/login.html")
-    page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/settings.html")
+    log_in_page(page, pages, user, "settings.html")
     page.wait_for_function("document.querySelector('input[name=name]').value !== ''")
 
 
