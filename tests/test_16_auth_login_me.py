@@ -10,17 +10,14 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import jwt
 import pytest
 
-from helpers import alembic
+from helpers import JWT_SECRET as SECRET  # the secret conftest gives the app
+from helpers import alembic, bearer, insert_user, token_for
 
-# The app refuses to start without a secret of at least 32 bytes; this one signs the tests'
-# tokens. Set before the fixtures import main.py (variables already set win over .env).
-SECRET = "test-secret-for-lesson-16-at-least-32-bytes"
-os.environ["JWT_SECRET"] = SECRET
 os.environ.pop("EXPIRY_MINUTES", None)  # the default, 60, whatever the shell says
 
 ADA = {"name": "Ada", "email": "ada@example.com", "password": "secret123"}
@@ -31,15 +28,6 @@ def signup(client, user) -> dict:
     r = client.post("/api/users", json=user)
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def token_for(user_id, secret=SECRET, minutes=60, **claims) -> str:
-    exp = datetime.now(UTC) + timedelta(minutes=minutes)
-    return jwt.encode({"sub": str(user_id), "exp": exp, **claims}, secret, algorithm="HS256")
 
 
 def b64(data: dict) -> str:
@@ -69,13 +57,6 @@ def ada_login(app, ada) -> dict:
 @pytest.fixture(scope="module")
 def ada_token(ada_login) -> str:
     return ada_login["access_token"]
-
-
-def insert_user(db, name: str, email: str | None) -> int:
-    """A user straight into the table (no bcrypt: for tests that never log in)."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO users (name, email) VALUES (%s, %s) RETURNING id", (name, email))
-        return cur.fetchone()[0]
 
 
 # --- signup ---------------------------------------------------------------------------------
