@@ -9,6 +9,7 @@ Fixtures:
   lesson        the Lesson under test (number, folder, needs) with .path = the folder tested
   db_env        DB_* settings of this lesson's own fresh test database aic_test_NN
   db            a psycopg2 connection (autocommit) to that database, to look at rows
+  user          (16 on) a fresh user straight into the migrated table and a token: {"id", "token"}
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
   app           the lesson's FastAPI app (main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
@@ -41,7 +42,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IN_CI, JWT_SECRET, ROOT, Servers, alembic, connect, pages_and_api, serve_folder
+from helpers import (
+    IN_CI,
+    JWT_SECRET,
+    ROOT,
+    Servers,
+    alembic,
+    connect,
+    pages_and_api,
+    serve_folder,
+    user_with_token,
+)
 
 sys.path.insert(0, str(ROOT / "shared"))
 from lessons import find  # noqa: E402
@@ -107,6 +118,12 @@ def db(db_env):
     conn = connect(db_env)
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def user(app, db) -> dict:
+    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
+    return user_with_token(db)
 
 
 @pytest.fixture

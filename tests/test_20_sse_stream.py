@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from coach import answer as coachs_answer
-from helpers import WATCH_ANSWER, bearer, log_in_page, user_with_token, wait_for
+from helpers import WATCH_ANSWER, bearer, log_in_page, wait_for
 from helpers import chat_history as history
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
@@ -23,12 +23,6 @@ TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while 
 def llm_settings(coach_server):
     """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here."""
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
-
-
-@pytest.fixture
-def user(app, db) -> dict:
-    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
-    return user_with_token(db)
 
 
 def open_stream(pages, user, message=QUESTION):

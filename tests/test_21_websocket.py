@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from coach import answer as coachs_answer
-from helpers import WATCH_ANSWER, insert_user, log_in_page, token_for, user_with_token, wait_for
+from helpers import WATCH_ANSWER, insert_user, log_in_page, token_for, wait_for
 from helpers import chat_history as history
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
@@ -29,12 +29,6 @@ COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again 
 def llm_settings(coach_server):
     """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here."""
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
-
-
-@pytest.fixture
-def user(app, db) -> dict:
-    """A fresh user (straight into the table) and a token for them: {"id", "token"}."""
-    return user_with_token(db)
 
 
 def socket_url(pages) -> str:
