@@ -138,7 +138,7 @@ def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
     coach.mode("ok", token_delay=0.5)  # a whole answer would take far longer than the wait below
     with open_stream(pages, user) as r:
         next(events(r))
-    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled", seconds=10)
+    wait_for(lambda: coach.stats()["cancelled"] >= 1, "the coach sees its stream cancelled", seconds=10)
     assert coach.stats()["completed"] == 0
     assert history(pages, user) == []
 

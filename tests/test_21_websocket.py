@@ -169,7 +169,7 @@ def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
         assert receive(ws)["type"] == "token"
-    wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled", seconds=10)
+    wait_for(lambda: coach.stats()["cancelled"] >= 1, "the coach sees its stream cancelled", seconds=10)
     assert coach.stats()["completed"] == 0
 
 
