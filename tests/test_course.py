@@ -411,22 +411,29 @@ def make_in(clone, *args):
                           text=True)
 
 
-def run_lesson_12_and_sign_up(clone) -> str:
-    """`make run LESSON=12`, one signup through the API, Ctrl-C; returns what make run printed."""
+def make_run_in(clone, lesson: str, ready_url: str, action):
+    """`make run LESSON=<lesson>` in the clone until `ready_url` answers 200 (60 s at most), then
+    `action()`, then Ctrl-C; returns (what action returned, what make run printed)."""
     where, env = clone
-    api = f"http://127.0.0.1:{env['AIC_API_PORT']}"
-    command = ["make", "--no-print-directory", "run", "LESSON=12"]
+    command = ["make", "--no-print-directory", "run", f"LESSON={lesson}"]
     proc = subprocess.Popen(command, cwd=where, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while get(api + "/docs")[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
+        while get(ready_url)[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        r = httpx2.post(api + "/api/users", json={"name": "Ada", "role": "developer", "place": "London",
-                                                  "password": "secret123"})
+        result = action()
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=15)
+    return result, output
+
+
+def run_lesson_12_and_sign_up(clone) -> str:
+    """`make run LESSON=12`, one signup through the API, Ctrl-C; returns what make run printed."""
+    api = f"http://127.0.0.1:{clone[1]['AIC_API_PORT']}"
+    profile = {"name": "Ada", "role": "developer", "place": "London", "password": "secret123"}
+    r, output = make_run_in(clone, "12", api + "/docs", lambda: httpx2.post(api + "/api/users", json=profile))
     assert r.status_code == 201, r.text + output
     return output
 
@@ -491,19 +498,10 @@ def test_secrets_and_the_server_log_are_private_and_hold_no_values(clone):
 @pytest.mark.skipif(not LLM_LESSONS, reason="no lesson needs an LLM yet")
 def test_make_run_starts_the_offline_coach_for_a_lesson_without_a_key_and_stops_it(clone):
     """Last in this file: the lesson's migrations move the clone's database past lesson 12."""
-    where, env = clone
+    env = clone[1]
     lesson, coach = LLM_LESSONS[0], f"http://127.0.0.1:{env['AIC_COACH_PORT']}"
-    command = ["make", "--no-print-directory", "run", f"LESSON={lesson.number}"]
-    proc = subprocess.Popen(command, cwd=where, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while get(coach + "/v1/models")[0] != 200 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        status, body = get(coach + "/v1/models")
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=15)
+    models = coach + "/v1/models"
+    (status, _), output = make_run_in(clone, lesson.number, models, lambda: get(models))
     assert status == 200, output
     assert f"LLM:      the offline coach at {coach}/v1" in output, output
     assert not port_in_use(int(env["AIC_COACH_PORT"])), "the coach still listens after Ctrl-C"
