@@ -42,6 +42,7 @@ def test_time_is_now(client):
 
 
 def test_time_is_only_for_get(client):
+    """Time is only for GET"""
     r = client.post("/api/time")
     assert r.status_code == 405, r.text
 

@@ -1,6 +1,7 @@
 """Lesson 06: hand-written validation answers 400 {"error": ...}; unknown ids answer 404.
 
-Every bad profile is tried on POST and on PUT, and must come back with its exact message.
+Every bad profile is tried on POST and on PUT, and must come back as {"error": ...} with a
+message that names the broken field (the words are yours: "role must be one of: ...").
 """
 
 import pytest
@@ -10,30 +11,32 @@ from helpers import create_user, get_user
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 NEVER_GIVEN = 10**9
 
-NAME_PROBLEM = "name must be a string"
-ROLE_PROBLEM = "role must be one of: developer, designer, product-manager"
-PLACE_PROBLEM = "place must be a non-empty string"
-
 
 def without(field: str) -> dict:
     return {k: v for k, v in ALAN.items() if k != field}
 
 
+def assert_refused(r, field: str) -> None:
+    """400 {"error": "<text>"}, the text naming the field (in any words, any letter case)."""
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["error"] and field in r.json()["error"].lower(), r.text
+
+
 BAD_PROFILES = [
-    pytest.param(without("name"), NAME_PROBLEM, id="name-missing"),
-    pytest.param({**ALAN, "name": 42}, NAME_PROBLEM, id="name-a-number"),
-    pytest.param({**ALAN, "name": None}, NAME_PROBLEM, id="name-null"),
-    pytest.param({**ALAN, "name": ["Alan"]}, NAME_PROBLEM, id="name-a-list"),
-    pytest.param(without("role"), ROLE_PROBLEM, id="role-missing"),
-    pytest.param({**ALAN, "role": "tester"}, ROLE_PROBLEM, id="role-tester"),
-    pytest.param({**ALAN, "role": "pilot"}, ROLE_PROBLEM, id="role-unknown"),
-    pytest.param({**ALAN, "role": "Developer"}, ROLE_PROBLEM, id="role-wrong-case"),
-    pytest.param({**ALAN, "role": ["developer"]}, ROLE_PROBLEM, id="role-a-list"),
-    pytest.param(without("place"), PLACE_PROBLEM, id="place-missing"),
-    pytest.param({**ALAN, "place": ""}, PLACE_PROBLEM, id="place-empty"),
-    pytest.param({**ALAN, "place": "   "}, PLACE_PROBLEM, id="place-whitespace"),
-    pytest.param({**ALAN, "place": 7}, PLACE_PROBLEM, id="place-a-number"),
-    pytest.param({**ALAN, "place": None}, PLACE_PROBLEM, id="place-null"),
+    pytest.param(without("name"), "name", id="name-missing"),
+    pytest.param({**ALAN, "name": 42}, "name", id="name-a-number"),
+    pytest.param({**ALAN, "name": None}, "name", id="name-null"),
+    pytest.param({**ALAN, "name": ["Alan"]}, "name", id="name-a-list"),
+    pytest.param(without("role"), "role", id="role-missing"),
+    pytest.param({**ALAN, "role": "tester"}, "role", id="role-tester"),
+    pytest.param({**ALAN, "role": "pilot"}, "role", id="role-unknown"),
+    pytest.param({**ALAN, "role": "Developer"}, "role", id="role-wrong-case"),
+    pytest.param({**ALAN, "role": ["developer"]}, "role", id="role-a-list"),
+    pytest.param(without("place"), "place", id="place-missing"),
+    pytest.param({**ALAN, "place": ""}, "place", id="place-empty"),
+    pytest.param({**ALAN, "place": "   "}, "place", id="place-whitespace"),
+    pytest.param({**ALAN, "place": 7}, "place", id="place-a-number"),
+    pytest.param({**ALAN, "place": None}, "place", id="place-null"),
 ]
 
 
@@ -49,19 +52,17 @@ def test_each_allowed_role_is_accepted(client, role):
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.parametrize(("profile", "problem"), BAD_PROFILES)
-def test_bad_create_is_400(client, profile, problem):
+@pytest.mark.parametrize(("profile", "field"), BAD_PROFILES)
+def test_bad_create_is_400(client, profile, field):
     r = client.post("/api/users", json=profile)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": problem}
+    assert_refused(r, field)
 
 
-@pytest.mark.parametrize(("profile", "problem"), BAD_PROFILES)
-def test_bad_update_is_400(client, profile, problem):
+@pytest.mark.parametrize(("profile", "field"), BAD_PROFILES)
+def test_bad_update_is_400(client, profile, field):
     user_id = create_user(client, ALAN)
     r = client.put(f"/api/users/{user_id}", json=profile)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": problem}
+    assert_refused(r, field)
 
 
 def test_bad_update_keeps_the_profile(client):
@@ -115,8 +116,8 @@ def test_ids_are_never_reused(client):
 # --- Hardening (H3): length limits and text that is not text, on POST and PUT ---
 
 TOO_LONG = [
-    pytest.param({**ALAN, "name": "x" * 101}, "name must be at most 100 characters", id="name-101"),
-    pytest.param({**ALAN, "place": "x" * 101}, "place must be at most 100 characters", id="place-101"),
+    pytest.param({**ALAN, "name": "x" * 101}, "name", id="name-101"),
+    pytest.param({**ALAN, "place": "x" * 101}, "place", id="place-101"),
 ]
 SURROGATES = [
     pytest.param('{"name": "Al\\ud800", "role": "developer", "place": "London"}', "name", id="name"),
@@ -124,14 +125,12 @@ SURROGATES = [
 ]
 
 
-@pytest.mark.parametrize(("profile", "problem"), TOO_LONG)
-def test_text_over_100_chars_is_400(client, profile, problem):
+@pytest.mark.parametrize(("profile", "field"), TOO_LONG)
+def test_text_over_100_chars_is_400(client, profile, field):
     r = client.post("/api/users", json=profile)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": problem}
+    assert_refused(r, field)
     r = client.put(f"/api/users/{create_user(client, ALAN)}", json=profile)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": problem}
+    assert_refused(r, field)
 
 
 def test_text_of_100_chars_is_accepted(client):
@@ -142,8 +141,6 @@ def test_text_of_100_chars_is_accepted(client):
 def test_lone_surrogate_is_400(client, body, field):
     headers = {"Content-Type": "application/json"}
     r = client.post("/api/users", content=body, headers=headers)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": f"{field} must be valid Unicode text"}
+    assert_refused(r, field)
     r = client.put(f"/api/users/{create_user(client, ALAN)}", content=body, headers=headers)
-    assert r.status_code == 400, r.text
-    assert r.json() == {"error": f"{field} must be valid Unicode text"}
+    assert_refused(r, field)
