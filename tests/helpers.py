@@ -8,7 +8,7 @@ Helpers and what they do:
   broken_fields      the fields a 422 answer names (["body", "name"] -> "name"), after asserting 422
   insert_user        a user straight into the table (lessons 15 on: name, email, password_hash): no bcrypt
   JWT_SECRET         the secret conftest gives every lesson's app (16 on refuse to start without one)
-  token_for          a token as lessons 16 on issue it (HS256, sub, exp), for a user id
+  token_for          a token as lessons 16 on issue it (HS256, sub, iat, exp), for a user id
   bearer             the Authorization header that carries a token
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
@@ -17,6 +17,7 @@ Helpers and what they do:
   WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
   wait_for           polls a condition until it holds, or fails the test naming what never happened
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
+  git_ignores        whether git would ignore a file of a lesson folder (also under workspace/ or outside the repo)
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   connect            a psycopg2 connection (autocommit) to the test database, from db_env (`db` is one)
   stored_hash        the password_hash column of one user, read with the `db` connection
@@ -96,10 +97,12 @@ def insert_user(db, name: str = "Ada", email: str | None = None, password_hash: 
 
 
 def token_for(user_id: int, secret: str = JWT_SECRET, minutes: float = 60, **claims) -> str:
+    """Issued now (iat), expiring in `minutes` (exp); `claims` add to or replace those."""
     import jwt  # PyJWT, in the requirements from lesson 16 on
 
-    exp = datetime.now(UTC) + timedelta(minutes=minutes)
-    return jwt.encode({"sub": str(user_id), "exp": exp, **claims}, secret, algorithm="HS256")
+    now = datetime.now(UTC)
+    exp = now + timedelta(minutes=minutes)
+    return jwt.encode({"sub": str(user_id), "iat": now, "exp": exp, **claims}, secret, algorithm="HS256")
 
 
 def bearer(token: str) -> dict:
@@ -233,6 +236,19 @@ def alembic(folder: Path, *args: str) -> str:
         log.removeHandler(handler)
         log.setLevel(level)
     return output.getvalue()
+
+
+def git_ignores(folder: Path, name: str, scratch: Path) -> bool:
+    """Would git ignore the file NAME of FOLDER? Asked of a scratch repository (in the empty
+    folder SCRATCH) holding the course's .gitignore and the folder's own, if it has one: the
+    rules for the file itself, also for a learner's folder under workspace/ (which git ignores
+    as a whole) or outside this repository."""
+    rules = [path.read_text() for path in (ROOT / ".gitignore", Path(folder) / ".gitignore") if path.is_file()]
+    subprocess.run(["git", "init", "--quiet", str(scratch)], check=True)
+    (scratch / ".gitignore").write_text("\n".join(rules))
+    check = subprocess.run(["git", "check-ignore", "--quiet", name], cwd=scratch)
+    assert check.returncode in (0, 1), f"git check-ignore failed for {name}"
+    return check.returncode == 0
 
 
 # --- servers on free ports -----------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
@@ -10,6 +9,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from helpers import git_ignores
 from lessons import find
 
 POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -56,10 +56,12 @@ def test_image_is_postgres_with_a_pinned_version(db_service):
 
 
 def test_every_lesson_folder_shares_one_compose_project(compose):
+    """Every lesson folder shares one compose project: name: ai-interview-coach"""
     assert compose.get("name") == "ai-interview-coach", compose.get("name")
 
 
 def test_container_is_named_interview_db(db_service):
+    """The container is named interview-db"""
     assert db_service.get("container_name") == "interview-db", db_service
 
 
@@ -74,6 +76,7 @@ def test_port_is_open_to_this_machine_only(db_service):
 
 
 def test_settings_come_from_docker_env(db_service):
+    """Settings come from docker.env"""
     env_file = db_service.get("env_file")
     assert env_file in ("docker.env", ["docker.env"]), env_file
 
@@ -96,26 +99,27 @@ def test_has_a_healthcheck(db_service):
 
 
 def test_docker_env_example_has_the_three_postgres_settings(docker_env):
+    """docker.env.example has the three Postgres settings"""
     assert {key: bool(docker_env.get(key)) for key in POSTGRES_KEYS} == dict.fromkeys(POSTGRES_KEYS, True), \
         docker_env
 
 
 def test_docker_env_example_matches_the_apps_settings_in_lesson_09(docker_env):
+    """docker.env.example holds the course's database name, user and password (lesson 09's app uses them)"""
     app_env = dotenv_values(find("09").path / ".env.example")
     assert (docker_env["POSTGRES_DB"], docker_env["POSTGRES_USER"], docker_env["POSTGRES_PASSWORD"]) == \
         (app_env["DB_NAME"], app_env["DB_USER"], app_env["DB_PASSWORD"])
     assert app_env["DB_PORT"] == "5433", app_env
 
 
-def test_docker_env_is_git_ignored(lesson):
-    check = subprocess.run(["git", "check-ignore", "--quiet", "docker.env"], cwd=lesson.path,
-                           capture_output=True, text=True)
-    assert check.returncode == 0, f"docker.env would be committed: {check.stderr}"
+def test_docker_env_is_git_ignored(lesson, tmp_path):
+    """docker.env is git-ignored"""
+    assert git_ignores(lesson.path, "docker.env", tmp_path), "docker.env would be committed"
 
 
-def test_docker_env_example_is_not_git_ignored(lesson):
-    check = subprocess.run(["git", "check-ignore", "--quiet", "docker.env.example"], cwd=lesson.path)
-    assert check.returncode == 1, "docker.env.example must be committed"
+def test_docker_env_example_is_not_git_ignored(lesson, tmp_path):
+    """docker.env.example is committed (not git-ignored)"""
+    assert not git_ignores(lesson.path, "docker.env.example", tmp_path), "docker.env.example must be committed"
 
 
 def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_env):

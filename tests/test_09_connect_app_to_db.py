@@ -11,6 +11,8 @@ import httpx2
 import psycopg2
 import pytest
 
+from helpers import git_ignores
+
 CLOSE_ENOUGH = timedelta(seconds=5)
 DB_KEYS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
 
@@ -154,10 +156,8 @@ def test_env_example_lists_the_db_settings(lesson):
     assert "DB_PORT=5433" in example.splitlines(), example
 
 
-def test_dot_env_is_git_ignored(lesson):
-    check = subprocess.run(["git", "check-ignore", "--quiet", ".env"], cwd=lesson.path,
-                           capture_output=True, text=True)
-    assert check.returncode == 0, f".env would be committed: {check.stderr}"
+def test_dot_env_is_git_ignored(lesson, tmp_path):
+    assert git_ignores(lesson.path, ".env", tmp_path), ".env would be committed"
 
 
 def test_app_reads_its_settings_from_a_dot_env_file(lesson, db_env, tmp_path):
