@@ -255,6 +255,7 @@ def test_startup_keeps_lesson_11_rows_and_hashes(db, lesson_11_rows, app):
 
 
 def test_startup_does_not_alter_lesson_11s_table(db, lesson_11_rows, app):
+    """Startup does not alter lesson 11's table"""
     before = table_definition(db)
     with TestClient(app):
         pass
@@ -262,6 +263,7 @@ def test_startup_does_not_alter_lesson_11s_table(db, lesson_11_rows, app):
 
 
 def test_ids_continue_after_lesson_11s_rows(started_on_11s_table, lesson_11_rows):
+    """Ids continue after lesson 11's rows"""
     new_id = create_user(started_on_11s_table, SIGNUP)
     assert new_id == max(lesson_11_rows) + 1, (new_id, lesson_11_rows)
 
@@ -276,6 +278,7 @@ def test_user_without_a_password_hash_can_be_updated_and_deleted(started_on_11s_
 
 
 def test_a_missing_table_is_created_like_lesson_11s(db, lesson_11_rows, app):
+    """A missing table is created like lesson 11's"""
     lesson_11 = table_definition(db)
     with db.cursor() as cur:
         cur.execute("DROP TABLE users")
@@ -311,6 +314,7 @@ def test_a_model_object_added_in_a_session_is_served_by_the_api(client, main, mo
 
 
 def test_requests_reuse_the_engines_pooled_connection(client, opened_connections):
+    """Requests reuse the engine's pooled connection"""
     user_id = create_user(client, SIGNUP)
     for _ in range(10):
         r = client.get(f"/api/users/{user_id}")

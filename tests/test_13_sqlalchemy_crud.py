@@ -230,6 +230,7 @@ def test_ids_are_never_reused(client):
 
 
 def test_user_out_reads_a_model_object(client, database, main, models):
+    """UserOut reads a model object"""
     user_id = create(client)
     with database.SessionLocal() as db:
         user = db.get(models.User, user_id)
