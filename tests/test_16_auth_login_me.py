@@ -126,6 +126,12 @@ def test_token_is_hs256_with_the_user_id_as_sub_and_exp_in_60_minutes(ada, ada_t
     assert 55 < minutes_left <= 60, claims
 
 
+def test_token_says_when_it_was_issued_and_lives_60_minutes_from_then(ada_token):
+    claims = jwt.decode(ada_token, SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 60 * 60, claims
+    assert datetime.now(UTC).timestamp() - claims["iat"] < 5 * 60, claims
+
+
 def test_token_lifetime_follows_expiry_minutes(app, monkeypatch):
     import main
 
@@ -151,8 +157,15 @@ def test_me_without_a_token_is_401(client):
 
 
 FAR_FUTURE = 4102444800  # 2100-01-01 as a Unix time: a claim no test waits for
+YEAR_9999 = datetime(9999, 12, 31, tzinfo=UTC)
+NOW = int(datetime.now(UTC).timestamp())
 WRONG_SECRET = "another-secret-also-32-bytes-long!!"
 UNSIGNED = b64({"alg": "none", "typ": "JWT"})
+
+
+def signed(claims: dict) -> str:
+    """A token with exactly these claims, signed with the app's own secret."""
+    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 def tampered(token: str) -> str:
@@ -166,8 +179,12 @@ BAD_AUTHORIZATION = {
     "tampered": lambda ada, token: f"Bearer {tampered(token)}",
     "wrong secret": lambda ada, token: f"Bearer {token_for(ada['id'], secret=WRONG_SECRET)}",
     "alg none": lambda ada, token: f"Bearer {UNSIGNED}.{b64({'sub': str(ada['id']), 'exp': FAR_FUTURE})}.",
-    "no exp": lambda ada, token: f"Bearer {jwt.encode({'sub': str(ada['id'])}, SECRET, algorithm='HS256')}",
-    "no sub": lambda ada, token: f"Bearer {jwt.encode({'exp': FAR_FUTURE}, SECRET, algorithm='HS256')}",
+    "no exp": lambda ada, token: f"Bearer {signed({'sub': str(ada['id']), 'iat': NOW})}",
+    "no sub": lambda ada, token: f"Bearer {signed({'iat': NOW, 'exp': FAR_FUTURE})}",
+    "no iat": lambda ada, token: f"Bearer {signed({'sub': str(ada['id']), 'exp': FAR_FUTURE})}",
+    # Each of these is signed with the app's secret, yet lives longer than any token it makes.
+    "exp in the year 9999": lambda ada, token: f"Bearer {token_for(ada['id'], exp=YEAR_9999)}",
+    "issued 2 hours ago, exp ahead": lambda ada, token: f"Bearer {token_for(ada['id'], iat=NOW - 7200)}",
     "sub not a number": lambda ada, token: f"Bearer {token_for('ada')}",
     "sub beyond any id": lambda ada, token: f"Bearer {token_for(10**12)}",
     "no such user": lambda ada, token: f"Bearer {token_for(2_147_483_647)}",
@@ -184,6 +201,15 @@ def test_every_bad_token_is_401(client, ada, ada_token, kind):
     r = client.get("/api/me", headers={"Authorization": BAD_AUTHORIZATION[kind](ada, ada_token)})
     assert r.status_code == 401, r.text
     assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+# create_token writes sub as str(user_id): "7". int() reads each of these as 7 too.
+@pytest.mark.parametrize("written", [" {id} ", "+{id}", "0{id}", "{id}\n", "{arabic}"],
+                         ids=["spaces", "plus sign", "leading zero", "newline", "arabic digits"])
+def test_a_sub_not_written_the_way_the_app_writes_ids_is_401(client, ada, written):
+    arabic = str(ada["id"]).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    r = client.get("/api/me", headers=bearer(token_for(written.format(id=ada["id"], arabic=arabic))))
+    assert r.status_code == 401, r.text
 
 
 def test_token_of_a_deleted_user_is_401(client, db):
