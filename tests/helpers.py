@@ -17,7 +17,7 @@ Helpers and what they do:
   WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
   wait_for           polls a condition until it holds, or fails the test naming what never happened
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
-  git_ignores        whether git would ignore a file of a lesson folder (also under workspace/ or outside the repo)
+  git_ignores        whether git ignores a lesson folder's file (also under workspace/ or outside the repo)
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
   connect            a psycopg2 connection (autocommit) to the test database, from db_env (`db` is one)
   stored_hash        the password_hash column of one user, read with the `db` connection
@@ -243,7 +243,8 @@ def git_ignores(folder: Path, name: str, scratch: Path) -> bool:
     folder SCRATCH) holding the course's .gitignore and the folder's own, if it has one: the
     rules for the file itself, also for a learner's folder under workspace/ (which git ignores
     as a whole) or outside this repository."""
-    rules = [path.read_text() for path in (ROOT / ".gitignore", Path(folder) / ".gitignore") if path.is_file()]
+    files = (ROOT / ".gitignore", Path(folder) / ".gitignore")
+    rules = [path.read_text() for path in files if path.is_file()]
     subprocess.run(["git", "init", "--quiet", str(scratch)], check=True)
     (scratch / ".gitignore").write_text("\n".join(rules))
     check = subprocess.run(["git", "check-ignore", "--quiet", name], cwd=scratch)

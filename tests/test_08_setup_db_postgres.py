@@ -119,7 +119,7 @@ def test_docker_env_is_git_ignored(lesson, tmp_path):
 
 def test_docker_env_example_is_not_git_ignored(lesson, tmp_path):
     """docker.env.example is committed (not git-ignored)"""
-    assert not git_ignores(lesson.path, "docker.env.example", tmp_path), "docker.env.example must be committed"
+    assert not git_ignores(lesson.path, "docker.env.example", tmp_path), "it must be committed"
 
 
 def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_env):
