@@ -227,7 +227,8 @@ def test_the_answer_appears_on_the_page_piece_by_piece(pages, page, coach, user)
 def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
     """While nothing else is sent for 15 s (a slow model), FastAPI sends the comment `: ping`
     so that no proxy closes a quiet connection. Hint: a block without a `data:` line is no token."""
-    body = ': ping\n\ndata: {"token": "Hi"}\n\n: ping\n\ndata: {"token": " there"}\n\nevent: done\ndata: {}\n\n'
+    body = (': ping\n\ndata: {"token": "Hi"}\n\n: ping\n\n'
+            'data: {"token": " there"}\n\nevent: done\ndata: {}\n\n')
 
     def answer_with_pings(route):
         if route.request.method == "OPTIONS":  # the CORS preflight: the live API answers it
