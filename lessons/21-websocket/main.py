@@ -1,6 +1,6 @@
-import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Annotated
@@ -10,8 +10,9 @@ from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSock
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from passlib.context import CryptContext
 from pydantic import (
     AfterValidator,
@@ -344,14 +345,18 @@ def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep):
     return {"reply": reply}
 
 
-# Who is asking (the same check as every endpoint: 401 for a bad token) and what the coach is
-# sent. The streaming endpoint runs this in a worker thread, as SQLAlchemy's calls block. Its
-# session is its own and is closed before the answer streams: a Depends(get_db) session would
-# stay open, holding one of the pool's connections, until the last token is sent.
-def start_chat(credentials: HTTPAuthorizationCredentials | None, question: str) -> tuple[int, list[dict]]:
+# What a chat stream needs before it starts: who is asking (the same check as every endpoint)
+# and what the coach is sent. As a dependency it runs before the stream's first byte, so a bad
+# token is still a plain 401 and a database that is down a plain 503, like everywhere else.
+# A plain `def`: FastAPI runs it in a worker thread, as SQLAlchemy's calls block. Its session is
+# its own and is closed before the answer streams: a Depends(get_db) session would stay open,
+# holding one of the pool's connections, until the last token is sent.
+def start_chat(
+    chat_in: ChatIn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> tuple[int, list[dict]]:
     with SessionLocal() as db:
         user = get_current_user(db, credentials)
-        return user.id, conversation(db, user.id, question)
+        return user.id, conversation(db, user.id, chat_in.message)
 
 
 def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -> None:
@@ -359,55 +364,43 @@ def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -
         store_exchange(db, user_id, question, asked_at, reply)
 
 
-# One Server-Sent Event: an `event:` line when it has a name, a `data:` line, and a blank line
-# that ends it. The data is JSON, so a newline in a token travels as the two characters \n
-# and cannot end the line (or, as a blank line, the event) early.
-def sse(data: dict, event: str | None = None) -> str:
-    return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
-
-
-STREAM = {200: {"content": {"text/event-stream": {}},
-                "description": 'Events `data: {"token": ...}`, then `event: done` (or `event: error`)'}}
-
-
 # The same chat, but the answer is sent token by token while the coach writes it, as
-# Server-Sent Events: `data: {"token": "..."}` for each piece, then `event: done`. If the model
-# fails before its first token, the answer is a plain 502 or 504 as in /api/chat; once the
-# 200 and the first tokens are sent, a failure can only be told as an `event: error`.
+# Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
+# with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
+# as an `event:` line (when it has a name) and a `data:` line of JSON: a newline in a token
+# travels as the two characters \n and cannot end the event early. FastAPI also writes the 200
+# into the OpenAPI document (/docs).
+# The 200 goes out before the model is even asked, so every failure of the model, before its
+# first token or half-way, is told as an `event: error`.
+# If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
+# (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
+# the model on the way out, and nothing is stored.
 # async def: the endpoint and its stream run on the event loop, and wait only with `await`,
 # so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
-@app.post("/api/chat/stream", response_class=StreamingResponse,
-          responses={**STREAM, **UNREADABLE, **NOT_LOGGED_IN, **LLM_DOWN, **DB_DOWN})
+@app.post("/api/chat/stream", response_class=EventSourceResponse,
+          response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
+                               'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
+          responses={**UNREADABLE, **NOT_LOGGED_IN, **DB_DOWN})
 async def chat_stream(
-    chat_in: ChatIn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-):
-    user_id, messages = await run_in_threadpool(start_chat, credentials, chat_in.message)
+    chat_in: ChatIn, start: Annotated[tuple[int, list[dict]], Depends(start_chat)]
+) -> AsyncIterator[ServerSentEvent]:
+    user_id, messages = start
     asked_at = datetime.now(UTC)
-    tokens = llm.stream(messages)
-    first = await anext(tokens)  # the model has started, or this raised its 502 or 504
-
-    # StreamingResponse sends whatever this generator yields, as it yields it. If the user goes
-    # away, Starlette cancels it: the `await` it waits at raises CancelledError, the stream to
-    # the model is closed on the way out (llm.stream), and nothing is stored.
-    async def events():
-        reply = [first]
-        yield sse({"token": first})
-        try:
+    reply = []
+    try:
+        async with aclosing(llm.stream(messages)) as tokens:
             async for token in tokens:
                 reply.append(token)
-                yield sse({"token": token})
-            await run_in_threadpool(save_exchange, user_id, chat_in.message, asked_at, "".join(reply))
-        except HTTPException as error:  # the model failed half-way
-            yield sse({"detail": error.detail}, "error")
-            return
-        except OperationalError:  # the database went away before the exchange was stored
-            yield sse({"detail": "Database unavailable, try again later"}, "error")
-            return
-        logger.info("chat stream: user %s asked the coach, %s earlier messages sent",
-                    user_id, len(messages) - 2)
-        yield sse({}, "done")
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+                yield ServerSentEvent(data={"token": token})
+        await run_in_threadpool(save_exchange, user_id, chat_in.message, asked_at, "".join(reply))
+    except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
+        yield ServerSentEvent(data={"detail": error.detail}, event="error")
+        return
+    except OperationalError:  # the database went away before the exchange was stored
+        yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
+        return
+    logger.info("chat stream: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
+    yield ServerSentEvent(data={}, event="done")
 
 
 # The user's own conversation, oldest first. user.messages is the relationship in models.py:
