@@ -146,6 +146,40 @@ def test_malformed_email_is_422_at_signup_and_in_put_me(client, user, email):
     assert [e["loc"] for e in r.json()["detail"]] == [["body", "email"]], r.text
 
 
+# --- the OpenAPI document tells the truth about emails -------------------------------------
+
+def email_schema(client, path: str, method: str) -> dict:
+    """What /openapi.json says the email in the body of METHOD PATH must be (the string, not null;
+    without its title, a label for people)."""
+    openapi = client.get("/openapi.json").json()
+    body = openapi["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    email = openapi["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]["properties"]["email"]
+    string = next(schema for schema in email.get("anyOf", [email]) if schema.get("type") == "string")
+    return {key: value for key, value in string.items() if key != "title"}
+
+
+def test_signup_login_and_put_me_describe_emails_alike(client):
+    signup = email_schema(client, "/api/users", "post")
+    assert email_schema(client, "/api/login", "post") == signup
+    assert email_schema(client, "/api/me", "put") == signup
+
+
+# `format: email` alone allows every one of these. Whatever the API accepts, the document must
+# say so: a client (or Schemathesis) that sends what the schema allows never gets a 422, and
+# what the schema refuses gets one. jsonschema_rs is the validator Schemathesis itself uses.
+@pytest.mark.parametrize("address", [
+    "agree@example.com", "Agree.Case+tag@Mail.Example.org", "ada@lab.test", "ada@LAB.Test",
+    "ada@printer.local", "ada@b.invalid", "ada@host.localhost", "root@localhost", "ada@x.onion",
+    "ada@10.in-addr.arpa", "ada@host.123", '"ada l"@example.com', "ada@[127.0.0.1]"])
+def test_the_openapi_document_and_the_api_agree_on_an_email(client, user, address):
+    import jsonschema_rs
+
+    schema = email_schema(client, "/api/me", "put")
+    allowed = jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(address)
+    r = put_me(client, user, {"email": address})
+    assert r.status_code == (200 if allowed else 422), r.text
+
+
 # --- the dependencies -----------------------------------------------------------------------
 
 def test_get_db_closes_its_session_however_the_request_ends(client, user, db, monkeypatch):
