@@ -434,7 +434,7 @@ def page_origin(settings: dict) -> tuple[str, str]:
 def run_folder(lesson: Lesson, folder: Path) -> None:
     """Serve `folder` (the lesson's snapshot, or a learner's copy of it) with what `lesson` needs,
     print where to find it all, and stop everything on Ctrl-C."""
-    has_api = (folder / "main.py").is_file()
+    has_api = (folder / lesson.app_file).is_file()  # main.py, or app/main.py (lessons.toml's `app`)
     has_pages = "frontend" in lesson.needs and (folder / "frontend").is_dir()
     needs_llm = "llm" in lesson.needs
     ports = [API_PORT] + [PAGES_PORT] * has_pages
@@ -457,7 +457,7 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
                 fail(f"port {COACH_PORT} is already in use: stop the other server (another make run?) first")
             commands.append((coach, ROOT))
     if has_api:
-        commands.append((["-m", "uvicorn", "main:app", "--reload", "--host", "127.0.0.1",
+        commands.append((["-m", "uvicorn", lesson.app, "--reload", "--host", "127.0.0.1",
                           "--port", str(API_PORT)], folder))
         print(f"  API docs: http://localhost:{API_PORT}/docs  (Swagger UI: try every endpoint)")
     else:

@@ -20,10 +20,18 @@ class Lesson:
     title: str
     summary: str
     needs: tuple[str, ...]
+    # The ASGI app uvicorn serves, "module:attribute" inside the folder: main:app, or from
+    # lesson 22 on (the app a package) app.main:app. lessons.toml's optional `app` field.
+    app: str = "main:app"
 
     @property
     def path(self) -> Path:
         return LESSONS_DIR / self.folder
+
+    @property
+    def app_file(self) -> str:
+        """The file that holds the app, relative to the folder: main.py, app/main.py."""
+        return self.app.partition(":")[0].replace(".", "/") + ".py"
 
     @property
     def test_file(self) -> Path:
@@ -38,7 +46,8 @@ def all_lessons() -> list[Lesson]:
     with MANIFEST.open("rb") as f:
         entries = tomllib.load(f)["lesson"]
     return [
-        Lesson(e["number"], e["folder"], e["title"], e["summary"], tuple(e["needs"]))
+        Lesson(e["number"], e["folder"], e["title"], e["summary"], tuple(e["needs"]),
+               e.get("app", "main:app"))
         for e in entries
     ]
 

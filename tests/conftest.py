@@ -3,18 +3,19 @@
 One pytest process tests one lesson (`make test` starts one per lesson). The folder under test
 is LESSON_DIR when set (so the same tests can grade a learner's folder or another snapshot),
 otherwise the lesson that the test file's name points at (test_09_... -> lessons/09-...).
-That folder goes first on sys.path, so `import main` imports the lesson's own main.py.
+That folder goes first on sys.path, so `import main` imports the lesson's own main.py (from
+lesson 22 on the app is a package, `app.main`: lessons.toml's `app` names it, see lesson.app).
 
 Fixtures:
-  lesson        the Lesson under test (number, folder, needs) with .path = the folder tested
+  lesson        the Lesson under test (number, folder, needs, app) with .path = the folder tested
   db_env        DB_* settings of this lesson's own fresh test database aic_test_NN
   db            a psycopg2 connection (autocommit) to that database, to look at rows
   user          (16 on) a fresh user straight into the migrated table and a token: {"id", "token"}
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
-  app           the lesson's FastAPI app (main.app)
+  app           the lesson's FastAPI app (main.app; app.main.app from lesson 22 on)
   client        a TestClient around it; startup and shutdown (lifespan) run
-  fresh_app     fresh_app(NAME=value, ...) -> a new app from main.py imported again with those
-                environment variables (settings read at import): no uvicorn to start for them
+  fresh_app     fresh_app(NAME=value, ...) -> a new app from main.py (or the app package) imported
+                again with those environment variables (settings read at import): no uvicorn
   servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
   live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
@@ -83,7 +84,7 @@ def lesson(request):
     registered = find(number)
     folder = Path(os.environ.get("LESSON_DIR") or registered.path).resolve()
     sys.path.insert(0, str(folder))
-    return LessonUnderTest(registered.number, registered.folder, registered.needs, folder)
+    return LessonUnderTest(registered.number, registered.folder, registered.needs, folder, registered.app)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class LessonUnderTest:
     folder: str
     needs: tuple[str, ...]
     path: Path  # the folder whose code is tested
+    app: str = "main:app"  # what uvicorn serves, module:attribute (lessons.toml's `app`)
+
+    def import_app(self):
+        """The FastAPI app object: `main.app`, or `app.main.app` for an app package."""
+        module, _, attribute = self.app.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +147,7 @@ def app(lesson, request):
         request.getfixturevalue("db_env")
         if (lesson.path / "alembic").is_dir():
             alembic(lesson.path, "upgrade", "head")  # as `make run` does
-    return importlib.import_module("main").app
+    return lesson.import_app()
 
 
 @pytest.fixture
@@ -154,15 +161,28 @@ def client(app):
 @pytest.fixture
 def fresh_app(app, lesson, monkeypatch):
     """fresh_app(**env): the lesson's main.py run again as a module of its own, with ENV set for
-    this test; returns its app. The `app` of the other tests (module `main`) stays as it is."""
+    this test; returns its app. The `app` of the other tests (module `main`) stays as it is.
+    An app package (lesson 22 on: settings read once, in app.config) is imported again whole,
+    its modules then put back as they were."""
 
     def load(**env):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        spec = importlib.util.spec_from_file_location("main_again", lesson.path / "main.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.app
+        if lesson.app == "main:app":
+            spec = importlib.util.spec_from_file_location("main_again", lesson.path / "main.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.app
+        package = lesson.app.split(".")[0]
+        kept = {name: m for name, m in sys.modules.items() if name.split(".")[0] == package}
+        for name in kept:
+            del sys.modules[name]
+        try:
+            return lesson.import_app()
+        finally:
+            for name in [n for n in sys.modules if n.split(".")[0] == package]:
+                del sys.modules[name]
+            sys.modules.update(kept)
 
     return load
 
@@ -190,7 +210,7 @@ def live_api(lesson, servers, request):
 
     def start(env=None):
         port, proc = servers.start(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
+            [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", "{port}"],
             cwd=lesson.path, env=env, what="the lesson's API")
         return LiveApi(f"http://127.0.0.1:{port}", proc, servers)
 
@@ -231,7 +251,8 @@ def pages(lesson, app, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("pages") / "frontend"
     shutil.copytree(lesson.path / "frontend", folder)
-    with pages_and_api(folder, lesson.path, origins=lambda port: f"http://localhost:{port}") as (port, api):
+    with pages_and_api(folder, lesson.path, origins=lambda port: f"http://localhost:{port}",
+                       app=lesson.app) as (port, api):
         (folder / "config.js").write_text(f'const API_URL = "{api}";\n')
         yield Pages(f"http://localhost:{port}", api, folder, port)
 

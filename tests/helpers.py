@@ -255,14 +255,15 @@ def git_ignores(folder: Path, name: str, scratch: Path) -> bool:
 # --- servers on free ports -----------------------------------------------------------------
 
 @contextmanager
-def pages_and_api(folder: Path, app_folder: Path, origins: Callable[[int], str]) -> Iterator[tuple[int, str]]:
+def pages_and_api(folder: Path, app_folder: Path, origins: Callable[[int], str],
+                  app: str = "main:app") -> Iterator[tuple[int, str]]:
     """Serves FOLDER (a copy of a frontend/) on a free port P and runs the app of APP_FOLDER in
-    uvicorn on another, with CORS_ORIGINS=origins(P). Yields (P, the API's URL); the caller
-    points config.js at that URL. Both stop on leaving the block."""
+    uvicorn on another (APP: module:attribute, lessons.toml's `app`), with CORS_ORIGINS=origins(P).
+    Yields (P, the API's URL); the caller points config.js at that URL. Both stop on leaving the block."""
     files, servers = serve_folder(folder), Servers()
     try:
         api_port, _ = servers.start(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}"],
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "{port}"],
             cwd=app_folder, env={"CORS_ORIGINS": origins(files.server_port)}, what="the lesson's API")
         yield files.server_port, f"http://127.0.0.1:{api_port}"
     finally:

@@ -1,0 +1,277 @@
+"""Lesson 22: the app of lesson 21 as an `app/` package, with its settings checked at startup.
+
+Same behaviour: every test of lesson 21 runs here unchanged, against this lesson's folder (the
+import below; conftest derives the folder from this file's name and serves `app.main:app`).
+Then the lesson's own: the package's layout, the settings (one line for a bad one, the
+environment over .env over the defaults), and dependency_overrides swapping the LLM and the
+settings of a running app, with no re-import and no environment to change.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import jwt
+import pytest
+from fastapi import APIRouter, WebSocketDisconnect
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from helpers import bearer, token_for
+from test_21_websocket import *  # noqa: F403  (lesson 21's tests: the same app, so they pass here too)
+
+ASKED = "How do I prepare for a system design interview?"
+OTHER_SECRET = "another-secret-that-is-at-least-32-bytes-long"
+MODULES = ["main", "config", "db", "models", "schemas", "security", "deps", "llm"]
+ROUTERS = ["users", "auth", "chat", "ws"]
+
+
+@pytest.fixture
+def overrides(app):
+    """app.dependency_overrides, emptied again after the test."""
+    yield app.dependency_overrides
+    app.dependency_overrides.clear()
+
+
+def socket_refused(client, token: str) -> int:
+    """The close code the socket answers this token with (a test client socket, in-process)."""
+    with client.websocket_connect("/ws/chat") as ws:
+        ws.send_json({"token": token})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    return closed.value.code
+
+
+def socket_answer(client, token: str, message: str = ASKED) -> str:
+    """The answer's tokens joined, after the socket said ready and before it said done."""
+    with client.websocket_connect("/ws/chat") as ws:
+        ws.send_json({"token": token})
+        assert ws.receive_json() == {"type": "ready"}
+        ws.send_json({"message": message})
+        pieces = []
+        while (frame := ws.receive_json())["type"] == "token":
+            pieces.append(frame["content"])
+    assert frame == {"type": "done"}, frame
+    return "".join(pieces)
+
+
+# --- the layout --------------------------------------------------------------------------------
+
+def test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic(lesson, app):
+    """app/ holds main, config, db, models, schemas, security, deps and llm; app/routers/ holds
+    users, auth, chat and ws, each with an APIRouter named `router`.
+    Hint: every folder Python imports from needs an __init__.py (it may be empty)."""
+    from importlib import import_module
+
+    folder = lesson.path / "app"
+    assert [m for m in MODULES if not (folder / f"{m}.py").is_file()] == []
+    assert (folder / "__init__.py").is_file() and (folder / "routers" / "__init__.py").is_file()
+    for name in ROUTERS:
+        assert isinstance(import_module(f"app.routers.{name}").router, APIRouter), name
+    assert not (lesson.path / "main.py").exists()  # moved into the package: one app, one place
+
+
+def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
+    """/docs (the OpenAPI document) lists the same paths as lesson 21, tagged users, auth, chat."""
+    paths = app.openapi()["paths"]
+    tags = {(path, method): op.get("tags") for path, ops in paths.items() for method, op in ops.items()}
+    assert set(paths) == {"/api/time", "/api/test-db", "/api/users", "/api/me", "/api/login", "/api/chat",
+                          "/api/chat/stream", "/api/chat/history"}
+    assert tags[("/api/users", "post")] == tags[("/api/me", "get")] == tags[("/api/me", "put")] == ["users"]
+    assert tags[("/api/login", "post")] == ["auth"]
+    assert tags[("/api/chat", "post")] == tags[("/api/chat/stream", "post")] == ["chat"]
+    assert tags[("/api/chat/history", "get")] == ["chat"]
+    assert all(tags.values()), tags  # every endpoint sits under a heading
+
+
+def test_only_config_reads_the_environment(lesson):
+    """No module but app/config.py reads the environment or .env (no os.getenv, no load_dotenv)."""
+    readers = []
+    for path in [*(lesson.path / "app").rglob("*.py"), lesson.path / "alembic" / "env.py"]:
+        text = path.read_text()
+        if any(word in text for word in ("os.getenv", "os.environ", "load_dotenv")):
+            readers.append(str(path.relative_to(lesson.path)))
+    assert readers == []
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+def test_settings_are_read_once_and_typed(app):
+    """get_settings() returns one cached Settings: CORS_ORIGINS a list, OPENAI_TIMEOUT a number,
+    JWT_SECRET a SecretStr that never shows in a print or a log."""
+    from app.config import Settings, get_settings
+
+    settings = get_settings()
+    assert isinstance(settings, Settings) and get_settings() is settings
+    assert isinstance(settings.CORS_ORIGINS, list) and isinstance(settings.OPENAI_TIMEOUT, float)
+    assert isinstance(settings.JWT_SECRET, SecretStr)
+    assert settings.JWT_SECRET.get_secret_value() == os.environ["JWT_SECRET"]
+    assert os.environ["JWT_SECRET"] not in repr(settings) + str(settings)
+
+
+def test_the_environment_wins_over_dot_env_which_wins_over_the_defaults(app, tmp_path, monkeypatch):
+    from app.config import Settings
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("EXPIRY_MINUTES=5\nOPENAI_MODEL=model-from-dot-env\nOPENAI_TIMEOUT=\n"
+                        "CORS_ORIGINS=http://localhost:8001, https://coach.example/\n")
+    monkeypatch.setenv("EXPIRY_MINUTES", "7")
+    for name in ("OPENAI_MODEL", "OPENAI_TIMEOUT", "CORS_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=env_file)
+    assert settings.EXPIRY_MINUTES == 7  # the environment
+    assert settings.OPENAI_MODEL == "model-from-dot-env"  # .env
+    assert settings.OPENAI_TIMEOUT == 30  # the default: an empty value counts as not given
+    assert settings.CORS_ORIGINS == ["http://localhost:8001", "https://coach.example"]
+
+
+BAD_SETTINGS = {
+    "short secret": ({"JWT_SECRET": "short"}, "JWT_SECRET", "at least 32 bytes"),
+    "zero timeout": ({"OPENAI_TIMEOUT": "0"}, "OPENAI_TIMEOUT", "greater than 0"),
+    "timeout not a number": ({"OPENAI_TIMEOUT": "soon"}, "OPENAI_TIMEOUT", "number"),
+    "negative expiry": ({"EXPIRY_MINUTES": "-5"}, "EXPIRY_MINUTES", "greater than 0"),
+    "port not a number": ({"DB_PORT": "five"}, "DB_PORT", "integer"),
+    "origin without scheme": ({"CORS_ORIGINS": "localhost:8001"}, "CORS_ORIGINS", "localhost:8001"),
+    "url without scheme": ({"OPENAI_BASE_URL": "localhost:11434/v1"}, "OPENAI_BASE_URL", "URL"),
+}
+
+
+@pytest.mark.parametrize("env, name, why", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, name, why):
+    """Importing app.main with a bad setting raises SystemExit with one line: `NAME: what is wrong`.
+    Hint: catch pydantic's ValidationError where the settings are read (get_settings) and
+    raise SystemExit(...) with a message built from error.errors(), `from None`."""
+    with pytest.raises(SystemExit) as stopped:
+        fresh_app(**env)
+    message = str(stopped.value.code)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(f"{name}: ") and why in message, message
+
+
+def test_two_bad_settings_are_named_in_the_same_line(fresh_app):
+    with pytest.raises(SystemExit) as stopped:
+        fresh_app(JWT_SECRET="short", OPENAI_TIMEOUT="-1")
+    [line] = str(stopped.value.code).splitlines()
+    assert "JWT_SECRET: " in line and "OPENAI_TIMEOUT: " in line
+
+
+def test_uvicorn_stops_with_one_line_when_jwt_secret_is_short(lesson, db_env):
+    """`uvicorn app.main:app` with JWT_SECRET=short exits non-zero after printing one line, no traceback."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "uvicorn", lesson.app, "--port", "0"],
+                              cwd=lesson.path, env={**os.environ, "JWT_SECRET": "short"},
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the app started with a 5-byte JWT_SECRET")
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, lines
+    assert lines[0].startswith("JWT_SECRET: ") and "at least 32 bytes" in lines[0], lines
+
+
+def test_cors_origins_come_from_the_settings(fresh_app):
+    """The CORS middleware allows exactly the origins of CORS_ORIGINS (comma-separated)."""
+    client = TestClient(fresh_app(CORS_ORIGINS="http://a.example:8001, https://b.example"))
+    preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    for origin in ("http://a.example:8001", "https://b.example"):
+        r = client.options("/api/me", headers={"Origin": origin, **preflight})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin, r.text
+    r = client.options("/api/me", headers={"Origin": "http://localhost:8001", **preflight})
+    assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
+
+
+# --- the LLM: made in the lifespan, reached through a dependency --------------------------------
+
+def test_the_llm_clients_are_made_at_startup_and_closed_at_shutdown(app):
+    """The lifespan puts an LLM in app.state.llm (.client: OpenAI, .async_client: AsyncOpenAI) and
+    closes both clients when the app stops."""
+    with TestClient(app):
+        llm = app.state.llm
+        assert not llm.client.is_closed() and not llm.async_client.is_closed()
+    assert llm.client.is_closed() and llm.async_client.is_closed()
+
+
+class CannedCoach:
+    """A stand-in for app.llm.LLM: the same two methods, the same answer every time, no network."""
+
+    PIECES = ["Practise ", "out ", "loud."]
+
+    def __init__(self):
+        self.asked = []  # the conversations it was sent
+
+    def ask(self, messages: list[dict]) -> str:
+        self.asked.append(messages)
+        return "".join(self.PIECES)
+
+    async def stream(self, messages: list[dict]):
+        self.asked.append(messages)
+        for piece in self.PIECES:
+            yield piece
+
+
+def test_dependency_overrides_swap_the_llm_for_chat_stream_and_socket(app, overrides, coach, user):
+    """app.dependency_overrides[get_llm] replaces the LLM of /api/chat, /api/chat/stream and /ws/chat.
+    Hint: every endpoint, the socket too, gets the LLM from the get_llm dependency in app/deps.py."""
+    from app.deps import get_llm
+
+    canned = CannedCoach()
+    overrides[get_llm] = lambda: canned
+    with TestClient(app) as client:
+        r = client.post("/api/chat", json={"message": ASKED}, headers=bearer(user["token"]))
+        assert r.status_code == 200, r.text
+        assert r.json() == {"reply": "Practise out loud."}
+        r = client.post("/api/chat/stream", json={"message": ASKED}, headers=bearer(user["token"]))
+        assert r.status_code == 200, r.text
+        assert r.text.split("\n\n")[:4] == ['data: {"token": "Practise "}', 'data: {"token": "out "}',
+                                           'data: {"token": "loud."}', "event: done\ndata: {}"]
+        assert socket_answer(client, user["token"]) == "Practise out loud."
+    assert coach.requests() == []  # the real LLM was never called
+    assert len(canned.asked) == 3 and all(m[-1] == {"role": "user", "content": ASKED} for m in canned.asked)
+    roles = ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["role"] for m in canned.asked[2]] == roles  # each exchange was stored
+
+
+def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
+    """An LLM made from settings without OPENAI_API_KEY, swapped in: the chat says why, 502."""
+    from app.config import get_settings
+    from app.deps import get_llm
+    from app.llm import LLM
+
+    overrides[get_llm] = lambda: LLM(get_settings().model_copy(update={"OPENAI_API_KEY": None}))
+    with TestClient(app) as client:
+        r = client.post("/api/chat", json={"message": ASKED}, headers=bearer(user["token"]))
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "No LLM configured: set OPENAI_API_KEY in .env"}
+
+
+# --- settings as a dependency: one way to authenticate, everywhere ------------------------------
+
+def test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket(app, overrides, coach, user):
+    """With app.dependency_overrides[get_settings] another JWT_SECRET and EXPIRY_MINUTES: login signs
+    with them, and /api/me, the stream and the socket refuse the old token and accept the new one.
+    Hint: one function checks a token for the HTTP dependency, the stream and the socket, and it
+    gets the secret from the SettingsDep dependency, never from a global."""
+    from app.config import get_settings
+
+    other = get_settings().model_copy(update={"JWT_SECRET": SecretStr(OTHER_SECRET), "EXPIRY_MINUTES": 5})
+    overrides[get_settings] = lambda: other
+    old, new = user["token"], token_for(user["id"], secret=OTHER_SECRET)
+    body = {"json": {"message": ASKED}}
+    with TestClient(app) as client:
+        for r in (client.get("/api/me", headers=bearer(old)),
+                  client.post("/api/chat/stream", headers=bearer(old), **body)):
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+        assert socket_refused(client, old) == 1008
+        assert client.get("/api/me", headers=bearer(new)).json()["id"] == user["id"]
+        r = client.post("/api/chat/stream", headers=bearer(new), **body)
+        assert r.text.endswith("event: done\ndata: {}\n\n"), r.text
+        assert socket_answer(client, new)
+
+        grace = {"email": f"grace.{user['id']}@example.com", "password": "s3cret-enough"}
+        r = client.post("/api/users", json={"name": "Grace", **grace})
+        assert r.status_code == 201, r.text
+        r = client.post("/api/login", json=grace)
+        assert r.status_code == 200, r.text
+    claims = jwt.decode(r.json()["access_token"], OTHER_SECRET, algorithms=["HS256"])
+    minutes = (datetime.fromtimestamp(claims["exp"], UTC) - datetime.now(UTC)).total_seconds() / 60
+    assert 4 < minutes <= 5
