@@ -40,6 +40,7 @@ def chat(client, user, message=QUESTION):
 # --- the reply and what the LLM was sent ----------------------------------------------------
 
 def test_the_reply_is_the_llms_answer(client, coach, user):
+    """The reply is the LLM's answer"""
     r = chat(client, user)
     assert r.status_code == 200, r.text
     [sent] = coach.requests()
@@ -47,6 +48,7 @@ def test_the_reply_is_the_llms_answer(client, coach, user):
 
 
 def test_the_llm_gets_a_system_prompt_then_the_users_message(client, coach, user):
+    """The LLM gets a system prompt, then the user's message"""
     r = chat(client, user)
     assert r.status_code == 200, r.text
     [sent] = coach.requests()
