@@ -7,6 +7,7 @@ environment over .env over the defaults), and dependency_overrides swapping the 
 settings of a running app, with no re-import and no environment to change.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,16 @@ def overrides(app):
     app.dependency_overrides.clear()
 
 
+def events(text: str) -> list[tuple[str, dict]]:
+    """A text/event-stream body as (event name, data) pairs; an event without a name is "message"."""
+    found = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            found.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return found
+
+
 def socket_refused(client, token: str) -> int:
     """The close code the socket answers this token with (a test client socket, in-process)."""
     with client.websocket_connect("/ws/chat") as ws:
@@ -59,8 +70,9 @@ def socket_answer(client, token: str, message: str = ASKED) -> str:
 # --- the layout --------------------------------------------------------------------------------
 
 def test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic(lesson, app):
-    """app/ holds main, config, db, models, schemas, security, deps and llm; app/routers/ holds
-    users, auth, chat and ws, each with an APIRouter named `router`.
+    """The app is the package app/: main, config, db, models, schemas, security, deps, llm, routers/.
+    app/routers/ holds users, auth, chat and ws, each with an APIRouter named `router`; no main.py
+    is left at the top of the folder.
     Hint: every folder Python imports from needs an __init__.py (it may be empty)."""
     from importlib import import_module
 
@@ -73,7 +85,7 @@ def test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic(l
 
 
 def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
-    """/docs (the OpenAPI document) lists the same paths as lesson 21, tagged users, auth, chat."""
+    """/docs lists the paths of lesson 21, each under a tag: users, auth, chat (any tag for the rest)."""
     paths = app.openapi()["paths"]
     tags = {(path, method): op.get("tags") for path, ops in paths.items() for method, op in ops.items()}
     assert set(paths) == {"/api/time", "/api/test-db", "/api/users", "/api/me", "/api/login", "/api/chat",
@@ -86,7 +98,7 @@ def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
 
 
 def test_only_config_reads_the_environment(lesson):
-    """No module but app/config.py reads the environment or .env (no os.getenv, no load_dotenv)."""
+    """Only app/config.py reads the environment: no os.getenv, os.environ or load_dotenv elsewhere."""
     readers = []
     for path in [*(lesson.path / "app").rglob("*.py"), lesson.path / "alembic" / "env.py"]:
         text = path.read_text()
@@ -98,8 +110,8 @@ def test_only_config_reads_the_environment(lesson):
 # --- settings -----------------------------------------------------------------------------------
 
 def test_settings_are_read_once_and_typed(app):
-    """get_settings() returns one cached Settings: CORS_ORIGINS a list, OPENAI_TIMEOUT a number,
-    JWT_SECRET a SecretStr that never shows in a print or a log."""
+    """get_settings() returns one cached Settings, each setting typed, JWT_SECRET a SecretStr.
+    CORS_ORIGINS is a list, OPENAI_TIMEOUT a number, and the secret never shows in a print or a log."""
     from app.config import Settings, get_settings
 
     settings = get_settings()
@@ -111,6 +123,7 @@ def test_settings_are_read_once_and_typed(app):
 
 
 def test_the_environment_wins_over_dot_env_which_wins_over_the_defaults(app, tmp_path, monkeypatch):
+    """The environment wins over .env, which wins over the defaults; an empty value is not given."""
     from app.config import Settings
 
     env_file = tmp_path / ".env"
@@ -139,7 +152,7 @@ BAD_SETTINGS = {
 
 @pytest.mark.parametrize("env, name, why", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
 def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, name, why):
-    """Importing app.main with a bad setting raises SystemExit with one line: `NAME: what is wrong`.
+    """A bad setting stops the import of app.main: SystemExit with one line, NAME: what is wrong.
     Hint: catch pydantic's ValidationError where the settings are read (get_settings) and
     raise SystemExit(...) with a message built from error.errors(), `from None`."""
     with pytest.raises(SystemExit) as stopped:
@@ -150,6 +163,7 @@ def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, nam
 
 
 def test_two_bad_settings_are_named_in_the_same_line(fresh_app):
+    """Two bad settings are named in the same line."""
     with pytest.raises(SystemExit) as stopped:
         fresh_app(JWT_SECRET="short", OPENAI_TIMEOUT="-1")
     [line] = str(stopped.value.code).splitlines()
@@ -157,7 +171,7 @@ def test_two_bad_settings_are_named_in_the_same_line(fresh_app):
 
 
 def test_uvicorn_stops_with_one_line_when_jwt_secret_is_short(lesson, db_env):
-    """`uvicorn app.main:app` with JWT_SECRET=short exits non-zero after printing one line, no traceback."""
+    """uvicorn app.main:app with JWT_SECRET=short prints one line, no traceback, and exits non-zero."""
     try:
         done = subprocess.run([sys.executable, "-m", "uvicorn", lesson.app, "--port", "0"],
                               cwd=lesson.path, env={**os.environ, "JWT_SECRET": "short"},
@@ -183,8 +197,8 @@ def test_cors_origins_come_from_the_settings(fresh_app):
 # --- the LLM: made in the lifespan, reached through a dependency --------------------------------
 
 def test_the_llm_clients_are_made_at_startup_and_closed_at_shutdown(app):
-    """The lifespan puts an LLM in app.state.llm (.client: OpenAI, .async_client: AsyncOpenAI) and
-    closes both clients when the app stops."""
+    """The lifespan puts an LLM in app.state.llm and closes its two clients when the app stops.
+    .client is an OpenAI, .async_client an AsyncOpenAI."""
     with TestClient(app):
         llm = app.state.llm
         assert not llm.client.is_closed() and not llm.async_client.is_closed()
@@ -210,7 +224,7 @@ class CannedCoach:
 
 
 def test_dependency_overrides_swap_the_llm_for_chat_stream_and_socket(app, overrides, coach, user):
-    """app.dependency_overrides[get_llm] replaces the LLM of /api/chat, /api/chat/stream and /ws/chat.
+    """app.dependency_overrides[get_llm] swaps the LLM of /api/chat, /api/chat/stream and /ws/chat.
     Hint: every endpoint, the socket too, gets the LLM from the get_llm dependency in app/deps.py."""
     from app.deps import get_llm
 
@@ -222,8 +236,8 @@ def test_dependency_overrides_swap_the_llm_for_chat_stream_and_socket(app, overr
         assert r.json() == {"reply": "Practise out loud."}
         r = client.post("/api/chat/stream", json={"message": ASKED}, headers=bearer(user["token"]))
         assert r.status_code == 200, r.text
-        assert r.text.split("\n\n")[:4] == ['data: {"token": "Practise "}', 'data: {"token": "out "}',
-                                           'data: {"token": "loud."}', "event: done\ndata: {}"]
+        assert events(r.text) == [("message", {"token": "Practise "}), ("message", {"token": "out "}),
+                                  ("message", {"token": "loud."}), ("done", {})]
         assert socket_answer(client, user["token"]) == "Practise out loud."
     assert coach.requests() == []  # the real LLM was never called
     assert len(canned.asked) == 3 and all(m[-1] == {"role": "user", "content": ASKED} for m in canned.asked)
@@ -232,7 +246,7 @@ def test_dependency_overrides_swap_the_llm_for_chat_stream_and_socket(app, overr
 
 
 def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
-    """An LLM made from settings without OPENAI_API_KEY, swapped in: the chat says why, 502."""
+    """An LLM made from settings without OPENAI_API_KEY, swapped in, answers 502 and says why."""
     from app.config import get_settings
     from app.deps import get_llm
     from app.llm import LLM
@@ -247,15 +261,16 @@ def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
 # --- settings as a dependency: one way to authenticate, everywhere ------------------------------
 
 def test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket(app, overrides, coach, user):
-    """With app.dependency_overrides[get_settings] another JWT_SECRET and EXPIRY_MINUTES: login signs
-    with them, and /api/me, the stream and the socket refuse the old token and accept the new one.
+    """app.dependency_overrides[get_settings] sets the secret and expiry of login, /api/me, stream, socket.
+    With another JWT_SECRET and EXPIRY_MINUTES=5, login signs with them, and /api/me, the stream
+    and the socket refuse the old token and accept a new one.
     Hint: one function checks a token for the HTTP dependency, the stream and the socket, and it
     gets the secret from the SettingsDep dependency, never from a global."""
     from app.config import get_settings
 
     other = get_settings().model_copy(update={"JWT_SECRET": SecretStr(OTHER_SECRET), "EXPIRY_MINUTES": 5})
     overrides[get_settings] = lambda: other
-    old, new = user["token"], token_for(user["id"], secret=OTHER_SECRET)
+    old, new = user["token"], token_for(user["id"], secret=OTHER_SECRET, minutes=5)
     body = {"json": {"message": ASKED}}
     with TestClient(app) as client:
         for r in (client.get("/api/me", headers=bearer(old)),
@@ -264,7 +279,7 @@ def test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket(ap
         assert socket_refused(client, old) == 1008
         assert client.get("/api/me", headers=bearer(new)).json()["id"] == user["id"]
         r = client.post("/api/chat/stream", headers=bearer(new), **body)
-        assert r.text.endswith("event: done\ndata: {}\n\n"), r.text
+        assert events(r.text)[-1] == ("done", {}), r.text
         assert socket_answer(client, new)
 
         grace = {"email": f"grace.{user['id']}@example.com", "password": "s3cret-enough"}
