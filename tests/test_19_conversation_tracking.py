@@ -1,5 +1,6 @@
 """Lesson 19: messages stored per user (Message, ForeignKey, relationship both ways); the coach
-gets the latest 20 with each question; GET /api/chat/history; the page shows the conversation.
+gets the latest 20 with each question; GET /api/chat/history a page at a time (keyset paging:
+limit, before); the page shows the conversation and loads earlier messages.
 
 The LLM is the offline coach (the `coach` fixture): it records what it was sent, and its answer
 quotes the user's previous message, so memory shows in the reply.
@@ -32,6 +33,21 @@ def chat(client, user, message):
     r = client.post("/api/chat", headers=bearer(user["token"]), json={"message": message})
     assert r.status_code == 200, r.text
     return r.json()["reply"]
+
+
+def insert_messages(db, user_id, count) -> list[int]:
+    """COUNT messages "message 0", "message 1", ... straight into the table; their ids, in order."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO messages (user_id, role, content) "
+                    "SELECT %s, 'user', 'message ' || n FROM generate_series(0, %s - 1) AS n RETURNING id",
+                    (user_id, count))
+        return sorted(row[0] for row in cur.fetchall())
+
+
+def history(client, user, query: str = "") -> list[dict]:
+    r = client.get(f"/api/chat/history{query}", headers=bearer(user["token"]))
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def stored(db, user_id) -> list[tuple]:
@@ -89,7 +105,50 @@ def test_history_lists_role_content_and_time_oldest_first(client, user):
         ("user", "Second question"), ("assistant", replies[1])]
     times = [datetime.fromisoformat(m["created_at"]) for m in history]
     assert times == sorted(times) and times[0] >= started - timedelta(seconds=5), times
-    assert all(set(m) == {"role", "content", "created_at"} for m in history), history
+    assert all(set(m) == {"id", "role", "content", "created_at"} for m in history), history
+    assert [m["id"] for m in history] == sorted(m["id"] for m in history), history
+
+
+def test_history_is_the_latest_50_messages_by_default(client, db, user):
+    ids = insert_messages(db, user["id"], 60)
+    page = history(client, user)
+    assert [m["id"] for m in page] == ids[10:]
+    assert [m["content"] for m in page] == [f"message {n}" for n in range(10, 60)]
+
+
+def test_before_gives_the_limit_messages_just_before_that_id(client, db, user):
+    ids = insert_messages(db, user["id"], 10)
+    assert [m["id"] for m in history(client, user, f"?limit=3&before={ids[5]}")] == ids[2:5]
+
+
+def test_250_messages_read_in_pages_of_100_none_twice_none_lost(client, db, user):
+    ids = insert_messages(db, user["id"], 250)
+    pages = [history(client, user, "?limit=100")]
+    while len(pages[-1]) == 100:  # a full page: there may be more before it
+        pages.append(history(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
+    assert [len(page) for page in pages] == [100, 100, 50]
+    read = [m["id"] for page in reversed(pages) for m in page]  # the earliest page first
+    assert read == ids
+
+
+@pytest.mark.parametrize("query", ["?limit=101", "?limit=0", "?limit=-5", "?limit=ten", "?before=0"])
+def test_a_limit_over_100_or_a_page_that_cannot_be_is_422(client, user, query):
+    r = client.get(f"/api/chat/history{query}", headers=bearer(user["token"]))
+    assert r.status_code == 422, r.text
+
+
+def test_the_openapi_document_states_the_page_limits(client):
+    operation = client.get("/openapi.json").json()["paths"]["/api/chat/history"]["get"]
+    schemas = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
+    limit = schemas["limit"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 50), limit
+    assert schemas["before"]["anyOf"][0]["minimum"] == 1, schemas["before"]
+
+
+def test_before_never_reaches_another_users_messages(client, db, user):
+    other = user_with_token(db)
+    insert_messages(db, other["id"], 5)
+    assert history(client, user, "?before=2147483647") == []
 
 
 def test_history_starts_empty(client, user):
@@ -177,6 +236,14 @@ def messages_table(db):
         return cur.fetchone()[0]
 
 
+def test_an_index_keeps_each_users_messages_in_id_order(app, db):
+    """What keyset paging needs to read one page and nothing else: an index on (user_id, id)."""
+    with db.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'messages'")
+        definitions = [row[0] for row in cur.fetchall()]
+    assert any(d.endswith("(user_id, id)") for d in definitions), definitions
+
+
 def test_the_last_migration_creates_the_messages_table_and_its_downgrade_drops_it(app, lesson, db):
     assert messages_table(db) == "messages"
     alembic(lesson.path, "downgrade", "-1")
@@ -222,6 +289,27 @@ def test_the_page_shows_the_stored_conversation_as_text(pages, page, client, use
     assert page.locator("#chat li").all_text_contents() == [hostile, reply]
     assert page.locator("#chat b, #chat img, #chat script").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_the_page_loads_earlier_messages_a_page_at_a_time(pages, page, db, user):
+    """120 stored messages: the page shows the latest 50 and a "load earlier" button; each click
+    puts the 50 before them above, as text, until the first message is shown and the button goes.
+    Hint: GET /api/chat/history?before=<the oldest id shown>, prepend, hide on a short page."""
+    insert_messages(db, user["id"], 1)
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO messages (user_id, role, content) VALUES (%s, 'assistant', %s)",
+                    (user["id"], "<b>first</b> answer"))
+    insert_messages(db, user["id"], 118)
+    log_in_page(page, pages, user, "home.html")
+    earlier = page.locator("#earlier")
+    for shown in (50, 100, 120):
+        page.wait_for_function(f"document.querySelectorAll('#chat li').length === {shown}")
+        if shown < 120:
+            earlier.click()
+    texts = page.locator("#chat li").all_text_contents()
+    assert texts == ["message 0", "<b>first</b> answer", *[f"message {n}" for n in range(118)]]
+    assert page.locator("#chat b").count() == 0
+    assert earlier.is_hidden()
 
 
 def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach):
