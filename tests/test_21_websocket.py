@@ -8,6 +8,7 @@ The sockets talk to a real uvicorn (the module's `pages` API) and the offline co
 import asyncio
 import json
 import os
+import time
 from contextlib import contextmanager
 
 import jwt
@@ -23,12 +24,16 @@ from helpers import chat_history as history
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
 COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again later"}
+BUSY = {"type": "error", "detail": "An answer is still coming: send the next message after it is done"}
+LOGIN_TIMEOUT = 1  # seconds a socket has for its first frame in these tests (WS_LOGIN_TIMEOUT)
+MAX_FRAME = 64 * 1024  # characters in a frame, at most
 
 
 @pytest.fixture(scope="session", autouse=True)
 def llm_settings(coach_server):
-    """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here."""
-    os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
+    """Point the app at the offline coach before main.py is imported; "too slow" is 1 s here,
+    and so is the time a socket has to send its token."""
+    os.environ.update(coach_server.env, OPENAI_TIMEOUT="1", WS_LOGIN_TIMEOUT=str(LOGIN_TIMEOUT))
 
 
 def socket_url(pages) -> str:
@@ -46,6 +51,15 @@ def logged_in(pages, user):
         ws.send(json.dumps({"token": user["token"]}))
         assert receive(ws) == {"type": "ready"}
         yield ws
+
+
+def close_of(ws) -> tuple[int, str]:
+    """(code, reason) of the close frame the server sends next; any other frame fails the test."""
+    with pytest.raises(ConnectionClosed) as closed:
+        frame = ws.recv(timeout=10)
+        pytest.fail(f"a frame came instead of a close: {frame}")
+    assert closed.value.rcvd is not None, "the connection was cut without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 def ask(ws, message=QUESTION) -> tuple[list[str], dict]:
@@ -124,6 +138,16 @@ def test_the_token_of_a_deleted_user_closes_the_socket_with_1008(pages, coach, u
     assert closed.value.rcvd.code == 1008
 
 
+def test_a_socket_that_sends_no_token_is_closed_with_1008_within_the_bound(pages, coach):
+    """A socket that never says who it is would stay open for as long as its client answers
+    pings. Hint: wait for the first frame with a timeout (anyio.fail_after)."""
+    with connect(socket_url(pages), open_timeout=10) as ws:
+        opened = time.monotonic()
+        assert close_of(ws) == (1008, f"No token within {LOGIN_TIMEOUT} s")
+        waited = time.monotonic() - opened
+    assert waited < LOGIN_TIMEOUT + 2, waited
+
+
 # --- failures keep the socket usable ------------------------------------------------------------
 
 def test_the_llm_failing_sends_an_error_frame_and_the_socket_stays_usable(pages, coach, user):
@@ -171,6 +195,76 @@ def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
         assert receive(ws)["type"] == "token"
     wait_for(lambda: coach.stats()["cancelled"] >= 1, "the coach sees its stream cancelled", seconds=10)
     assert coach.stats()["completed"] == 0
+
+
+# --- frames a socket refuses, and frames that come while it answers ----------------------------
+
+def test_a_binary_frame_closes_the_socket_with_1003(pages, coach, user):
+    """Hint: websocket.receive() gives the raw message: "text", or "bytes" for a binary frame."""
+    with logged_in(pages, user) as ws:
+        ws.send(b"\x00\x01 not text")
+        assert close_of(ws) == (1003, "Binary frames are not accepted: send JSON text")
+
+
+def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(pages, coach, user):
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": "x" * MAX_FRAME}))  # the frame: MAX_FRAME + 15 characters
+        assert close_of(ws) == (1009, f"A frame may have at most {MAX_FRAME} characters")
+    assert coach.requests() == []
+
+
+def test_a_message_sent_mid_answer_is_told_busy_and_the_answer_goes_on(pages, coach, user):
+    """Hint: read the frames in one task and answer in another (an anyio task group)."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        first = receive(ws)
+        ws.send(json.dumps({"message": "And another thing."}))
+        frames = [first]
+        while (frame := receive(ws))["type"] != "done":
+            frames.append(frame)
+    assert [f for f in frames if f["type"] != "token"] == [BUSY]
+    [sent] = coach.requests()  # the second message never reached the coach
+    assert "".join(f["content"] for f in frames if f["type"] == "token") == coachs_answer(sent["messages"])
+
+
+def test_pings_are_answered_while_an_answer_streams(live_api, coach, user):
+    """uvicorn pings every 0.1 s here and gives up on a client after 0.5 s without its pong. Its
+    pongs are read only while the app reads frames: a frame left unread mid-answer (a second
+    message) stops them, and the socket is closed (1011) before its answer is done."""
+    api = live_api(env={"UVICORN_WS_PING_INTERVAL": "0.1", "UVICORN_WS_PING_TIMEOUT": "0.5"})
+    coach.mode("ok", token_delay=TOKEN_DELAY)  # an answer of about 1 s
+    with connect(api.url.replace("http://", "ws://") + "/ws/chat", open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert receive(ws) == {"type": "ready"}
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"
+        ws.send(json.dumps({"message": "And another thing."}))
+        while receive(ws)["type"] != "done":  # tokens, and the busy error frame
+            pass
+    assert coach.stats()["completed"] == 1
+
+
+# --- the login holds for every message, not only the first --------------------------------------
+
+def test_a_socket_whose_token_has_expired_is_closed_with_1008_on_its_next_message(pages, coach, db):
+    """Hint: check the token again (decode_token) before each answer, not only at login."""
+    token = token_for(insert_user(db), minutes=2 / 60)  # 1 to 2 s left (exp is in whole seconds)
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    with logged_in(pages, {"token": token}) as ws:
+        wait_for(lambda: time.time() > expires, "the token expires", seconds=3)
+        ws.send(json.dumps({"message": QUESTION}))
+        assert close_of(ws) == (1008, "Invalid or expired token")
+    assert coach.requests() == []
+
+
+def test_a_deleted_accounts_socket_is_closed_with_1008_and_the_coach_is_not_asked(pages, coach, user, db):
+    with logged_in(pages, user) as ws:
+        with db.cursor() as cur:
+            cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+        ws.send(json.dumps({"message": QUESTION}))
+        assert close_of(ws) == (1008, "Invalid or expired token")
+    assert coach.requests() == []
 
 
 # --- two at once --------------------------------------------------------------------------------
