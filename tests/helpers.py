@@ -14,6 +14,8 @@ Helpers and what they do:
   wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
   log_in_page        a page with a user's token in localStorage, opened at one of the lesson's pages
   chat_history       GET /api/chat/history of a live API as (role, content) pairs (19 on)
+  insert_messages    messages "message 0", "message 1", ... straight into the table; their ids (19 on)
+  history_page       GET /api/chat/history?QUERY through a client, as a user: one page (19 on)
   WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
   wait_for           polls a condition until it holds, or fails the test naming what never happened
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
@@ -336,3 +338,22 @@ class Servers:
     def stop_all(self):
         for proc in self.procs:
             self.stop(proc)
+
+
+# --- the history's pages (lessons 19 on) ---------------------------------------------------
+
+def insert_messages(db, user_id: int, count: int) -> list[int]:
+    """COUNT messages "message 0", "message 1", ... of one user straight into the table (role
+    "user"); their ids, oldest first."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO messages (user_id, role, content) "
+                    "SELECT %s, 'user', 'message ' || n FROM generate_series(0, %s - 1) AS n RETURNING id",
+                    (user_id, count))
+        return sorted(row[0] for row in cur.fetchall())
+
+
+def history_page(client, user: dict, query: str = "") -> list[dict]:
+    """GET /api/chat/history + QUERY ("?limit=100&before=7") as USER; asserts 200, returns the page."""
+    r = client.get(f"/api/chat/history{query}", headers=bearer(user["token"]))
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -14,7 +14,15 @@ from datetime import UTC, datetime, timedelta
 import httpx2
 import pytest
 
-from helpers import alembic, bearer, log_in_page, user_with_token, wait_until_the_coach_is_asked
+from helpers import (
+    alembic,
+    bearer,
+    history_page,
+    insert_messages,
+    log_in_page,
+    user_with_token,
+    wait_until_the_coach_is_asked,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,21 +41,6 @@ def chat(client, user, message):
     r = client.post("/api/chat", headers=bearer(user["token"]), json={"message": message})
     assert r.status_code == 200, r.text
     return r.json()["reply"]
-
-
-def insert_messages(db, user_id, count) -> list[int]:
-    """COUNT messages "message 0", "message 1", ... straight into the table; their ids, in order."""
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO messages (user_id, role, content) "
-                    "SELECT %s, 'user', 'message ' || n FROM generate_series(0, %s - 1) AS n RETURNING id",
-                    (user_id, count))
-        return sorted(row[0] for row in cur.fetchall())
-
-
-def history(client, user, query: str = "") -> list[dict]:
-    r = client.get(f"/api/chat/history{query}", headers=bearer(user["token"]))
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def stored(db, user_id) -> list[tuple]:
@@ -111,21 +104,21 @@ def test_history_lists_role_content_and_time_oldest_first(client, user):
 
 def test_history_is_the_latest_50_messages_by_default(client, db, user):
     ids = insert_messages(db, user["id"], 60)
-    page = history(client, user)
+    page = history_page(client, user)
     assert [m["id"] for m in page] == ids[10:]
     assert [m["content"] for m in page] == [f"message {n}" for n in range(10, 60)]
 
 
 def test_before_gives_the_limit_messages_just_before_that_id(client, db, user):
     ids = insert_messages(db, user["id"], 10)
-    assert [m["id"] for m in history(client, user, f"?limit=3&before={ids[5]}")] == ids[2:5]
+    assert [m["id"] for m in history_page(client, user, f"?limit=3&before={ids[5]}")] == ids[2:5]
 
 
 def test_250_messages_read_in_pages_of_100_none_twice_none_lost(client, db, user):
     ids = insert_messages(db, user["id"], 250)
-    pages = [history(client, user, "?limit=100")]
+    pages = [history_page(client, user, "?limit=100")]
     while len(pages[-1]) == 100:  # a full page: there may be more before it
-        pages.append(history(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
+        pages.append(history_page(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
     assert [len(page) for page in pages] == [100, 100, 50]
     read = [m["id"] for page in reversed(pages) for m in page]  # the earliest page first
     assert read == ids
@@ -148,7 +141,7 @@ def test_the_openapi_document_states_the_page_limits(client):
 def test_before_never_reaches_another_users_messages(client, db, user):
     other = user_with_token(db)
     insert_messages(db, other["id"], 5)
-    assert history(client, user, "?before=2147483647") == []
+    assert history_page(client, user, "?before=2147483647") == []
 
 
 def test_history_starts_empty(client, user):

@@ -345,7 +345,7 @@ Before = Annotated[int | None, Query(ge=1, description="Only messages older than
 
 # The user's own conversation, a page at a time, oldest first within the page: the latest
 # `limit` messages, or with `before` the `limit` messages just before that id. Keyset paging:
-# a page starts after an id, never after a number of rows to skip (see the README). Every
+# a page starts after an id, never after a number of rows to skip (lesson 19's README). Every
 # query says WHERE user_id = <this user>, so `before` cannot reach another user's messages.
 @app.get("/api/chat/history", response_model=list[MessageOut], responses={**NOT_LOGGED_IN, **DB_DOWN})
 def chat_history(user: CurrentUser, db: SessionDep, limit: Limit = PAGE_SIZE, before: Before = None):
