@@ -8,7 +8,7 @@ from typing import Annotated
 import anyio
 from dotenv import load_dotenv
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -202,10 +202,12 @@ class SocketLogin(BaseModel):
     token: str
 
 
-# One message of the history, read from a models.Message (from_attributes).
+# One message of the history, read from a models.Message (from_attributes). The id is what
+# a client sends back as `before` to get the messages before it.
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int
     role: str
     content: str
     created_at: datetime
@@ -420,12 +422,27 @@ async def chat_stream(
     yield ServerSentEvent(data={}, event="done")
 
 
-# The user's own conversation, oldest first. user.messages is the relationship in models.py:
-# SQLAlchemy runs SELECT ... FROM messages WHERE user_id = <this user> ORDER BY id for us,
-# and nobody can ask for another user's messages: there is no id to change in the URL.
+# A page of the history: 50 messages unless the client asks for another number, at most 100.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"How many messages: 1 to {MAX_PAGE_SIZE}")]
+Before = Annotated[int | None, Query(ge=1, description="Only messages older than this id (load earlier: "
+                                                        "the id of the oldest message you have)")]
+
+
+# The user's own conversation, a page at a time, oldest first within the page: the latest
+# `limit` messages, or with `before` the `limit` messages just before that id. Keyset paging:
+# a page starts after an id, never after a number of rows to skip (lesson 19's README). Every
+# query says WHERE user_id = <this user>, so `before` cannot reach another user's messages.
 @app.get("/api/chat/history", response_model=list[MessageOut], responses={**NOT_LOGGED_IN, **DB_DOWN})
-def chat_history(user: CurrentUser):
-    return user.messages
+def chat_history(user: CurrentUser, db: SessionDep, limit: Limit = PAGE_SIZE, before: Before = None):
+    query = select(models.Message).where(models.Message.user_id == user.id)
+    if before is not None:
+        query = query.where(models.Message.id < before)
+    # The newest `limit` of them, as in conversation() (the index on (user_id, id) reads just
+    # those rows), turned around: oldest first, as the page shows them.
+    page = db.scalars(query.order_by(models.Message.id.desc()).limit(limit)).all()
+    return page[::-1]
 
 
 # --- the chat over a WebSocket ------------------------------------------------------------------
