@@ -53,3 +53,10 @@ def test_uvicorn_serves_the_app(live_api):
     assert r.status_code == 200, r.text
     assert list(r.json()) == ["time"], r.text
     assert TIME_PATTERN.fullmatch(r.json()["time"]), r.text
+
+
+def test_requirements_pin_fastapi_and_uvicorn(lesson):
+    """Requirements pin FastAPI and Uvicorn"""
+    lines = (lesson.path / "requirements.txt").read_text().split()
+    pinned = {line.split("==")[0].lower() for line in lines if re.fullmatch(r"[\w.\[\]-]+==[\w.]+", line)}
+    assert {"fastapi", "uvicorn[standard]"} <= pinned, lines

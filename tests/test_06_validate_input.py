@@ -19,7 +19,8 @@ def without(field: str) -> dict:
 def assert_refused(r, field: str) -> None:
     """400 {"error": "<text>"}, the text naming the field (in any words, any letter case)."""
     assert r.status_code == 400, r.text
-    assert list(r.json()) == ["error"] and field in r.json()["error"].lower(), r.text
+    assert list(r.json()) == ["error"], r.text
+    assert field in r.json()["error"].lower(), f"the error text should name {field!r}: {r.text}"
 
 
 BAD_PROFILES = [
