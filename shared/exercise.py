@@ -136,7 +136,8 @@ def folder_problem(lesson: Lesson, folder: Path) -> str | None:
         return f"no folder {shown(folder)}"
     if not folder.is_dir():
         return f"{shown(folder)} is a file, not a folder"
-    key = "main.py" if (lesson.path / "main.py").is_file() else "index.html"
+    # The file that holds the app (lessons.toml's `app`: main.py, or app/main.py from 22 on).
+    key = lesson.app_file if (lesson.path / lesson.app_file).is_file() else "index.html"
     if not (folder / key).is_file():
         found = ", ".join(sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:6])
         return (f"{shown(folder)} has no {key}: nothing to grade as lesson {lesson.number} "
