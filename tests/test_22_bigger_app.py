@@ -20,7 +20,7 @@ from fastapi import APIRouter, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from helpers import bearer, token_for
+from helpers import alembic, bearer, token_for
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: the same app, so they pass here too)
 
 ASKED = "How do I prepare for a system design interview?"
@@ -108,6 +108,13 @@ def test_only_config_reads_the_environment(lesson):
         if any(word in path.read_text() for word in ("os.getenv", "os.environ", "load_dotenv")):
             readers.append(str(name))
     assert readers == []
+
+
+def test_alembic_reads_the_package_and_finds_the_models_and_the_migrations_agree(lesson, app):
+    """alembic/env.py takes the engine and Base from the package; `alembic check` finds nothing to do."""
+    env_py = (lesson.path / "alembic" / "env.py").read_text()
+    assert "from app." in env_py
+    assert "No new upgrade operations detected" in alembic(lesson.path, "check")
 
 
 # --- settings -----------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     OPENAI_MODEL: str = "gpt-4o-mini"
     OPENAI_TIMEOUT: PositiveFloat = 30  # seconds to wait for an answer before the 504
 
+    # Seconds a new chat socket has to send its first frame (the token) before it is closed.
+    WS_LOGIN_TIMEOUT: PositiveFloat = 10
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def split_origins(cls, value: str | list[str]) -> list[str]:
