@@ -1,0 +1,515 @@
+"""Lesson 25: the app shipped: several workers behind nginx, health checks, request ids, a clean stop.
+
+Most tests run the production shape on this machine, as `make run LESSON=25` does: uvicorn with
+two workers, and in front of them a real nginx with the lesson's nginx.conf (shared/proxy.py
+fills it in and starts nginx). The Dockerfile and the compose file cannot run here (no Docker
+engine): they are read and checked as files, and CI builds and runs them.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+from websockets.sync.client import connect
+
+from helpers import IN_CI, ROOT, bearer, free_port, wait_for
+
+sys.path.insert(0, str(ROOT / "shared"))
+import proxy  # noqa: E402
+
+WORKERS = 2
+GRACE = 10  # --timeout-graceful-shutdown of the workers here, in seconds
+TOKEN_DELAY = 0.03  # seconds per token of the coach, for the tests that time tokens
+QUESTION = "How do I answer 'tell me about yourself'?"
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+SCHEMA_BEHIND = "Database schema is not at the latest migration: run alembic upgrade head"
+DB_DOWN = "Database unavailable, try again later"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_settings(coach_server):
+    """Point the app at the offline coach before the app is imported."""
+    os.environ.update(coach_server.env)
+
+
+class Stack:
+    """The workers (uvicorn, WORKERS processes, output in a file) and nginx in front of them."""
+
+    def __init__(self, lesson, log: Path):
+        self.log = log
+        self.app_port = free_port()
+        with open(log, "a") as out:
+            self.uvicorn = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1",
+                 "--port", str(self.app_port), "--workers", str(WORKERS),
+                 "--timeout-graceful-shutdown", str(GRACE)],
+                cwd=lesson.path, stdout=out, stderr=subprocess.STDOUT)
+        self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
+
+    def start(self) -> "Stack":
+        wait_for(lambda: self.workers_ready(), f"{WORKERS} workers answering /healthz", seconds=30)
+        self.nginx.start()
+        self.url = self.nginx.url
+        return self
+
+    def workers_ready(self) -> bool:
+        assert self.uvicorn.poll() is None, self.log.read_text()[-3000:]
+        try:
+            httpx2.get(f"http://127.0.0.1:{self.app_port}/healthz", timeout=1)
+        except httpx2.HTTPError:
+            return False
+        return len(self.worker_pids()) == WORKERS
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes the uvicorn supervisor runs now (multiprocessing's spawn_main;
+        its other child is multiprocessing's resource tracker)."""
+        children = Path(f"/proc/{self.uvicorn.pid}/task/{self.uvicorn.pid}/children").read_text()
+        return {int(pid) for pid in children.split()
+                if alive(int(pid)) and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+    def log_lines(self) -> list[dict]:
+        """Every line of the workers' output that is a JSON object (the supervisor's are not)."""
+        lines = []
+        for line in self.log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                lines.append(record)
+        return lines
+
+    def lines_of(self, request_id: str) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("request_id") == request_id]
+
+    def stop(self):
+        self.nginx.stop()
+        self.uvicorn.terminate()
+        try:
+            self.uvicorn.wait(timeout=GRACE + 5)
+        except subprocess.TimeoutExpired:
+            self.uvicorn.kill()
+            self.uvicorn.wait()
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent to collect it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.fixture(scope="module")
+def stack(lesson, app, coach_server, tmp_path_factory):
+    """The lesson's app in WORKERS uvicorn workers behind nginx, started once for the module."""
+    if proxy.binary() is None:
+        message = "nginx is not installed (apt-get install nginx): the proxy tests need it"
+        if IN_CI:
+            pytest.fail(message + ", and must run in CI")
+        pytest.skip(message)
+    if not (lesson.path / "nginx.conf").is_file():
+        pytest.fail(f"no nginx.conf in {lesson.path.name}/")
+    running = Stack(lesson, tmp_path_factory.mktemp("stack") / "workers.log")
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def open_stream(url: str, user: dict, request_id: str | None = None):
+    headers = bearer(user["token"]) | ({"X-Request-ID": request_id} if request_id else {})
+    return httpx2.stream("POST", f"{url}/api/chat/stream", json={"message": QUESTION},
+                         headers=headers, timeout=30)
+
+
+def timed_events(response):
+    """Yields (seconds since the request, event name, data) as each event arrives."""
+    start, name = time.monotonic(), "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield time.monotonic() - start, name, json.loads(line.removeprefix("data: "))
+        elif line == "":
+            name = "message"
+
+
+# --- health ------------------------------------------------------------------------------------
+
+def test_healthz_answers_200_status_ok_through_the_proxy(stack):
+    """GET /healthz answers 200 {"status": "ok"} through nginx."""
+    r = httpx2.get(f"{stack.url}/healthz", timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ok"}
+
+
+def test_readyz_answers_200_when_the_database_answers_and_is_migrated(stack):
+    """GET /readyz answers 200 when the database answers and its schema is at Alembic's head."""
+    r = httpx2.get(f"{stack.url}/readyz", timeout=5)
+    assert r.status_code == 200, r.text
+
+
+def test_readyz_answers_503_while_the_schema_is_behind_the_migrations(client, db):
+    """GET /readyz answers 503 with a detail while the schema is not at the latest migration."""
+    with db.cursor() as cur:
+        cur.execute("SELECT version_num FROM alembic_version")
+        head = cur.fetchone()[0]
+        cur.execute("UPDATE alembic_version SET version_num = '0001'")
+        try:
+            r = client.get("/readyz")
+        finally:
+            cur.execute("UPDATE alembic_version SET version_num = %s", (head,))
+    assert r.status_code == 503, r.text
+    assert r.json() == {"detail": SCHEMA_BEHIND}
+    assert client.get("/readyz").status_code == 200
+
+
+class Forwarder:
+    """A TCP forwarder from a local port to Postgres that a test can cut and restore, as if the
+    database stopped and came back, without stopping the database the other tests use."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self.sockets: list[socket.socket] = []
+        self.listener = None
+
+    def start(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self):
+        """New connections are refused, and every open one is cut."""
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in _accept
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.sockets.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def test_readyz_turns_503_when_the_database_stops_and_200_when_it_is_back(fresh_app, db_env):
+    """GET /readyz turns 503 with a detail when the database stops, and 200 again when it is back."""
+    from fastapi.testclient import TestClient
+
+    forwarder = Forwarder(int(db_env["DB_PORT"]))
+    forwarder.start()
+    try:
+        with TestClient(fresh_app(DB_PORT=str(forwarder.port))) as client:
+            assert client.get("/readyz").status_code == 200
+            forwarder.stop()
+            r = client.get("/readyz")
+            assert r.status_code == 503, r.text
+            assert r.json() == {"detail": DB_DOWN}
+            assert client.get("/healthz").status_code == 200  # alive all the same: no restart
+            forwarder.start()
+            r = client.get("/readyz")
+            assert r.status_code == 200, r.text
+    finally:
+        forwarder.stop()
+
+
+# --- request ids and logs ----------------------------------------------------------------------
+
+def test_the_app_echoes_an_x_request_id_or_makes_one(client):
+    """Every answer carries X-Request-ID: the one the request came with, or a new one.
+    A request id is 32 hex digits or a UUID; anything else is replaced by a new one."""
+    given = new_id()
+    assert client.get("/healthz", headers={"X-Request-ID": given}).headers["X-Request-ID"] == given
+    made = client.get("/healthz").headers["X-Request-ID"]
+    assert REQUEST_ID.fullmatch(made), made
+    assert client.get("/healthz").headers["X-Request-ID"] != made  # a new one for each request
+    replaced = client.get("/api/me", headers={"X-Request-ID": "not an id\r"}).headers["X-Request-ID"]
+    assert REQUEST_ID.fullmatch(replaced), replaced
+
+
+def test_the_request_id_goes_through_the_proxy_both_ways(stack):
+    """Through nginx the client's X-Request-ID comes back, and a request without one gets one."""
+    given = new_id()
+    r = httpx2.get(f"{stack.url}/api/time", headers={"X-Request-ID": given}, timeout=5)
+    assert r.headers["X-Request-ID"] == given
+    made = httpx2.get(f"{stack.url}/api/time", timeout=5).headers["X-Request-ID"]
+    assert REQUEST_ID.fullmatch(made), made
+    assert stack.lines_of(made), "the id nginx made is not in the app's log"
+
+
+def test_every_log_line_of_a_request_is_json_with_its_request_id(stack):
+    """The workers log JSON lines; every line written while a request is served carries its
+    request_id, the access line and the app's own lines alike, with level, logger and message."""
+    given = new_id()
+    r = httpx2.get(f"{stack.url}/api/me", headers={**bearer("forged"), "X-Request-ID": given}, timeout=5)
+    assert r.status_code == 401, r.text
+    wait_for(lambda: len(stack.lines_of(given)) >= 2, "the app's line and the access line")
+    lines = stack.lines_of(given)
+    messages = " | ".join(line["message"] for line in lines)
+    assert any("token refused" in line["message"] and line["level"] == "WARNING" for line in lines), messages
+    assert any("GET /api/me" in line["message"] and "401" in line["message"] for line in lines), messages
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), lines
+    assert "forged" not in stack.log.read_text()  # no token in the log
+
+
+# --- streaming through the proxy -------------------------------------------------------------
+
+def test_sse_tokens_arrive_one_by_one_through_the_proxy(stack, coach, user):
+    """Through nginx the SSE tokens arrive one by one as the coach writes them, not in one burst."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    with open_stream(stack.url, user) as r:
+        assert r.status_code == 200, r.read()
+        events = list(timed_events(r))
+    tokens = [at for at, name, _ in events if name == "message"]
+    assert events[-1][1:] == ("done", {}), events[-3:]
+    assert len(tokens) >= 20, events
+    spread = tokens[-1] - tokens[0]
+    # Written over (n - 1) * TOKEN_DELAY seconds: a proxy that buffers hands them over at once.
+    assert spread >= 0.5 * (len(tokens) - 1) * TOKEN_DELAY, f"{len(tokens)} tokens within {spread:.3f} s"
+    distinct = len({round(at, 2) for at in tokens})
+    assert distinct >= len(tokens) // 2, f"only {distinct} arrival times for {len(tokens)} tokens"
+
+
+def test_the_chat_socket_works_through_the_proxy(stack, coach, user):
+    """The chat socket works through nginx: ready, token frames, then done."""
+    with connect(stack.url.replace("http", "ws") + "/ws/chat", open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "ready"}
+        ws.send(json.dumps({"message": QUESTION}))
+        frames = []
+        while (frame := json.loads(ws.recv(timeout=10)))["type"] == "token":
+            frames.append(frame["content"])
+    assert frame == {"type": "done"}, frame
+    assert "".join(frames).startswith("You wrote:")
+
+
+def served_by(stack, url: str) -> int:
+    """GET url (200 expected); the pid of the worker that answered, from its log line."""
+    request_id = new_id()
+    r = httpx2.get(url, headers={"X-Request-ID": request_id}, timeout=5)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: stack.lines_of(request_id), "the request's log line")
+    return stack.lines_of(request_id)[0]["pid"]
+
+
+def test_a_sigterm_mid_stream_lets_the_answer_finish_while_new_requests_go_to_another_worker(
+        stack, coach, user):
+    """SIGTERM to the worker serving a stream: the stream ends with done, new requests meanwhile
+    are answered by another worker, and the stopped worker exits once its stream is over
+    (uvicorn --timeout-graceful-shutdown bounds the wait)."""
+    coach.mode("ok", token_delay=TOKEN_DELAY)
+    request_id = new_id()
+    with open_stream(stack.url, user, request_id) as r:
+        assert r.status_code == 200, r.read()
+        events = timed_events(r)
+        received = [next(events)]
+        # The access line is written when the answer starts: it names the worker's pid.
+        wait_for(lambda: stack.lines_of(request_id), "the stream's log line")
+        worker = stack.lines_of(request_id)[0]["pid"]
+        assert worker in stack.worker_pids()
+        os.kill(worker, signal.SIGTERM)
+        # uvicorn looks at its stop flag ten times a second: from this line on it takes no more.
+        wait_for(lambda: any(line["pid"] == worker and line["message"] == "Shutting down"
+                             for line in stack.log_lines()), "the worker starting to shut down")
+        others = {served_by(stack, f"{stack.url}/healthz") for _ in range(3)}
+        assert alive(worker), "the worker stopped before its stream was over"
+        received += list(events)
+    assert worker not in others, "a new request went to the worker that is shutting down"
+    assert received[-1][1:] == ("done", {}), received[-3:]
+    assert len(received) > 20
+    wait_for(lambda: not alive(worker), "the stopped worker exiting after its stream", seconds=GRACE)
+    # uvicorn's supervisor replaces it: the stack serves on with WORKERS workers.
+    wait_for(lambda: stack.workers_ready(), "a new worker in its place", seconds=30)
+
+
+# --- nginx's own answers -----------------------------------------------------------------------
+
+def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
+    """nginx refuses a body over 64 KiB with 413 and a JSON detail, before the app reads it."""
+    r = httpx2.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
+                    headers={"Content-Type": "application/json"}, timeout=5)
+    assert r.status_code == 413, r.text
+    assert r.json() == {"detail": "Request body too large (at most 64 KiB)"}
+
+
+def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, closed_port):
+    """With no worker answering, nginx answers 502 {"detail": "The app is not answering, try again later"}."""
+    if proxy.binary() is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{closed_port}").start()
+    try:
+        r = httpx2.get(f"{nginx.url}/api/time", timeout=5)
+    finally:
+        nginx.stop()
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "The app is not answering, try again later"}
+    assert REQUEST_ID.fullmatch(r.headers["X-Request-ID"])
+
+
+def nginx_settings(lesson) -> dict[str, list[str]]:
+    """Each directive of nginx.conf with the values it is given: {"proxy_read_timeout": ["60s", "1h"]}."""
+    found = {}
+    for line in (lesson.path / "nginx.conf").read_text().splitlines():
+        words = line.split("#")[0].strip().rstrip(";").split()
+        if len(words) >= 2:
+            found.setdefault(words[0], []).append(" ".join(words[1:]))
+    return found
+
+
+def seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
+
+
+def test_the_proxy_waits_longer_than_openai_timeout(lesson, app):
+    """nginx.conf's proxy_read_timeout values are all longer than OPENAI_TIMEOUT's default (30 s),
+    so a slow LLM gets the app's own 504, not nginx's."""
+    from app.config import Settings
+
+    default = Settings.model_fields["OPENAI_TIMEOUT"].default
+    timeouts = nginx_settings(lesson).get("proxy_read_timeout", [])
+    assert timeouts and all(seconds(t) > default for t in timeouts), timeouts
+
+
+# --- the production shape as files: Dockerfile, .dockerignore, compose, CI --------------------
+
+def dockerfile(lesson) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (INSTRUCTION, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (lesson.path / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split()[0].upper(), line.partition(" ")[2].strip()) for line in lines]
+
+
+def final_stage(instructions):
+    starts = [i for i, (name, _) in enumerate(instructions) if name == "FROM"]
+    return instructions[starts[-1]:]
+
+
+def test_the_dockerfile_builds_in_stages_on_a_slim_image(lesson):
+    """The Dockerfile has two stages or more (FROM ... AS ...), on a slim Python image; the final
+    stage copies what the build stage made (COPY --from=)."""
+    instructions = dockerfile(lesson)
+    froms = [args for name, args in instructions if name == "FROM"]
+    assert len(froms) >= 2, froms
+    assert all("slim" in args for args in froms), froms
+    assert any(name == "COPY" and "--from=" in args for name, args in final_stage(instructions))
+
+
+def test_the_image_runs_as_a_user_that_is_not_root_and_checks_its_health(lesson):
+    """The final stage sets USER to a user that is not root, a HEALTHCHECK that asks /healthz,
+    and runs `uvicorn app.main:app` with --timeout-graceful-shutdown (JSON exec form)."""
+    stage = final_stage(dockerfile(lesson))
+    users = [args for name, args in stage if name == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    checks = [args for name, args in stage if name == "HEALTHCHECK"]
+    assert checks and "/healthz" in checks[-1], checks
+    command = json.loads(next(args for name, args in reversed(stage) if name == "CMD"))
+    assert "uvicorn" in command[:3] and "app.main:app" in command, command
+    assert "--timeout-graceful-shutdown" in command, command
+
+
+def test_the_image_holds_no_dev_dependencies_and_no_secrets(lesson):
+    """The image installs requirements.txt only (no pytest, no dev requirements), and
+    .dockerignore keeps .env, .venv, tests/ and caches out of it."""
+    text = (lesson.path / "Dockerfile").read_text()
+    assert "requirements.txt" in text and "requirements-dev" not in text and "pytest" not in text
+    ignored = (lesson.path / ".dockerignore").read_text().split()
+    assert {".env", ".venv", "tests", "__pycache__"} <= {entry.strip("/*") for entry in ignored}, ignored
+
+
+def compose(lesson) -> dict:
+    return yaml.safe_load((lesson.path / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_app_proxy_db_and_a_one_shot_migrate(lesson):
+    """docker-compose.yml has the services app, proxy, db and migrate. migrate runs
+    `alembic upgrade head` once; app waits for it (condition service_completed_successfully) and
+    for a healthy db (service_healthy); proxy waits for a healthy app."""
+    services = compose(lesson)["services"]
+    assert {"app", "proxy", "db", "migrate"} <= set(services), list(services)
+    migrate = services["migrate"]
+    command = migrate["command"] if isinstance(migrate["command"], str) else " ".join(migrate["command"])
+    assert "alembic upgrade head" in command
+    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["app"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["proxy"]["depends_on"]["app"]["condition"] == "service_healthy"
+
+
+def test_compose_keeps_the_data_in_a_named_volume_and_the_api_behind_the_proxy(lesson):
+    """The database keeps its data in a named volume. The proxy publishes port 8000; app, db and
+    migrate publish no port: the API is reached through the proxy only."""
+    spec = compose(lesson)
+    services = spec["services"]
+    volume = services["db"]["volumes"][0].split(":")[0]
+    assert volume in spec["volumes"], services["db"]["volumes"]
+    assert [name for name in ("app", "db", "migrate") if services[name].get("ports")] == []
+    assert any("8000" in str(port) for port in services["proxy"]["ports"])
+
+
+def test_compose_runs_several_workers_with_settings_from_the_environment(lesson):
+    """app runs two workers or more (WEB_CONCURRENCY), gets its settings from the environment
+    (DB_HOST=db among them), and gets longer to stop (stop_grace_period) than its streams
+    may take (--timeout-graceful-shutdown). The proxy fills in nginx.conf as a template."""
+    services = compose(lesson)["services"]
+    app = services["app"]
+    environment = app["environment"]
+    assert int(environment["WEB_CONCURRENCY"]) >= 2, environment
+    assert environment["DB_HOST"] == "db", environment
+    command = json.loads(next(args for name, args in reversed(dockerfile(lesson)) if name == "CMD"))
+    grace = int(command[command.index("--timeout-graceful-shutdown") + 1])
+    assert seconds(app["stop_grace_period"]) > grace, app.get("stop_grace_period")
+    mounts = " ".join(services["proxy"]["volumes"])
+    assert "nginx.conf:/etc/nginx/templates/" in mounts, mounts
+    assert services["proxy"]["environment"]["APP_ADDRESS"] == "app:8000"
+
+
+def test_ci_builds_the_image_and_smoke_tests_the_stack(lesson):
+    """The GitHub workflow has a job that builds the image and starts the compose stack of
+    lessons/25-ship, then asks it for /readyz through the proxy."""
+    assert (lesson.path / "Dockerfile").is_file()
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step.get("run", "") for job in workflow["jobs"].values() for step in job.get("steps", [])]
+    script = "\n".join(steps)
+    assert "docker compose" in script and "25-ship" in script and "/readyz" in script, script
