@@ -8,7 +8,7 @@ Helpers and what they do:
   broken_fields      the fields a 422 answer names (["body", "name"] -> "name"), after asserting 422
   insert_user        a user straight into the table (lessons 15 on: name, email, password_hash): no bcrypt
   JWT_SECRET         the secret conftest gives every lesson's app (16 on refuse to start without one)
-  token_for          a token as lessons 16 on issue it (HS256, sub, iat, exp), for a user id
+  token_for          a token as lessons 16 on issue it (HS256, sub, iat, exp; jti, ver from 24), for a user id
   bearer             the Authorization header that carries a token
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
@@ -99,12 +99,15 @@ def insert_user(db, name: str = "Ada", email: str | None = None, password_hash: 
 
 
 def token_for(user_id: int, secret: str = JWT_SECRET, minutes: float = 60, **claims) -> str:
-    """Issued now (iat), expiring in `minutes` (exp); `claims` add to or replace those."""
+    """Issued now (iat), expiring in `minutes` (exp); `claims` add to or replace those. Also a
+    token id (jti) of its own and token version 0 (ver), which lessons 24 on require (a user's
+    version starts at 0) and earlier lessons ignore."""
     import jwt  # PyJWT, in the requirements from lesson 16 on
 
     now = datetime.now(UTC)
     exp = now + timedelta(minutes=minutes)
-    return jwt.encode({"sub": str(user_id), "iat": now, "exp": exp, **claims}, secret, algorithm="HS256")
+    claims = {"sub": str(user_id), "iat": now, "exp": exp, "jti": uuid.uuid4().hex, "ver": 0, **claims}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def bearer(token: str) -> dict:
