@@ -1,0 +1,407 @@
+"""The shipping benchmark: lesson 25 as it runs in production, on this machine; numbers for its
+README ("When one machine is not enough"), never tests.
+
+    .venv/bin/python shared/bench_ship.py                 the table below, and build/bench.json
+    .venv/bin/python shared/bench_ship.py --chats 50 --sockets 100
+
+It starts its own throwaway database (aic_bench_ship), the offline coach at 20 ms per token, and
+lesson 25's app in two uvicorn workers behind nginx (shared/proxy.py, as `make run` does), all
+on free ports of 127.0.0.1; for comparison, the same app in one worker with no proxy. Then:
+
+  N open sockets          workers' memory with N logged-in chat sockets open, less before, / N
+  1 chat, N chats         SSE through nginx: wall time until the last answer is done, and the
+                          ratio of the two                                        (goal <= 1.5)
+  GET /api/me p99         5 clients asking in a loop while the N chats stream     (goal <= 50 ms)
+  memory per stream       workers' memory at the peak of the N chats, less idle, / N
+  database connections    the most the app held at once during the N chats; each worker's pool
+                          limit (SQLAlchemy's 5 + 10 overflow) and Postgres' max_connections
+  GET /api/me per second  20 clients for 5 s: two workers behind nginx, then one worker direct
+  peak memory per worker  the largest RSS any worker reached
+
+The load comes from this process, on the same cores as the servers: the numbers are what one
+small machine does with everything on it, not what the app would do alone.
+Users are inserted in SQL and their tokens signed with the secret given to the app (no bcrypt
+logins); every chat is some user's first, so every answer is the same length.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import jwt
+import psycopg2
+from websockets.asyncio.client import connect
+
+import devdb
+import proxy
+from lessons import find
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGE = "How do I answer 'tell me about yourself' in an interview?"
+DATABASE = "aic_bench_ship"
+TIMEOUT = 120  # seconds: no chat in this bench may take longer
+POOL_PER_WORKER = 5 + 10  # SQLAlchemy's QueuePool defaults (pool_size + max_overflow): app/db.py sets neither
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, log) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    log.seek(0)
+    raise SystemExit(f"{what} did not start on port {port}:\n{log.read()[-3000:]}")
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)) / 1024
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+class App:
+    """Lesson 25's app in uvicorn: `workers` worker processes (1: the server process itself)."""
+
+    def __init__(self, folder: Path, env: dict, workers: int):
+        self.port, self.workers_wanted = free_port(), workers
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(workers)],
+            cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, f"uvicorn with {workers} workers", self.log)
+        deadline = time.monotonic() + 60
+        while len(self.worker_pids()) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        if self.workers_wanted == 1:
+            return [self.proc.pid]
+        return [p for p in children(self.proc.pid)
+                if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def rss(self) -> dict[int, float]:
+        return {pid: rss_mb(pid) for pid in self.worker_pids()}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Sampler:
+    """Every 50 ms while active: each worker's RSS (the peak of each, and of their sum) and the
+    number of the app's connections to the database."""
+
+    def __init__(self, app: App, db_env: dict):
+        self.app, self.db_env = app, db_env
+        self.peak_each: dict[int, float] = {}
+        self.peak_sum, self.peak_connections, self.task = 0.0, 0, None
+
+    async def _sample(self):
+        conn = psycopg2.connect(host=self.db_env["DB_HOST"], port=self.db_env["DB_PORT"], dbname="postgres",
+                                user=self.db_env["DB_USER"], password=self.db_env["DB_PASSWORD"])
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while True:
+                    self.take()
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (DATABASE,))
+                    self.peak_connections = max(self.peak_connections, cur.fetchone()[0])
+                    await asyncio.sleep(0.05)
+        finally:
+            conn.close()
+
+    def take(self):
+        now = self.app.rss()
+        for pid, mb in now.items():
+            self.peak_each[pid] = max(self.peak_each.get(pid, 0.0), mb)
+        self.peak_sum = max(self.peak_sum, sum(now.values()))
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        self.take()
+
+
+# --- the clients -----------------------------------------------------------------------------
+
+async def chat_sse(http: httpx2.AsyncClient, url: str, token: str) -> int:
+    """One chat over SSE, until its done event; returns the number of tokens."""
+    count, event = 0, "message"
+    async with http.stream("POST", f"{url}/api/chat/stream", json={"message": MESSAGE},
+                           headers={"Authorization": f"Bearer {token}"}) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                if event == "done":
+                    return count
+                if event == "error":
+                    raise RuntimeError(f"SSE error event: {line}")
+                count += 1
+            elif not line:
+                event = "message"
+    raise RuntimeError("SSE stream ended without a done event")
+
+
+async def chats_at_once(http, url: str, tokens: list[str]) -> float:
+    """Seconds until the last of these chats (all started at once) is done."""
+    started = time.perf_counter()
+    counts = await asyncio.wait_for(asyncio.gather(*(chat_sse(http, url, t) for t in tokens)), TIMEOUT)
+    if len(set(counts)) != 1 or counts[0] < 10:
+        raise RuntimeError(f"chats got different or too few tokens: {sorted(set(counts))}")
+    return time.perf_counter() - started
+
+
+async def open_socket(url: str, token: str):
+    ws = await connect(url.replace("http://", "ws://") + "/ws/chat", open_timeout=30, max_queue=None)
+    await ws.send(json.dumps({"token": token}))
+    ready = json.loads(await ws.recv())
+    if ready != {"type": "ready"}:
+        raise RuntimeError(f"socket: expected ready, got {ready}")
+    return ws
+
+
+async def me_loop(http, url: str, token: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        r = await http.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"})
+        r.raise_for_status()
+        latencies.append(time.perf_counter() - started)
+
+
+async def me_per_second(http, url: str, token: str, clients: int = 20, seconds: float = 5.0) -> float:
+    stop, latencies = asyncio.Event(), []
+    loops = [asyncio.create_task(me_loop(http, url, token, stop, latencies)) for _ in range(clients)]
+    await asyncio.sleep(1.0)  # warm: connections open, pools filled
+    before, started = len(latencies), time.perf_counter()
+    await asyncio.sleep(seconds)
+    done, elapsed = len(latencies) - before, time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*loops)
+    return done / elapsed
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) >= 100 else max(values)
+
+
+def client(connections: int) -> httpx2.AsyncClient:
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx2.AsyncClient(limits=limits, timeout=TIMEOUT)
+
+
+# --- the phases --------------------------------------------------------------------------------
+
+async def sockets_phase(url: str, app: App, nginx: proxy.Nginx, tokens: list[str], n: int) -> dict:
+    """Memory per open, logged-in, idle chat socket, in the workers and in nginx."""
+    nginx_pids = [nginx.proc.pid, *children(nginx.proc.pid)]
+    warm = [await open_socket(url, t) for t in tokens[:4]]
+    for ws in warm:
+        await ws.close()
+    await asyncio.sleep(0.5)
+    before, nginx_before = sum(app.rss().values()), sum(rss_mb(p) for p in nginx_pids)
+    sockets = []
+    for start in range(0, n, 50):  # 50 at a time: a storm of logins is another bench
+        sockets += await asyncio.gather(*(open_socket(url, t) for t in tokens[start:start + 50]))
+    await asyncio.sleep(0.5)
+    after, nginx_after = sum(app.rss().values()), sum(rss_mb(p) for p in nginx_pids)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return {"sockets": n, "kb_per_socket_workers": round((after - before) * 1024 / n, 1),
+            "kb_per_socket_nginx": round((nginx_after - nginx_before) * 1024 / n, 1)}
+
+
+async def streams_phase(url: str, app: App, db_env: dict, tokens: list[str], n: int, rounds: int) -> dict:
+    fresh = iter(tokens)
+    async with client(n + 20) as http:
+        await chats_at_once(http, url, [next(fresh) for _ in range(2)])  # warm up
+        one = statistics.median([await chats_at_once(http, url, [next(fresh)]) for _ in range(rounds)])
+        await asyncio.sleep(0.5)
+        idle = sum(app.rss().values())
+        walls, latencies = [], []
+        async with Sampler(app, db_env) as sampler:
+            for _ in range(rounds):
+                stop = asyncio.Event()
+                probes = [asyncio.create_task(me_loop(http, url, tokens[0], stop, latencies))
+                          for _ in range(5)]
+                walls.append(await chats_at_once(http, url, [next(fresh) for _ in range(n)]))
+                stop.set()
+                await asyncio.gather(*probes)
+    many = statistics.median(walls)
+    return {"one_chat_s": round(one, 3), "many_chats_s": round(many, 3), "ratio": round(many / one, 2),
+            "me_p99_ms_while_streaming": round(p99(latencies) * 1000, 1),
+            "me_requests_while_streaming": len(latencies),
+            "kb_per_stream": round((sampler.peak_sum - idle) * 1024 / n, 1),
+            "peak_db_connections": sampler.peak_connections,
+            "peak_rss_mb_each_worker": sorted(round(mb, 1) for mb in sampler.peak_each.values())}
+
+
+async def throughput_phase(url: str, token: str) -> float:
+    async with client(40) as http:
+        return round(await me_per_second(http, url, token))
+
+
+# --- setting up --------------------------------------------------------------------------------
+
+def prepare(folder: Path, coach_url: str, users: int) -> tuple[dict, dict, list[str]]:
+    """Fresh database, migrations, `users` users; (app environment, DB settings, their tokens)."""
+    db_env = devdb.create_test_database(DATABASE)
+    secret = secrets.token_urlsafe(32)
+    env = {**os.environ, **db_env, "JWT_SECRET": secret, "OPENAI_API_KEY": "bench-no-key",
+           "OPENAI_BASE_URL": f"{coach_url}/v1"}
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=folder, env=env,
+                   check=True, capture_output=True)
+    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
+                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email) SELECT 'Bench', 'bench' || i || '@example.com' "
+                    "FROM generate_series(1, %s) AS i RETURNING id", (users,))
+        ids = [row[0] for row in cur.fetchall()]
+        cur.execute("SHOW max_connections")
+        db_env["max_connections"] = int(cur.fetchone()[0])
+    conn.close()
+    now = datetime.now(UTC)
+    tokens = [jwt.encode({"sub": str(i), "iat": now, "exp": now + timedelta(minutes=60)}, secret,
+                         algorithm="HS256") for i in ids]
+    return env, db_env, tokens
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+
+
+def table(r: dict, args) -> str:
+    s = r["streams"]
+    rows = [
+        ("measure", "result", "goal"),
+        ("1 SSE chat through nginx, wall (s)", f"{s['one_chat_s']:.2f}", ""),
+        (f"{args.chats} SSE chats at once through nginx, wall (s)", f"{s['many_chats_s']:.2f}", ""),
+        (f"{args.chats} at once / 1 alone", f"{s['ratio']:.2f}", "<= 1.5"),
+        (f"GET /api/me p99 while {args.chats} chats stream (ms)", f"{s['me_p99_ms_while_streaming']:.0f}",
+         "<= 50"),
+        ("GET /api/me per second: 2 workers behind nginx", f"{r['me_rps_nginx_2_workers']:.0f}", ""),
+        ("GET /api/me per second: 1 worker, no proxy", f"{r['me_rps_direct_1_worker']:.0f}", ""),
+        ("peak RSS per worker (MB)", " / ".join(f"{mb:.0f}" for mb in r["peak_rss_mb_each_worker"]), ""),
+        ("memory per streaming chat, workers (KB)", f"{s['kb_per_stream']:.0f}", ""),
+        ("memory per open socket, workers (KB)", f"{r['sockets']['kb_per_socket_workers']:.0f}", ""),
+        ("memory per open socket, nginx (KB)", f"{r['sockets']['kb_per_socket_nginx']:.0f}", ""),
+        (f"database connections at most, during {args.chats} chats", str(s["peak_db_connections"]), ""),
+        ("pool limit per worker / Postgres max_connections", f"{POOL_PER_WORKER} / {r['max_connections']}",
+         ""),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    note = (f"coach: {args.token_delay * 1000:.0f} ms per token; {args.sockets} sockets; "
+            f"median of {args.rounds} rounds; machine: {machine()}")
+    return "\n".join([*lines, "", note])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--token-delay", type=float, default=0.02, help="coach's seconds per token (0.02)")
+    parser.add_argument("--chats", type=int, default=100, help="SSE chats at once (100)")
+    parser.add_argument("--sockets", type=int, default=200, help="open sockets for the memory measure (200)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per measurement; the median counts (3)")
+    parser.add_argument("--dir", type=Path, default=None, help="folder to bench (lesson 25's)")
+    args = parser.parse_args()
+    folder = (args.dir or find("25").path).resolve()
+    if proxy.binary() is None:
+        raise SystemExit("nginx is not installed (apt-get install nginx): this bench runs the app behind it")
+
+    coach_log = tempfile.TemporaryFile(mode="w+")
+    coach_port = free_port()
+    coach = subprocess.Popen([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", str(coach_port),
+                              "--token-delay", str(args.token_delay)],
+                             stdout=coach_log, stderr=subprocess.STDOUT)
+    wait_port(coach_port, coach, "the offline coach", coach_log)
+    users = args.sockets + 10 + args.rounds * (args.chats + 1)
+    env, db_env, tokens = prepare(folder, f"http://127.0.0.1:{coach_port}", users)
+    result, apps = {"max_connections": db_env["max_connections"]}, []
+    try:
+        # Each phase on fresh workers: memory one phase freed is not reused by the next.
+        for phase in ("sockets", "streams"):
+            app = App(folder, env, workers=2)
+            apps.append(app)
+            nginx = proxy.Nginx(folder / "nginx.conf", free_port(), f"127.0.0.1:{app.port}").start()
+            try:
+                print(f"{phase} ...", flush=True)
+                if phase == "sockets":
+                    result["sockets"] = asyncio.run(
+                        sockets_phase(nginx.url, app, nginx, tokens, args.sockets))
+                else:
+                    result["streams"] = asyncio.run(
+                        streams_phase(nginx.url, app, db_env, tokens[args.sockets:], args.chats, args.rounds))
+                    print("requests per second ...", flush=True)
+                    result["me_rps_nginx_2_workers"] = asyncio.run(throughput_phase(nginx.url, tokens[0]))
+            finally:
+                nginx.stop()
+                app.stop()
+        single = App(folder, env, workers=1)
+        apps.append(single)
+        try:
+            result["me_rps_direct_1_worker"] = asyncio.run(throughput_phase(single.url, tokens[0]))
+        finally:
+            single.stop()
+        result["peak_rss_mb_each_worker"] = result["streams"].pop("peak_rss_mb_each_worker")
+    except Exception:
+        for app in apps:
+            app.log.seek(0)
+            print(f"--- end of a uvicorn log:\n{app.log.read()[-2000:]}", file=sys.stderr)
+        raise
+    finally:
+        coach.terminate()
+        coach.wait()
+    print(table(result, args))
+    out = ROOT / "build" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data["ship"] = {"machine": machine(), "token_delay_s": args.token_delay, "chats": args.chats,
+                    "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **result}
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
