@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -300,8 +301,10 @@ def prepare(folder: Path, coach_url: str, users: int) -> tuple[dict, dict, list[
         db_env["max_connections"] = int(cur.fetchone()[0])
     conn.close()
     now = datetime.now(UTC)
-    tokens = [jwt.encode({"sub": str(i), "iat": now, "exp": now + timedelta(minutes=60)}, secret,
-                         algorithm="HS256") for i in ids]
+    # As the app signs them: lesson 24 also wants a token id (jti) and the user's token version (ver).
+    claims = {"iat": now, "exp": now + timedelta(minutes=60), "ver": 0}
+    tokens = [jwt.encode({**claims, "sub": str(i), "jti": uuid.uuid4().hex}, secret, algorithm="HS256")
+              for i in ids]
     return env, db_env, tokens
 
 
