@@ -309,6 +309,14 @@ def test_models_and_migrations_agree(lesson, app):
     assert "No new upgrade operations detected" in alembic(lesson.path, "check")
 
 
+def test_the_database_keeps_emails_unique(app, db):
+    """The database keeps emails unique (a unique constraint or index on users.email)"""
+    with db.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'users'")
+        indexes = [row[0] for row in cur.fetchall()]
+    assert any("UNIQUE" in index and "email" in index for index in indexes), indexes
+
+
 # --- the pages: signup -> login -> greeting -------------------------------------------------
 
 def test_signup_then_login_greets_the_user_by_name(pages, page):
