@@ -15,8 +15,14 @@ on free ports of 127.0.0.1; for comparison, the same app in one worker with no p
   memory per stream       workers' memory at the peak of the N chats, less idle, / N
   database connections    the most the app held at once during the N chats; each worker's pool
                           limit (SQLAlchemy's 5 + 10 overflow) and Postgres' max_connections
-  GET /api/me per second  20 clients for 5 s: two workers behind nginx, then one worker direct
+  CPU per token           workers' and nginx's CPU time over one more round of N chats, / tokens
+  GET /api/me per second  20 clients for 5 s: two workers behind nginx, then one worker direct,
+                          with the CPU time each request cost (workers + nginx, or the worker)
   peak memory per worker  the largest RSS any worker reached
+
+CPU time per token or request is the steadiest number here: wall times stretch when other
+programs share the cores, CPU time much less. Capacity follows from it: a core gives
+1,000,000 µs per second.
 
 The load comes from this process, on the same cores as the servers: the numbers are what one
 small machine does with everything on it, not what the app would do alone.
@@ -81,6 +87,18 @@ def rss_mb(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)) / 1024
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time these processes have used so far, in seconds (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -184,13 +202,13 @@ async def chat_sse(http: httpx2.AsyncClient, url: str, token: str) -> int:
     raise RuntimeError("SSE stream ended without a done event")
 
 
-async def chats_at_once(http, url: str, tokens: list[str]) -> float:
-    """Seconds until the last of these chats (all started at once) is done."""
+async def chats_at_once(http, url: str, tokens: list[str]) -> tuple[float, int]:
+    """(seconds until the last of these chats, all started at once, is done; tokens received)."""
     started = time.perf_counter()
     counts = await asyncio.wait_for(asyncio.gather(*(chat_sse(http, url, t) for t in tokens)), TIMEOUT)
     if len(set(counts)) != 1 or counts[0] < 10:
         raise RuntimeError(f"chats got different or too few tokens: {sorted(set(counts))}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, sum(counts)
 
 
 async def open_socket(url: str, token: str):
@@ -210,16 +228,19 @@ async def me_loop(http, url: str, token: str, stop: asyncio.Event, latencies: li
         latencies.append(time.perf_counter() - started)
 
 
-async def me_per_second(http, url: str, token: str, clients: int = 20, seconds: float = 5.0) -> float:
+async def me_per_second(http, url: str, token: str, pids: list[int], clients: int = 20,
+                        seconds: float = 5.0) -> tuple[float, float]:
+    """(GET /api/me answered per second, CPU milliseconds the processes `pids` spent per request)."""
     stop, latencies = asyncio.Event(), []
     loops = [asyncio.create_task(me_loop(http, url, token, stop, latencies)) for _ in range(clients)]
     await asyncio.sleep(1.0)  # warm: connections open, pools filled
-    before, started = len(latencies), time.perf_counter()
+    before, started, cpu = len(latencies), time.perf_counter(), cpu_seconds(pids)
     await asyncio.sleep(seconds)
     done, elapsed = len(latencies) - before, time.perf_counter() - started
+    cpu = cpu_seconds(pids) - cpu
     stop.set()
     await asyncio.gather(*loops)
-    return done / elapsed
+    return done / elapsed, cpu * 1000 / done
 
 
 def p99(values: list[float]) -> float:
@@ -251,11 +272,12 @@ async def sockets_phase(url: str, app: App, nginx: proxy.Nginx, tokens: list[str
             "kb_per_socket_nginx": round((nginx_after - nginx_before) * 1024 / n, 1)}
 
 
-async def streams_phase(url: str, app: App, db_env: dict, tokens: list[str], n: int, rounds: int) -> dict:
+async def streams_phase(url: str, app: App, nginx: proxy.Nginx, db_env: dict, tokens: list[str], n: int,
+                        rounds: int) -> dict:
     fresh = iter(tokens)
     async with client(n + 20) as http:
         await chats_at_once(http, url, [next(fresh) for _ in range(2)])  # warm up
-        one = statistics.median([await chats_at_once(http, url, [next(fresh)]) for _ in range(rounds)])
+        one = statistics.median([(await chats_at_once(http, url, [next(fresh)]))[0] for _ in range(rounds)])
         await asyncio.sleep(0.5)
         idle = sum(app.rss().values())
         walls, latencies = [], []
@@ -264,11 +286,19 @@ async def streams_phase(url: str, app: App, db_env: dict, tokens: list[str], n: 
                 stop = asyncio.Event()
                 probes = [asyncio.create_task(me_loop(http, url, tokens[0], stop, latencies))
                           for _ in range(5)]
-                walls.append(await chats_at_once(http, url, [next(fresh) for _ in range(n)]))
+                walls.append((await chats_at_once(http, url, [next(fresh) for _ in range(n)]))[0])
                 stop.set()
                 await asyncio.gather(*probes)
+        # The CPU one streamed token costs, in the workers and in nginx: one more round, alone.
+        workers, proxies = app.worker_pids(), [nginx.proc.pid, *children(nginx.proc.pid)]
+        before = cpu_seconds(workers), cpu_seconds(proxies)
+        _, streamed = await chats_at_once(http, url, [next(fresh) for _ in range(n)])
+        after = cpu_seconds(workers), cpu_seconds(proxies)
     many = statistics.median(walls)
     return {"one_chat_s": round(one, 3), "many_chats_s": round(many, 3), "ratio": round(many / one, 2),
+            "tokens_per_chat": streamed // n,
+            "cpu_us_per_token_workers": round((after[0] - before[0]) * 1e6 / streamed),
+            "cpu_us_per_token_nginx": round((after[1] - before[1]) * 1e6 / streamed),
             "me_p99_ms_while_streaming": round(p99(latencies) * 1000, 1),
             "me_requests_while_streaming": len(latencies),
             "kb_per_stream": round((sampler.peak_sum - idle) * 1024 / n, 1),
@@ -276,9 +306,10 @@ async def streams_phase(url: str, app: App, db_env: dict, tokens: list[str], n: 
             "peak_rss_mb_each_worker": sorted(round(mb, 1) for mb in sampler.peak_each.values())}
 
 
-async def throughput_phase(url: str, token: str) -> float:
+async def throughput_phase(url: str, token: str, pids: list[int]) -> tuple[float, float]:
     async with client(40) as http:
-        return round(await me_per_second(http, url, token))
+        rate, cpu_ms = await me_per_second(http, url, token, pids)
+    return round(rate), round(cpu_ms, 2)
 
 
 # --- setting up --------------------------------------------------------------------------------
@@ -325,6 +356,10 @@ def table(r: dict, args) -> str:
          "<= 50"),
         ("GET /api/me per second: 2 workers behind nginx", f"{r['me_rps_nginx_2_workers']:.0f}", ""),
         ("GET /api/me per second: 1 worker, no proxy", f"{r['me_rps_direct_1_worker']:.0f}", ""),
+        ("CPU per GET /api/me, workers + nginx (ms)", f"{r['me_cpu_ms_nginx_2_workers']:.2f}", ""),
+        ("CPU per GET /api/me, 1 worker direct (ms)", f"{r['me_cpu_ms_direct_1_worker']:.2f}", ""),
+        ("CPU per streamed token, workers (µs)", f"{s['cpu_us_per_token_workers']}", ""),
+        ("CPU per streamed token, nginx (µs)", f"{s['cpu_us_per_token_nginx']}", ""),
         ("peak RSS per worker (MB)", " / ".join(f"{mb:.0f}" for mb in r["peak_rss_mb_each_worker"]), ""),
         ("memory per streaming chat, workers (KB)", f"{s['kb_per_stream']:.0f}", ""),
         ("memory per open socket, workers (KB)", f"{r['sockets']['kb_per_socket_workers']:.0f}", ""),
@@ -359,7 +394,7 @@ def main() -> None:
                               "--token-delay", str(args.token_delay)],
                              stdout=coach_log, stderr=subprocess.STDOUT)
     wait_port(coach_port, coach, "the offline coach", coach_log)
-    users = args.sockets + 10 + args.rounds * (args.chats + 1)
+    users = args.sockets + 10 + (args.rounds + 1) * (args.chats + 1)
     env, db_env, tokens = prepare(folder, f"http://127.0.0.1:{coach_port}", users)
     result, apps = {"max_connections": db_env["max_connections"]}, []
     try:
@@ -374,17 +409,20 @@ def main() -> None:
                     result["sockets"] = asyncio.run(
                         sockets_phase(nginx.url, app, nginx, tokens, args.sockets))
                 else:
-                    result["streams"] = asyncio.run(
-                        streams_phase(nginx.url, app, db_env, tokens[args.sockets:], args.chats, args.rounds))
+                    result["streams"] = asyncio.run(streams_phase(
+                        nginx.url, app, nginx, db_env, tokens[args.sockets:], args.chats, args.rounds))
                     print("requests per second ...", flush=True)
-                    result["me_rps_nginx_2_workers"] = asyncio.run(throughput_phase(nginx.url, tokens[0]))
+                    pids = [*app.worker_pids(), nginx.proc.pid, *children(nginx.proc.pid)]
+                    result["me_rps_nginx_2_workers"], result["me_cpu_ms_nginx_2_workers"] = asyncio.run(
+                        throughput_phase(nginx.url, tokens[0], pids))
             finally:
                 nginx.stop()
                 app.stop()
         single = App(folder, env, workers=1)
         apps.append(single)
         try:
-            result["me_rps_direct_1_worker"] = asyncio.run(throughput_phase(single.url, tokens[0]))
+            result["me_rps_direct_1_worker"], result["me_cpu_ms_direct_1_worker"] = asyncio.run(
+                throughput_phase(single.url, tokens[0], single.worker_pids()))
         finally:
             single.stop()
         result["peak_rss_mb_each_worker"] = result["streams"].pop("peak_rss_mb_each_worker")
