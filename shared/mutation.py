@@ -1,0 +1,487 @@
+"""Grading by mutants (lesson 23 on): the learner's own tests must catch small bugs planted in the
+model answer's app.
+
+    python shared/mutation.py check 23 [--dir FOLDER]   grade a folder (default: workspace/23-...)
+    python shared/mutation.py requirements 23          the checklist's lines
+
+A lesson graded this way holds an app (app/, as the lesson before left it) and the learner's tests
+(tests/, with their pytest settings). Its mutants are in shared/mutants/<lesson folder>.toml, each
+one small realistic bug written as edits: in this file of the app, this exact text (found exactly
+once) becomes that. The checklist: the suite passes on the learner's own app, it makes its own
+database; then one line per mutant, "Your tests catch: <bug>", met when the suite fails on the
+model answer's app with that bug planted.
+
+Each run is one pytest in a copy of the learner's folder (for a mutant, the copy's app/ is the
+model's with the bug), two or more at once (one per core), each with a database of its own:
+TEST_DB_NAME names it (the suite creates and migrates it); DB_NAME is a throwaway name as well, so
+a suite that ignores TEST_DB_NAME still cannot reach the learner's data; OPENAI_BASE_URL points at
+a closed port, so no test reaches a paid LLM. A run on a mutant stops at the first failing test
+(-x); one that does not finish within MUTANT_TIMEOUT counts as caught, as mutation testing tools
+count it (a hang is a failure a person notices). Results come from pytest's junit XML and
+coverage's JSON report, never from their text.
+
+Hand-made: mutation testing tools (mutmut, cosmic-ray) plant every mutation they can generate and
+report a score; this course wants a few chosen bugs, named in words, each a line of a checklist.
+grade() forks (see start_suite): call it in a process of its own, such as this command line.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS_DIR = ROOT / "shared" / "mutants"
+OK, NO = "\u2714", "\u2718"
+OWN_TIMEOUT = 300  # seconds for the suite on the learner's app (the model answer's takes about 5)
+MUTANT_TIMEOUT = 60  # seconds for a run on a mutant: past it, the bug counts as caught
+PYTEST_NO_TESTS = 5
+CLOSED_LLM = "http://127.0.0.1:9/v1"  # port 9 (discard): nothing listens, connections are refused
+# Not copied into a run's folder: virtualenvs, caches, and what a run writes.
+SKIPPED = {".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".git",
+           "node_modules", ".coverage", "htmlcov"}
+PYTEST_OPTIONS = [
+    # Plugins of the course's virtualenv that other commands use: a second of imports per run.
+    "-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest",
+    # Preloaded (below), some pytest plugins (anyio's, pytest-cov) are imported before pytest
+    # starts, so their asserts cannot be rewritten, and pytest says so. They hold none of the
+    # suite's asserts: the suite's own modules are imported fresh, and rewritten.
+    "-W", "ignore::pytest.PytestAssertRewriteWarning",
+]
+
+OWN_PASSES = "Your tests pass on your own app"
+OWN_DATABASE = "Your tests make their own database, the one TEST_DB_NAME names, with Alembic's migrations"
+OWN_DATABASE_HINT = ("the suite's database is the one TEST_DB_NAME names when it is set (make check sets "
+                     "it), created afresh and migrated with Alembic (alembic upgrade head)")
+
+
+class MutantError(ValueError):
+    """A mutants file that cannot be used: a missing field, or an edit that does not apply."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    file: str  # in the app's folder: app/routers/auth.py
+    old: str   # found exactly once
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    bug: str   # what a user would notice, in words: "a login that accepts any password"
+    hint: str  # what a test that sees it does
+    edits: tuple[Edit, ...]
+
+    @property
+    def requirement(self) -> str:
+        return f"Your tests catch: {self.bug}"
+
+
+@dataclass
+class Run:
+    """One pytest run of the learner's suite: where and how, then how it went."""
+    name: str
+    folder: Path
+    database: str
+    options: list[str]
+    timeout: float
+    exitstatus: int | None = None    # None: not run; -1: stopped, out of time
+    seconds: float = 0.0
+    output: str = ""
+    counts: dict = field(default_factory=lambda: {"passed": 0, "failed": 0, "skipped": 0})
+    first_failure: str = ""          # "tests/test_auth.py::test_x: assert 200 == 401"
+
+
+@dataclass
+class Result:
+    requirement: str
+    met: bool
+    detail: str = ""  # what the run showed: which test caught the bug, or why the line is not met
+    hint: str = ""
+
+
+@dataclass
+class Grade:
+    results: list[Result]
+    own: Run
+    seconds: float
+    coverage: float | None = None    # percent of app/ the suite ran on the learner's app, branches counted
+    coverage_table: str = ""         # coverage's own report: file, statements, branches, missing lines
+
+    @property
+    def met(self) -> int:
+        return sum(r.met for r in self.results)
+
+
+# --- the mutants ------------------------------------------------------------------------------------
+
+def mutants_file(folder_name: str) -> Path:
+    return MUTANTS_DIR / f"{folder_name}.toml"
+
+
+def load(path: Path) -> list[Mutant]:
+    with path.open("rb") as f:
+        entries = tomllib.load(f).get("mutant", [])
+    found = []
+    for entry in entries:
+        try:
+            edits = tuple(Edit(e["file"], e["old"], e["new"]) for e in entry["edit"])
+            found.append(Mutant(entry["name"], entry["bug"], entry.get("hint", ""), edits))
+        except KeyError as missing:
+            raise MutantError(f"{path.name}: mutant {entry.get('name', '?')} has no {missing}") from None
+    names = [m.name for m in found]
+    if not found or len(set(names)) != len(names):
+        raise MutantError(f"{path.name}: at least one mutant, each with a name of its own")
+    return found
+
+
+def plant(mutant: Mutant, folder: Path) -> None:
+    """Make the mutant's edits in the app in `folder`; MutantError when one does not apply."""
+    for edit in mutant.edits:
+        path = folder / edit.file
+        text = path.read_text() if path.is_file() else ""
+        if text.count(edit.old) != 1:
+            where = "found more than once" if edit.old in text else "not found"
+            raise MutantError(f"mutant {mutant.name}: the text to replace is {where} in {edit.file}")
+        path.write_text(text.replace(edit.old, edit.new))
+
+
+def requirements(mutants: list[Mutant]) -> list[str]:
+    """The checklist's lines, in its order."""
+    return [OWN_PASSES, OWN_DATABASE, *(m.requirement for m in mutants)]
+
+
+# --- running the suite --------------------------------------------------------------------------------
+
+def copy_folder(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=lambda _folder, names: [n for n in names if n in SKIPPED])
+
+
+def app_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted((folder / "app").rglob("*"))
+            if p.is_file() and not SKIPPED & set(p.relative_to(folder).parts)}
+
+
+# Each run would start a Python of its own and import the same libraries again (FastAPI,
+# SQLAlchemy, openai, pytest: a second of CPU each time, fifteen times a check). Instead the grader
+# imports them once and forks a child per run, which starts from there and imports only the
+# learner's app and tests, fresh, in its own folder. (pytest-xdist spreads one suite's tests over
+# processes, not one suite over many folders.)
+PRELOAD = ["pytest", "_pytest.main", "pytest_cov.plugin", "pytest_timeout", "anyio.pytest_plugin",
+           "platformdirs.pytest_plugin", "coverage", "fastapi", "fastapi.testclient", "fastapi.sse",
+           "starlette.testclient", "anyio._backends._asyncio", "sqlalchemy", "sqlalchemy.orm",
+           "sqlalchemy.dialects.postgresql.psycopg2", "psycopg2", "openai", "alembic.command",
+           "alembic.config", "alembic.runtime.migration", "alembic.operations", "alembic.script",
+           "pydantic_settings", "jwt", "passlib.context", "passlib.handlers.bcrypt", "bcrypt",
+           "email_validator"]
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # not installed here: a suite that needs it imports it itself
+            pass
+
+
+def start_suite(run: Run, env: dict) -> int:
+    """Fork a child that runs pytest in run.folder, as `python -m pytest` started there would;
+    returns the child's pid. The child writes its report to .pytest-output.txt there."""
+    import pytest
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3  # pytest's "internal error", should anything below fail
+    try:
+        os.setsid()  # a process group of its own: a run out of time is stopped with all it started
+        os.chdir(run.folder)
+        report = os.open(run.folder / ".pytest-output.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(report, 1)
+        os.dup2(report, 2)
+        os.environ.clear()
+        os.environ.update(env)
+        # As `python -m pytest` has it: the folder first; and nothing of the course's tooling.
+        here = Path(__file__).resolve().parent
+        sys.path[:] = [str(run.folder), *(p for p in sys.path if p and Path(p).resolve() != here)]
+        code = pytest.main([*PYTEST_OPTIONS, f"--junitxml={run.folder / '.junit.xml'}", *run.options])
+    except BaseException:  # noqa: B036  (whatever happens, the child ends here and never returns)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
+
+
+def run_env(run: Run, db_env: dict) -> dict:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("DB_", "PYTEST_", "COV_", "COVERAGE_")) and name != "TEST_DB_NAME"}
+    env.update(db_env, DB_NAME=f"{run.database}_app", TEST_DB_NAME=run.database, OPENAI_BASE_URL=CLOSED_LLM,
+               OPENAI_API_KEY="make-check-reaches-no-llm", COVERAGE_FILE=str(run.folder / ".coverage"))
+    return env
+
+
+def run_all(runs: list[Run], db_env: dict, workers: int, skip: Callable[[Run], bool]) -> None:
+    """Run them, `workers` at a time, in the order of the list. skip(run), asked just before a run
+    would start, may leave it not run."""
+    preload()
+    waiting, running = list(runs), {}
+    while waiting or running:
+        while waiting and len(running) < workers:
+            run = waiting.pop(0)
+            if not skip(run):
+                started = time.monotonic()
+                running[start_suite(run, run_env(run, db_env))] = (run, started)
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:  # none has ended: stop those out of time, then look again a little later
+            now = time.monotonic()
+            for child, (run, started) in running.items():
+                if now - started > run.timeout and run.exitstatus is None:
+                    os.killpg(child, signal.SIGKILL)
+                    run.exitstatus = -1
+            time.sleep(0.02)
+            continue
+        run, started = running.pop(pid)
+        run.seconds = time.monotonic() - started
+        if run.exitstatus is None:
+            run.exitstatus = os.waitstatus_to_exitcode(status)
+        report = run.folder / ".pytest-output.txt"
+        run.output = report.read_text(errors="replace") if report.exists() else ""
+        read_junit(run)
+
+
+def read_junit(run: Run) -> None:
+    junit = run.folder / ".junit.xml"
+    if not junit.exists():
+        return
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        bad = [c for c in case if c.tag in ("failure", "error")]
+        skipped = any(c.tag == "skipped" for c in case)
+        run.counts["failed" if bad else "skipped" if skipped else "passed"] += 1
+        if bad and not run.first_failure:
+            test = (case.get("classname") or "").replace(".", "/") + ".py::" + (case.get("name") or "")
+            why = (bad[0].get("message") or bad[0].tag).strip().splitlines()
+            run.first_failure = test + (f": {why[0][:200]}" if why else "")
+
+
+def read_coverage(grade: Grade) -> None:
+    """The suite's coverage of the learner's app/: the total (coverage's JSON report) and the
+    table coverage prints."""
+    folder = grade.own.folder
+    report = folder / ".coverage.json"
+    if not report.exists():
+        return
+    grade.coverage = json.loads(report.read_text())["totals"]["percent_covered"]
+    import subprocess
+
+    table = subprocess.run([sys.executable, "-m", "coverage", "report", "--show-missing", "--skip-covered",
+                            f"--data-file={folder / '.coverage'}"],
+                           cwd=folder, capture_output=True, text=True, check=False)
+    grade.coverage_table = table.stdout.rstrip()
+
+
+def connect(db_env: dict, database: str):
+    import psycopg2
+
+    return psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], user=db_env["DB_USER"],
+                            password=db_env["DB_PASSWORD"], dbname=database, connect_timeout=3)
+
+
+def database_made(db_env: dict, database: str) -> bool:
+    """Whether the database exists, migrated by Alembic (it has the table alembic_version)."""
+    import psycopg2
+
+    try:
+        conn = connect(db_env, database)
+    except psycopg2.OperationalError:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def drop_database(db_env: dict, database: str) -> None:
+    from psycopg2 import sql
+
+    conn = connect(db_env, "postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    finally:
+        conn.close()
+
+
+# --- grading -------------------------------------------------------------------------------------------
+
+def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefix: str,
+          workers: int | None = None, only: list[str] | None = None) -> Grade:
+    """The learner's suite (in the folder `learner`) on their own app, then on the model answer's
+    app (from the folder `model`) with each mutant planted: one Result per line of requirements().
+
+    db_env: DB_HOST, DB_PORT, DB_USER, DB_PASSWORD of a server where the suite may create
+    databases; a run's is named prefix + "_own", or "_" + the mutant's name.
+    only: the names of the mutants to try (the others are left out of the grade).
+    """
+    started = time.monotonic()
+    chosen = [m for m in mutants if only is None or m.name in only]
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+
+        def prepare(name: str, options: list[str], timeout: float, mutant: Mutant | None = None,
+                    app_of_model: bool = True) -> Run:
+            folder = Path(tmp) / name
+            copy_folder(learner, folder)
+            if app_of_model:
+                shutil.rmtree(folder / "app", ignore_errors=True)
+                copy_folder(model / "app", folder / "app")
+            if mutant is not None:
+                plant(mutant, folder)
+            return Run(name, folder, f"{prefix}_{name}", options, timeout)
+
+        quick = ["-x", "-q", "--no-cov"]  # a mutant: the first failing test is enough
+        own = prepare("own", ["-q", "--cov=app", "--cov-branch", "--cov-report=",
+                              f"--cov-report=json:{Path(tmp) / 'own' / '.coverage.json'}"],
+                      OWN_TIMEOUT, app_of_model=False)
+        runs = [own]
+        # The mutants are planted in the model's app/: the suite must pass on that first, or a
+        # failure says nothing about a bug. Most often it is the learner's app, byte for byte.
+        if app_files(learner) != app_files(model):
+            runs.append(prepare("baseline", quick, OWN_TIMEOUT))
+        runs += [prepare(m.name, quick, MUTANT_TIMEOUT, mutant=m) for m in chosen]
+        drop_database(db_env, own.database)  # so that finding it later shows the suite made it
+
+        def suite_failed(run: Run) -> bool:
+            """Why try a bug once the suite fails on the app as it is."""
+            return run.name not in ("own", "baseline") and any(
+                r.exitstatus not in (None, 0) for r in runs if r.name in ("own", "baseline"))
+
+        run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), suite_failed)
+        result = Grade([own_passes(runs), Result(OWN_DATABASE, database_made(db_env, own.database),
+                                                 hint=OWN_DATABASE_HINT)], own, 0.0)
+        read_coverage(result)
+        by_name = {run.name: run for run in runs}
+        result.results += [mutant_caught(m, by_name[m.name]) for m in chosen]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def own_passes(runs: list[Run]) -> Result:
+    own, counts = runs[0], runs[0].counts
+    summary = f"{counts['passed']} passed in {own.seconds:.1f} s"
+    if own.exitstatus == 0:
+        baseline = next((r for r in runs if r.name == "baseline"), None)
+        if baseline is None or baseline.exitstatus == 0:
+            return Result(OWN_PASSES, True, summary)
+        return Result(OWN_PASSES, False, "they fail on the model answer's app, where make check plants its "
+                      f"bugs: {baseline.first_failure}", "leave app/ as lesson 22 left it: write tests only")
+    if own.exitstatus == PYTEST_NO_TESTS:
+        return Result(OWN_PASSES, False, "pytest found no tests",
+                      "write them in tests/, in files named test_*.py, as functions named test_...")
+    if own.exitstatus == -1:
+        return Result(OWN_PASSES, False, f"they did not finish within {OWN_TIMEOUT} s",
+                      "does a test wait for something that never comes?")
+    if own.first_failure:
+        return Result(OWN_PASSES, False,
+                      f"{counts['failed']} failed, {summary}; the first: {own.first_failure}",
+                      "a test that fails on your app expects what the app does not do: fix the test")
+    return Result(OWN_PASSES, False, f"pytest stopped before any test ran (exit {own.exitstatus})",
+                  "VERBOSE=1 shows pytest's report")
+
+
+def mutant_caught(mutant: Mutant, run: Run) -> Result:
+    if run.exitstatus is None:
+        return Result(mutant.requirement, False, "not tried: your tests must pass on your app first",
+                      mutant.hint)
+    if run.exitstatus == -1:
+        return Result(mutant.requirement, True, f"your tests did not finish within {MUTANT_TIMEOUT} s")
+    if run.exitstatus not in (0, PYTEST_NO_TESTS):
+        return Result(mutant.requirement, True, f"caught by {run.first_failure or 'pytest, which stopped'}")
+    return Result(mutant.requirement, False, "every test passed with this bug in the app", mutant.hint)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def checklist(result: Grade, verbose: bool = False) -> list[str]:
+    """One line per requirement; under a line not met, why, and for the first such line a hint."""
+    lines, hinted = [], False
+    for r in result.results:
+        lines.append(f"  {OK if r.met else NO} {r.requirement}")
+        if r.detail and (verbose or not r.met):
+            lines.append(f"      {r.detail}")
+        if not r.met and r.hint and not hinted:
+            lines.append(f"      hint: {r.hint}")
+            hinted = True
+    return lines
+
+
+def report(result: Grade, folder: Path, verbose: bool) -> None:
+    print("\n".join(checklist(result, verbose)))
+    if result.coverage is not None:
+        print(f"\nYour tests ran {result.coverage:.0f} % of app/ (branches counted: coverage.py):")
+        print("\n".join(f"  {line}" for line in result.coverage_table.splitlines()))
+    if verbose or result.own.exitstatus != 0:
+        print("\npytest on your app:\n" + result.own.output[-4000:].rstrip())
+    total = len(result.results)
+    print(f"\n{result.met} of {total} requirements met in {result.seconds:.1f} s ({folder}).")
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT / "shared"))
+    import devdb
+    from lessons import UnknownLesson, find
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["check", "requirements"])
+    parser.add_argument("lesson")
+    parser.add_argument("--dir", default="", help="the folder to grade (default: workspace/NN-...)")
+    parser.add_argument("--only", default="", help="comma-separated names of the mutants to try")
+    parser.add_argument("--results", default="", help="also write the grade to this file, as JSON")
+    args = parser.parse_args()
+    try:
+        lesson = find(args.lesson)
+    except UnknownLesson as error:
+        sys.exit(str(error))
+    mutants = load(mutants_file(lesson.folder))
+    if args.command == "requirements":
+        print("\n".join(requirements(mutants)))
+        return
+    folder = Path(args.dir or ROOT / "workspace" / lesson.folder).expanduser().resolve()
+    if not (folder / "app" / "main.py").is_file():
+        sys.exit(f"{folder} has no app/main.py: nothing to grade as lesson {lesson.number}"
+                 + ("" if args.dir else f" (make start LESSON={lesson.number} makes the folder)"))
+    print(f"Grading {folder}: your tests on your app, then on {len(mutants)} bugs planted in the model "
+          "answer's...", flush=True)
+    devdb.ensure_running()
+    only = [name for name in args.only.split(",") if name] or None
+    result = grade(folder, lesson.path, mutants, devdb.dev_env(), f"aic_test_{lesson.number}_check",
+                   only=only)
+    if args.results:
+        data = asdict(result)
+        data["own"]["folder"] = data["own"]["output"] = None
+        Path(args.results).write_text(json.dumps(data, indent=1, default=str) + "\n")
+    report(result, folder, bool(os.environ.get("VERBOSE")))
+    sys.exit(0 if result.met == len(result.results) else 1)
+
+
+if __name__ == "__main__":
+    main()
