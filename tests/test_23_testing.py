@@ -41,7 +41,8 @@ def graded(folder: Path, tmp_path: Path, only: list[str] | None = None) -> tuple
     command = [sys.executable, str(ROOT / "shared" / "mutation.py"), "check", "23", f"--dir={folder}",
                f"--results={results}", *([f"--only={','.join(only)}"] if only else [])]
     env = {k: v for k, v in os.environ.items() if k not in ("LESSON", "LESSON_DIR", "VERBOSE")}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+                          check=False)
     assert results.exists(), done.stdout + done.stderr
     return json.loads(results.read_text()), done.stdout
 
