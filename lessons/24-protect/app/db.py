@@ -1,0 +1,29 @@
+from sqlalchemy import URL, create_engine
+from sqlalchemy.orm import sessionmaker
+
+from app.config import get_settings
+
+settings = get_settings()
+
+# The engine knows how to reach the database and keeps a pool of open connections to reuse.
+# URL.create builds the address safely, even if the password holds characters like @ or /.
+engine = create_engine(
+    URL.create(
+        "postgresql+psycopg2",
+        username=settings.DB_USER,
+        password=settings.DB_PASSWORD.get_secret_value(),
+        host=settings.DB_HOST,
+        port=settings.DB_PORT,
+        database=settings.DB_NAME,
+    ),
+    connect_args={"connect_timeout": 3},
+    # Test each pooled connection before lending it out: one the database closed (say, it was
+    # restarted) is replaced by a fresh one instead of failing the request.
+    pool_pre_ping=True,
+    # When a statement fails, SQLAlchemy's error message lists the values it sent, and that
+    # message lands in the server log: a password hash, an email. Keep the SQL, hide the values.
+    hide_parameters=True,
+)
+
+# A session factory: every SessionLocal() is a new Session bound to our engine.
+SessionLocal = sessionmaker(bind=engine)

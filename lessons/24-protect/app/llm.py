@@ -1,0 +1,139 @@
+"""The coach's brain: a large language model (LLM), reached through the official openai client."""
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+from openai import APIError, APITimeoutError, AsyncOpenAI
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# The system message: instructions the user never sees, sent first in every conversation.
+# It decides who the model is for our app.
+SYSTEM_PROMPT = (
+    "You are AI Interview Coach, a patient and encouraging job interview coach. "
+    "Help the user prepare for interviews: ask which role they are preparing for, suggest how "
+    "to structure answers (for example with STAR: situation, task, action, result), and give "
+    "short, concrete, honest feedback. Stay on interviews and careers; keep answers brief."
+)
+
+# What the user is told when the model fails (a 502 or 504, an error event or frame).
+NO_KEY = "No LLM configured: set OPENAI_API_KEY in .env"
+TOO_SLOW = "The coach took too long to answer, try again"
+UNAVAILABLE = "The coach is unavailable, try again later"
+NO_ANSWER = "The coach gave no answer, try again"
+
+
+@dataclass
+class Usage:
+    """What one answer cost, in the model's tokens (question, history and answer together):
+    ask() and stream() fill it in from the `usage` the model reports."""
+
+    tokens: int = 0
+
+
+# A model server that reports no usage (some OpenAI-compatible servers do not) is still
+# charged: about four characters make a token in English.
+def estimate(messages: list[dict], reply: str) -> int:
+    return (sum(len(m["content"]) for m in messages) + len(reply)) // 4 + 1
+
+
+class LLM:
+    """The model, with the client that reaches it; one LLM for the whole app.
+
+    main.py's lifespan makes it when the app starts and closes it when the app stops; endpoints
+    get it as a dependency (LLMDep in deps.py), so a test can hand them another one.
+    """
+
+    def __init__(self, settings: Settings):
+        # Which model answers. Any chat model your key may use works: OpenAI's own names, or
+        # the name of a local model when OPENAI_BASE_URL points at a server such as Ollama.
+        self.model = settings.OPENAI_MODEL
+        # How long one answer may take, in seconds, before the user gets a 504 instead.
+        self.timeout = settings.OPENAI_TIMEOUT
+        # No key, no client: the chat answers 502 and says why. One async client for both
+        # kinds of answer: its calls are awaited, so while the model thinks (seconds, or until
+        # the timeout when it hangs) the event loop serves everyone else, and no worker thread
+        # is held waiting.
+        self.client: AsyncOpenAI | None = None
+        if settings.OPENAI_API_KEY:
+            # The client keeps its connections open between requests, until close().
+            # base_url: OpenAI's API by default; any server that speaks the same API works too.
+            # max_retries=0: the client would otherwise try again up to twice, and a user could
+            # wait three times OPENAI_TIMEOUT. One try, and a clear error they can retry.
+            self.client = AsyncOpenAI(api_key=settings.OPENAI_API_KEY.get_secret_value(),
+                                      base_url=str(settings.OPENAI_BASE_URL), timeout=self.timeout,
+                                      max_retries=0)
+
+    async def close(self) -> None:
+        """Closes the client's connections (the lifespan calls this when the app stops)."""
+        if self.client is not None:
+            await self.client.close()
+
+    async def ask(self, messages: list[dict], usage: Usage) -> str:
+        """The model's answer to a conversation: a list of {"role", "content"} messages.
+
+        The LLM is a service on the network, and it can fail like one. Its failures become short
+        answers our own client understands, never a traceback:
+          504 Gateway Timeout  it did not answer within OPENAI_TIMEOUT seconds
+          502 Bad Gateway      anything else: unreachable, a wrong key, an error on its side
+        """
+        if self.client is None:
+            raise HTTPException(status_code=502, detail=NO_KEY)
+        try:
+            completion = await self.client.chat.completions.create(model=self.model, messages=messages)
+        except APITimeoutError:
+            logger.warning("LLM call timed out after %s s", self.timeout)
+            raise HTTPException(status_code=504, detail=TOO_SLOW) from None
+        except APIError as error:  # the parent of every error the client raises
+            # The error's kind and status say enough; its text may repeat what the user wrote.
+            logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
+            raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
+        reply = completion.choices[0].message.content
+        usage.tokens = completion.usage.total_tokens if completion.usage else estimate(messages, reply or "")
+        if not reply:  # a refusal or an empty answer: nothing to show
+            raise HTTPException(status_code=502, detail=NO_ANSWER)
+        return reply
+
+    async def stream(self, messages: list[dict], usage: Usage) -> AsyncIterator[str]:
+        """The model's answer to a conversation, piece by piece (tokens) as the model writes it.
+
+        Fails like ask(), with an HTTPException 502 or 504; that may happen before the first piece
+        or half-way through. OPENAI_TIMEOUT now limits each wait for the next piece.
+        """
+        if self.client is None:
+            raise HTTPException(status_code=502, detail=NO_KEY)
+        pieces = []
+        try:
+            # stream=True: the call returns as soon as the model starts; the answer follows in
+            # chunks. include_usage: a last chunk, with no text, says how many tokens it took.
+            response = await self.client.chat.completions.create(
+                model=self.model, messages=messages, stream=True, stream_options={"include_usage": True})
+            # async with: however this generator ends (the last chunk, an error, or the caller
+            # closing it because the user went away), the connection to the model is closed, and
+            # the model stops writing an answer nobody will read.
+            async with response:
+                async for chunk in response:
+                    if chunk.usage:  # the last chunk
+                        usage.tokens = chunk.usage.total_tokens
+                    piece = chunk.choices[0].delta.content if chunk.choices else None
+                    if piece:  # the first and last chunks carry no text
+                        pieces.append(piece)
+                        yield piece
+        except APITimeoutError:
+            logger.warning("LLM stream timed out after %s s", self.timeout)
+            raise HTTPException(status_code=504, detail=TOO_SLOW) from None
+        except APIError as error:
+            logger.warning("LLM stream failed: %s %s",
+                           type(error).__name__, getattr(error, "status_code", ""))
+            raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
+        finally:
+            # An answer cut short (an error, or the user went away) sends no usage, yet the
+            # tokens written so far are paid for: estimate them.
+            if pieces and not usage.tokens:
+                usage.tokens = estimate(messages, "".join(pieces))
+        if not pieces:
+            raise HTTPException(status_code=502, detail=NO_ANSWER)

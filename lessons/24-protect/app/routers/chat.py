@@ -1,0 +1,125 @@
+"""The chat with the coach over HTTP: one answer, the answer streamed, and the history."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy.exc import OperationalError
+
+from app import limits
+from app.crud import conversation, save_exchange
+from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
+from app.llm import Usage
+from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, TOO_MANY, UNREADABLE, ChatIn, ChatOut, MessageOut
+
+logger = logging.getLogger(__name__)
+
+# prefix: the paths below are /api/chat, /api/chat/stream and /api/chat/history once main.py
+# includes this router under /api. Every endpoint here needs a login and the database.
+router = APIRouter(prefix="/chat", tags=["chat"], responses={**NOT_LOGGED_IN, **DB_DOWN})
+
+
+# A question that may be asked: whose, its text, when, and what the coach is sent with it.
+@dataclass
+class Question:
+    user_id: int
+    text: str
+    messages: list[dict]
+    asked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+# What every chat needs before the coach is asked: who is asking (CurrentUser, the same check
+# as every endpoint), room in their budgets (a question this minute and today, tokens today:
+# else a 429), and what the coach is sent. As a dependency it runs before the stream's first
+# byte, so a bad token is still a plain 401 and a limit a plain 429. A plain `def`: FastAPI
+# runs it in a worker thread, as SQLAlchemy's calls block.
+def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep, settings: SettingsDep) -> Question:
+    limits.take(*limits.chat_budgets(user.id, settings))
+    messages = conversation(db, user.id, chat_in.message, settings.HISTORY_CHARACTERS)
+    # get_db closes the session only once the response is sent, after the last token: give its
+    # connection back to the pool now, so that a long answer does not hold one of the few.
+    db.close()
+    return Question(user.id, chat_in.message, messages)
+
+
+AskedQuestion = Annotated[Question, Depends(start_chat)]
+
+
+# One question to the coach, one answer, with the conversation so far. Question and answer are
+# stored once the coach has answered: a question that got no answer is not part of it.
+# async def, and an awaited call to the model: while it thinks (seconds, or OPENAI_TIMEOUT
+# when it hangs) the request holds no worker thread, so a hung model cannot take them all.
+@router.post("", response_model=ChatOut, responses={**UNREADABLE, **LLM_DOWN, **TOO_MANY})
+async def chat(question: AskedQuestion, llm: LLMDep, settings: SettingsDep):
+    usage = Usage()
+    try:
+        reply = await llm.ask(question.messages, usage)
+    finally:
+        await limits.spend_tokens(question.user_id, usage.tokens, settings)
+    await run_in_threadpool(save_exchange, question.user_id, question.text, question.asked_at, reply)
+    logger.info("chat: user %s asked the coach, %s earlier messages sent, %s tokens", question.user_id,
+                len(question.messages) - 2, usage.tokens)
+    return {"reply": reply}
+
+
+# One of the user's OPEN_CHATS_PER_USER seats (limits.open_chat), held from before the stream's
+# first byte until after its last: a dependency with `yield`, whose code after the yield runs
+# once the response is sent. None free: a 429.
+async def chat_seat(user: CurrentUser, settings: SettingsDep) -> AsyncIterator[limits.Seat]:
+    async with limits.open_chat(user.id, settings.OPEN_CHATS_PER_USER, limits.lease(settings)) as seat:
+        yield seat
+
+
+# The same chat, but the answer is sent token by token while the coach writes it, as
+# Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
+# with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
+# as an `event:` line (when it has a name) and a `data:` line of JSON: a newline in a token
+# travels as the two characters \n and cannot end the event early. FastAPI also writes the 200
+# into the OpenAPI document (/docs).
+# The 200 goes out before the model is even asked, so every failure of the model, before its
+# first token or half-way, is told as an `event: error`.
+# If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
+# (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
+# the model on the way out, and nothing is stored.
+# async def: the endpoint and its stream run on the event loop, and wait only with `await`,
+# so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
+@router.post("/stream", response_class=EventSourceResponse,
+             response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
+                                  'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
+             responses={**UNREADABLE, **TOO_MANY})
+async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question: AskedQuestion, llm: LLMDep,
+                      settings: SettingsDep) -> AsyncIterator[ServerSentEvent]:
+    reply, usage = [], Usage()
+    try:
+        async with aclosing(llm.stream(question.messages, usage)) as tokens:
+            async for token in tokens:
+                reply.append(token)
+                yield ServerSentEvent(data={"token": token})
+                await seat.keep()  # renews the seat's lease now and then, while the answer lasts
+        await run_in_threadpool(save_exchange, question.user_id, question.text, question.asked_at,
+                                "".join(reply))
+    except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
+        yield ServerSentEvent(data={"detail": error.detail}, event="error")
+        return
+    except OperationalError:  # the database went away before the exchange was stored
+        yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
+        return
+    finally:
+        await limits.spend_tokens(question.user_id, usage.tokens, settings)
+    logger.info("chat stream: user %s asked the coach, %s earlier messages sent, %s tokens", question.user_id,
+                len(question.messages) - 2, usage.tokens)
+    yield ServerSentEvent(data={}, event="done")
+
+
+# The user's own conversation, oldest first. user.messages is the relationship in models.py:
+# SQLAlchemy runs SELECT ... FROM messages WHERE user_id = <this user> ORDER BY id for us,
+# and nobody can ask for another user's messages: there is no id to change in the URL.
+@router.get("/history", response_model=list[MessageOut])
+def chat_history(user: CurrentUser):
+    return user.messages
