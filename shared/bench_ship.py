@@ -272,8 +272,8 @@ async def sockets_phase(url: str, app: App, nginx: proxy.Nginx, tokens: list[str
             "kb_per_socket_nginx": round((nginx_after - nginx_before) * 1024 / n, 1)}
 
 
-async def streams_phase(url: str, app: App, nginx: proxy.Nginx, db_env: dict, tokens: list[str], n: int,
-                        rounds: int) -> dict:
+async def streams_phase(url: str, app: App, nginx: proxy.Nginx, coach: int, db_env: dict, tokens: list[str],
+                        n: int, rounds: int) -> dict:
     fresh = iter(tokens)
     async with client(n + 20) as http:
         await chats_at_once(http, url, [next(fresh) for _ in range(2)])  # warm up
@@ -289,16 +289,19 @@ async def streams_phase(url: str, app: App, nginx: proxy.Nginx, db_env: dict, to
                 walls.append((await chats_at_once(http, url, [next(fresh) for _ in range(n)]))[0])
                 stop.set()
                 await asyncio.gather(*probes)
-        # The CPU one streamed token costs, in the workers and in nginx: one more round, alone.
+        # The CPU one streamed token costs, in the workers, in nginx, in the coach and in this
+        # process (the load): one more round, alone, with the wall time it took.
         workers, proxies = app.worker_pids(), [nginx.proc.pid, *children(nginx.proc.pid)]
-        before = cpu_seconds(workers), cpu_seconds(proxies)
-        _, streamed = await chats_at_once(http, url, [next(fresh) for _ in range(n)])
-        after = cpu_seconds(workers), cpu_seconds(proxies)
+        before = cpu_seconds(workers), cpu_seconds(proxies), cpu_seconds([coach]), time.process_time()
+        last_wall, streamed = await chats_at_once(http, url, [next(fresh) for _ in range(n)])
+        after = cpu_seconds(workers), cpu_seconds(proxies), cpu_seconds([coach]), time.process_time()
+        used = [(a - b) * 1e6 / streamed for a, b in zip(after, before, strict=True)]
     many = statistics.median(walls)
     return {"one_chat_s": round(one, 3), "many_chats_s": round(many, 3), "ratio": round(many / one, 2),
             "tokens_per_chat": streamed // n,
-            "cpu_us_per_token_workers": round((after[0] - before[0]) * 1e6 / streamed),
-            "cpu_us_per_token_nginx": round((after[1] - before[1]) * 1e6 / streamed),
+            "cpu_us_per_token_workers": round(used[0]), "cpu_us_per_token_nginx": round(used[1]),
+            "cpu_us_per_token_coach": round(used[2]), "cpu_us_per_token_load": round(used[3]),
+            "cpu_busy_share": round(sum(used) * streamed / 1e6 / (os.cpu_count() * last_wall), 2),
             "me_p99_ms_while_streaming": round(p99(latencies) * 1000, 1),
             "me_requests_while_streaming": len(latencies),
             "kb_per_stream": round((sampler.peak_sum - idle) * 1024 / n, 1),
@@ -360,6 +363,9 @@ def table(r: dict, args) -> str:
         ("CPU per GET /api/me, 1 worker direct (ms)", f"{r['me_cpu_ms_direct_1_worker']:.2f}", ""),
         ("CPU per streamed token, workers (µs)", f"{s['cpu_us_per_token_workers']}", ""),
         ("CPU per streamed token, nginx (µs)", f"{s['cpu_us_per_token_nginx']}", ""),
+        ("CPU per streamed token, the coach / the load (µs)",
+         f"{s['cpu_us_per_token_coach']} / {s['cpu_us_per_token_load']}", ""),
+        (f"cores busy during {args.chats} chats, all of it / all cores", f"{s['cpu_busy_share']:.0%}", ""),
         ("peak RSS per worker (MB)", " / ".join(f"{mb:.0f}" for mb in r["peak_rss_mb_each_worker"]), ""),
         ("memory per streaming chat, workers (KB)", f"{s['kb_per_stream']:.0f}", ""),
         ("memory per open socket, workers (KB)", f"{r['sockets']['kb_per_socket_workers']:.0f}", ""),
@@ -410,7 +416,8 @@ def main() -> None:
                         sockets_phase(nginx.url, app, nginx, tokens, args.sockets))
                 else:
                     result["streams"] = asyncio.run(streams_phase(
-                        nginx.url, app, nginx, db_env, tokens[args.sockets:], args.chats, args.rounds))
+                        nginx.url, app, nginx, coach.pid, db_env, tokens[args.sockets:], args.chats,
+                        args.rounds))
                     print("requests per second ...", flush=True)
                     pids = [*app.worker_pids(), nginx.proc.pid, *children(nginx.proc.pid)]
                     result["me_rps_nginx_2_workers"], result["me_cpu_ms_nginx_2_workers"] = asyncio.run(
