@@ -16,6 +16,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -653,6 +654,18 @@ def test_the_login_page_says_so_when_there_were_too_many_failed_logins(pages, st
     page.fill("input[name=password]", "wrong-password")
     page.click("button[type=submit]")
     page.wait_for_function(message_says(TOO_MANY_LOGINS))
+
+
+# --- the folder's own tests (lesson 23 on) ------------------------------------------------------
+
+def test_the_folders_own_tests_pass(lesson, db_env):
+    """The folder's own tests (tests/, from lesson 23) pass, grown with tests of this lesson.
+    They run as you run them, `pytest` in the folder, on a test database of their own."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env.update(db_env, TEST_DB_NAME=f"{db_env['DB_NAME']}_own")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+                          cwd=lesson.path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 # --- lesson 22's tests whose contract this lesson changes, adapted ------------------------------
