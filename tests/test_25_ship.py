@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -35,6 +36,7 @@ QUESTION = "How do I answer 'tell me about yourself'?"
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 SCHEMA_BEHIND = "Database schema is not at the latest migration: run alembic upgrade head"
 DB_DOWN = "Database unavailable, try again later"
+SIGNUPS = 10  # lesson 24's SIGNUPS_PER_ADDRESS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +56,8 @@ class Stack:
                 [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1",
                  "--port", str(self.app_port), "--workers", str(WORKERS),
                  "--timeout-graceful-shutdown", str(GRACE)],
-                cwd=lesson.path, stdout=out, stderr=subprocess.STDOUT)
+                cwd=lesson.path, env={**os.environ, "BCRYPT_ROUNDS": "4"},  # quick signups
+                stdout=out, stderr=subprocess.STDOUT)
         self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
 
     def start(self) -> "Stack":
@@ -64,12 +67,12 @@ class Stack:
         return self
 
     def workers_ready(self) -> bool:
+        """WORKERS workers running, each past its startup (its "Application startup complete")."""
         assert self.uvicorn.poll() is None, self.log.read_text()[-3000:]
-        try:
-            httpx2.get(f"http://127.0.0.1:{self.app_port}/healthz", timeout=1)
-        except httpx2.HTTPError:
-            return False
-        return len(self.worker_pids()) == WORKERS
+        started = {line["pid"] for line in self.log_lines()
+                   if line["message"] == "Application startup complete."}
+        workers = self.worker_pids()
+        return len(workers) == WORKERS and workers <= started
 
     def worker_pids(self) -> set[int]:
         """The worker processes the uvicorn supervisor runs now (multiprocessing's spawn_main;
@@ -364,14 +367,60 @@ def test_a_sigterm_mid_stream_lets_the_answer_finish_while_new_requests_go_to_an
     wait_for(lambda: stack.workers_ready(), "a new worker in its place", seconds=30)
 
 
+# --- limits across the workers ----------------------------------------------------------------
+
+def signup_from(url: str, address: str, count: int, forwarded_for: bool = False) -> list:
+    """COUNT signups at once to URL from the client address ADDRESS (127.0.0.x: all of them are
+    this machine), as (response, request id); with forwarded_for, each claims another
+    X-Forwarded-For."""
+    transport = httpx2.HTTPTransport(local_address=address, limits=httpx2.Limits(max_connections=count))
+
+    def one(client, i):
+        headers = {"X-Request-ID": new_id()}
+        if forwarded_for:
+            headers["X-Forwarded-For"] = f"203.0.113.{i + 1}"  # made up, a new one each time
+        body = {"name": "Ada", "email": f"{new_id()[:12]}@example.com", "password": "a-long-password"}
+        return client.post("/api/users", json=body, headers=headers), headers["X-Request-ID"]
+
+    with httpx2.Client(transport=transport, base_url=url, timeout=30) as client:
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(lambda i: one(client, i), range(count)))
+
+
+
+def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(stack):
+    """Through nginx, one client address gets 10 signups in all, whichever worker answers each.
+    Three client addresses send 12 signups each at once (36 at once: more than nginx keeps
+    connections open to the workers, so both workers take some): each address gets ten 201s
+    and two 429s with Retry-After, even though each signup claims a made-up X-Forwarded-For;
+    the answers came from both workers; a fourth address still signs up (the app sees the
+    client's address, which nginx passes on, not nginx's own)."""
+    addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    with ThreadPoolExecutor(len(addresses)) as pool:
+        batches = list(pool.map(lambda a: signup_from(stack.url, a, SIGNUPS + 2, forwarded_for=True),
+                                addresses))
+    for address, answers in zip(addresses, batches, strict=True):
+        statuses = sorted(r.status_code for r, _ in answers)
+        assert statuses == [201] * SIGNUPS + [429] * 2, (address, [r.text for r, _ in answers])
+        assert all(int(r.headers["Retry-After"]) > 0 for r, _ in answers if r.status_code == 429)
+    workers = set()
+    for _, request_id in (answer for answers in batches for answer in answers):
+        wait_for(lambda rid=request_id: stack.lines_of(rid), "each signup's log line")
+        workers.add(stack.lines_of(request_id)[0]["pid"])
+    assert len(workers) == WORKERS, "all the signups went to one worker"
+    [(other, _)] = signup_from(stack.url, "127.0.0.5", 1)
+    assert other.status_code == 201, other.text
+
+
 # --- nginx's own answers -----------------------------------------------------------------------
 
 def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
-    """nginx refuses a body over 64 KiB with 413 and a JSON detail, before the app reads it."""
+    """nginx refuses a body over 64 KiB with 413 and the app's own detail, before the app reads it."""
     r = httpx2.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
                     headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 413, r.text
-    assert r.json() == {"detail": "Request body too large (at most 64 KiB)"}
+    assert r.json() == {"detail": "The request body may have at most 65536 bytes"}
+    assert REQUEST_ID.fullmatch(r.headers["X-Request-ID"])
 
 
 def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, closed_port):

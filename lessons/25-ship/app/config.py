@@ -60,6 +60,38 @@ class Settings(BaseSettings):
     OPENAI_MODEL: str = "gpt-4o-mini"
     OPENAI_TIMEOUT: PositiveFloat = 30  # seconds to wait for an answer before the 504
 
+    # Seconds a new socket has to send its first frame, the token (lesson 21).
+    WS_LOGIN_TIMEOUT: PositiveFloat = 10
+
+    # --- Limits (lesson 24). Every budget is counted in the database, so that every worker
+    # and every restart sees the same count (limits.py). A window starts with its first hit.
+    # Logins: at most this many failures per account, and per client address, in a window.
+    LOGIN_FAILURES_PER_ACCOUNT: PositiveInt = 5
+    LOGIN_FAILURES_PER_ADDRESS: PositiveInt = 50
+    LOGIN_WINDOW_SECONDS: PositiveInt = 15 * 60
+    # Signups: at most this many per client address in a window.
+    SIGNUPS_PER_ADDRESS: PositiveInt = 10
+    SIGNUP_WINDOW_SECONDS: PositiveInt = 60 * 60
+    # The chat (HTTP, stream and socket together), per user: questions a minute and a day, and
+    # the tokens the LLM may use for them in a day (the LLM is paid by the token).
+    CHATS_PER_MINUTE: PositiveInt = 10
+    CHATS_PER_DAY: PositiveInt = 200
+    CHAT_TOKENS_PER_DAY: PositiveInt = 200_000
+    # The history sent with each question: the latest 20 messages, and at most this many
+    # characters of them (about a quarter as many tokens).
+    HISTORY_CHARACTERS: PositiveInt = 16_000
+    # Streams and sockets a user may hold open at once, over all workers.
+    OPEN_CHATS_PER_USER: PositiveInt = 3
+    # How often an open socket checks that its token still holds (logout, a new password).
+    SOCKET_RECHECK_SECONDS: PositiveFloat = 15
+    # The largest request body read, in bytes; a bigger one gets a 413 before it is read.
+    MAX_BODY_BYTES: PositiveInt = 64 * 1024
+    # bcrypt's cost: 2**rounds steps per hash (12: about a quarter of a second). Tests lower it.
+    BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=31)
+    # How many passwords are hashed or checked at once; the others wait their turn without
+    # holding a thread, so that a storm of logins leaves the rest of the API a core to run on.
+    HASHES_AT_ONCE: PositiveInt = 1
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def split_origins(cls, value: str | list[str]) -> list[str]:

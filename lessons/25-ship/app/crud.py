@@ -16,22 +16,30 @@ from app.llm import SYSTEM_PROMPT
 HISTORY_LIMIT = 20
 
 
-# What the coach is sent: the system prompt, then the latest HISTORY_LIMIT messages of this
-# user's conversation in the order they were written, then the new question. Both chat
-# endpoints use it.
-def conversation(db: Session, user_id: int, question: str) -> list[dict]:
-    # The newest HISTORY_LIMIT messages (ORDER BY id DESC LIMIT 20), then turned around: oldest
-    # first, as a conversation reads. Ids grow with every INSERT, so they give the exact order,
-    # even for two messages stored in the same instant.
+# What the coach is sent: the system prompt, then the latest messages of this user's
+# conversation in the order they were written, then the new question. Both chat endpoints and
+# the socket use it. The latest HISTORY_LIMIT at most, and of those only as many of the newest
+# as fit in `characters` together: twenty messages can be a few lines or, pasted in, a book,
+# and every character is sent, and paid for, with every question.
+def conversation(db: Session, user_id: int, question: str, characters: int) -> list[dict]:
+    # The newest HISTORY_LIMIT messages (ORDER BY id DESC LIMIT 20). Ids grow with every
+    # INSERT, so they give the exact order, even for two messages stored in the same instant.
     latest = db.scalars(
         select(models.Message)
         .where(models.Message.user_id == user_id)
         .order_by(models.Message.id.desc())
         .limit(HISTORY_LIMIT)
     ).all()
+    kept, size = [], 0
+    for message in latest:  # newest first: stop at the first that no longer fits
+        size += len(message.content)
+        if size > characters:
+            break
+        kept.append(message)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        *({"role": message.role, "content": message.content} for message in reversed(latest)),
+        # turned around: oldest first, as a conversation reads
+        *({"role": message.role, "content": message.content} for message in reversed(kept)),
         {"role": "user", "content": question},
     ]
 
@@ -54,9 +62,9 @@ def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime,
 # run them in a worker thread (the queries block) and must not keep a session open meanwhile:
 # a stream lasts seconds, a socket hours, and each open session holds one of the pool's
 # connections.
-def load_conversation(user_id: int, question: str) -> list[dict]:
+def load_conversation(user_id: int, question: str, characters: int) -> list[dict]:
     with SessionLocal() as db:
-        return conversation(db, user_id, question)
+        return conversation(db, user_id, question, characters)
 
 
 def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -> None:

@@ -55,6 +55,7 @@ LLMDep = Annotated[LLM, Depends(get_llm)]
 # API takes such tokens: that is what puts the Authorize button on /docs. auto_error=False:
 # a missing header gives None here, and we answer it with the same 401 as a bad token.
 bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 # 401 Unauthorized: "say who you are first". The WWW-Authenticate header tells the client
@@ -64,25 +65,30 @@ def not_authenticated(detail: str) -> HTTPException:
 
 
 # The one way to know who is there, for every endpoint and the socket: the token says which
-# user; the database says who that is now. None for a token that is forged, expired, garbled,
-# or of an account deleted since.
+# user; the database says who that is now, and whether the token still holds. None for a token
+# that is forged, expired or garbled, of an account deleted since, of an older token version
+# (a new password or email, or "log out everywhere" since), or logged out (its jti revoked).
 def authenticate(db: Session, token: str, settings: Settings) -> models.User | None:
-    user_id = decode_token(token, settings)
-    return db.get(models.User, user_id) if user_id is not None else None  # by primary key
+    claims = decode_token(token, settings)
+    if claims is None:
+        return None
+    user = db.get(models.User, claims.user_id)  # by primary key
+    if user is None or user.token_version != claims.version:
+        return None
+    if db.get(models.RevokedToken, claims.jti) is not None:
+        return None
+    return user
 
 
 # Who is calling? A dependency may itself depend on others: here on bearer (the header),
 # get_db (the session) and get_settings (the secret). Every way a token can be wrong ends in
 # the same 401.
-def get_current_user(
-    db: SessionDep, settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> models.User:
+def get_current_user(db: SessionDep, settings: SettingsDep, credentials: Credentials) -> models.User:
     if credentials is None:
         raise not_authenticated("Not logged in")
     user = authenticate(db, credentials.credentials, settings)
     if user is None:
-        logger.warning("token refused: invalid, expired, or its user is gone")
+        logger.warning("token refused: invalid, expired, revoked, or its user is gone")
         raise not_authenticated("Invalid or expired token: log in again")
     return user
 
@@ -90,3 +96,10 @@ def get_current_user(
 # `user: CurrentUser` in an endpoint: only a logged-in caller gets in, and the endpoint gets
 # their row from the database.
 CurrentUser = Annotated[models.User, Depends(get_current_user)]
+
+
+# Where a request or socket comes from, for the budgets counted per client address. Behind a
+# proxy (lesson 25) this is the proxy's address, unless uvicorn is told to believe the proxy's
+# X-Forwarded-For (--proxy-headers --forwarded-allow-ips=<the proxy's address>).
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"

@@ -2,9 +2,10 @@
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import HTTPException
-from openai import APIError, APITimeoutError, AsyncOpenAI, OpenAI
+from openai import APIError, APITimeoutError, AsyncOpenAI
 
 from app.config import Settings
 
@@ -23,10 +24,25 @@ SYSTEM_PROMPT = (
 NO_KEY = "No LLM configured: set OPENAI_API_KEY in .env"
 TOO_SLOW = "The coach took too long to answer, try again"
 UNAVAILABLE = "The coach is unavailable, try again later"
+NO_ANSWER = "The coach gave no answer, try again"
+
+
+@dataclass
+class Usage:
+    """What one answer cost, in the model's tokens (question, history and answer together):
+    ask() and stream() fill it in from the `usage` the model reports."""
+
+    tokens: int = 0
+
+
+# A model server that reports no usage (some OpenAI-compatible servers do not) is still
+# charged: about four characters make a token in English.
+def estimate(messages: list[dict], reply: str) -> int:
+    return (sum(len(m["content"]) for m in messages) + len(reply)) // 4 + 1
 
 
 class LLM:
-    """The model, with the two clients that reach it; one LLM for the whole app.
+    """The model, with the client that reaches it; one LLM for the whole app.
 
     main.py's lifespan makes it when the app starts and closes it when the app stops; endpoints
     get it as a dependency (LLMDep in deps.py), so a test can hand them another one.
@@ -38,29 +54,26 @@ class LLM:
         self.model = settings.OPENAI_MODEL
         # How long one answer may take, in seconds, before the user gets a 504 instead.
         self.timeout = settings.OPENAI_TIMEOUT
-        # No key, no clients: the chat answers 502 and says why.
-        self.client: OpenAI | None = None
-        # The same client in its async form, for streamed answers: its calls are awaited, so
-        # while it waits for the model's next token the event loop serves everyone else.
-        self.async_client: AsyncOpenAI | None = None
+        # No key, no client: the chat answers 502 and says why. One async client for both
+        # kinds of answer: its calls are awaited, so while the model thinks (seconds, or until
+        # the timeout when it hangs) the event loop serves everyone else, and no worker thread
+        # is held waiting.
+        self.client: AsyncOpenAI | None = None
         if settings.OPENAI_API_KEY:
-            # Each client keeps its connections open between requests, until close().
+            # The client keeps its connections open between requests, until close().
             # base_url: OpenAI's API by default; any server that speaks the same API works too.
             # max_retries=0: the client would otherwise try again up to twice, and a user could
             # wait three times OPENAI_TIMEOUT. One try, and a clear error they can retry.
-            options = {"api_key": settings.OPENAI_API_KEY.get_secret_value(),
-                       "base_url": str(settings.OPENAI_BASE_URL), "timeout": self.timeout, "max_retries": 0}
-            self.client = OpenAI(**options)
-            self.async_client = AsyncOpenAI(**options)
+            self.client = AsyncOpenAI(api_key=settings.OPENAI_API_KEY.get_secret_value(),
+                                      base_url=str(settings.OPENAI_BASE_URL), timeout=self.timeout,
+                                      max_retries=0)
 
     async def close(self) -> None:
-        """Closes the clients' connections (the lifespan calls this when the app stops)."""
+        """Closes the client's connections (the lifespan calls this when the app stops)."""
         if self.client is not None:
-            self.client.close()
-        if self.async_client is not None:
-            await self.async_client.close()
+            await self.client.close()
 
-    def ask(self, messages: list[dict]) -> str:
+    async def ask(self, messages: list[dict], usage: Usage) -> str:
         """The model's answer to a conversation: a list of {"role", "content"} messages.
 
         The LLM is a service on the network, and it can fail like one. Its failures become short
@@ -71,7 +84,7 @@ class LLM:
         if self.client is None:
             raise HTTPException(status_code=502, detail=NO_KEY)
         try:
-            completion = self.client.chat.completions.create(model=self.model, messages=messages)
+            completion = await self.client.chat.completions.create(model=self.model, messages=messages)
         except APITimeoutError:
             logger.warning("LLM call timed out after %s s", self.timeout)
             raise HTTPException(status_code=504, detail=TOO_SLOW) from None
@@ -80,31 +93,35 @@ class LLM:
             logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
         reply = completion.choices[0].message.content
+        usage.tokens = completion.usage.total_tokens if completion.usage else estimate(messages, reply or "")
         if not reply:  # a refusal or an empty answer: nothing to show
-            raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
+            raise HTTPException(status_code=502, detail=NO_ANSWER)
         return reply
 
-    async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict], usage: Usage) -> AsyncIterator[str]:
         """The model's answer to a conversation, piece by piece (tokens) as the model writes it.
 
         Fails like ask(), with an HTTPException 502 or 504; that may happen before the first piece
         or half-way through. OPENAI_TIMEOUT now limits each wait for the next piece.
         """
-        if self.async_client is None:
+        if self.client is None:
             raise HTTPException(status_code=502, detail=NO_KEY)
-        pieces = 0
+        pieces = []
         try:
-            # stream=True: the call returns as soon as the model starts; the answer follows in chunks.
-            response = await self.async_client.chat.completions.create(model=self.model, messages=messages,
-                                                                       stream=True)
+            # stream=True: the call returns as soon as the model starts; the answer follows in
+            # chunks. include_usage: a last chunk, with no text, says how many tokens it took.
+            response = await self.client.chat.completions.create(
+                model=self.model, messages=messages, stream=True, stream_options={"include_usage": True})
             # async with: however this generator ends (the last chunk, an error, or the caller
             # closing it because the user went away), the connection to the model is closed, and
             # the model stops writing an answer nobody will read.
             async with response:
                 async for chunk in response:
+                    if chunk.usage:  # the last chunk
+                        usage.tokens = chunk.usage.total_tokens
                     piece = chunk.choices[0].delta.content if chunk.choices else None
                     if piece:  # the first and last chunks carry no text
-                        pieces += 1
+                        pieces.append(piece)
                         yield piece
         except APITimeoutError:
             logger.warning("LLM stream timed out after %s s", self.timeout)
@@ -113,5 +130,10 @@ class LLM:
             logger.warning("LLM stream failed: %s %s",
                            type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
-        if pieces == 0:
-            raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
+        finally:
+            # An answer cut short (an error, or the user went away) sends no usage, yet the
+            # tokens written so far are paid for: estimate them.
+            if pieces and not usage.tokens:
+                usage.tokens = estimate(messages, "".join(pieces))
+        if not pieces:
+            raise HTTPException(status_code=502, detail=NO_ANSWER)

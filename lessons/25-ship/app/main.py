@@ -2,6 +2,7 @@
 
 from contextlib import asynccontextmanager
 
+import anyio
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,12 +10,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from app import limits
+from app.body_limit import LimitBody
 from app.config import get_settings
 from app.llm import LLM
 from app.logs import configure_logging
 from app.routers import auth, chat, health, users, utils, ws
+from app.security_headers import SecurityHeaders
 
-# Log lines go to stdout as JSON, one object per line, each with its request's id (logs.py).
+# Log lines go to stdout as JSON, one object per line, with the worker's pid and the request's id
+# (logs.py): with several workers behind a proxy, that is how the lines of one request are found.
 # Never log a password, a hash or a token: logs are copied, kept and read far more widely
 # than the database. User ids and event names say what happened without giving anything away.
 configure_logging()
@@ -24,27 +29,42 @@ settings = get_settings()
 
 
 # What runs once when the app starts (before `yield`) and once when it stops (after it).
-# The LLM's clients keep connections open: made once here, shared by every request through
-# the get_llm dependency, and closed when the app stops. (The tables come from Alembic
-# migrations, alembic upgrade head, not from the app.)
+# The LLM's client keeps connections open: made once here, shared by every request through
+# the get_llm dependency, and closed when the app stops. Beside the app, for as long as it
+# runs, a task deletes the limits' rows that no longer matter, every hour. (The tables come
+# from Alembic migrations, alembic upgrade head, not from the app.)
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     app.state.llm = LLM(settings)
-    yield
+    async with anyio.create_task_group() as background:
+        background.start_soon(limits.clean_up_every, 60 * 60)
+        yield
+        background.cancel_scope.cancel()
     await app.state.llm.close()
 
 
 app = FastAPI(title="AI Interview Coach", lifespan=lifespan)
 
+# Middleware wraps the app like layers: the one added last is the outermost, the first to see
+# a request and the last to see its answer.
+# A request body larger than MAX_BODY_BYTES gets a 413 before it is read (body_limit.py), so
+# before any dependency runs and before the token is even looked at: nobody, logged in or not,
+# can make the app hold 300 MB of JSON in memory.
+app.add_middleware(LimitBody, max_bytes=settings.MAX_BODY_BYTES)
+# Security headers on every answer (security_headers.py), the 413 too.
+app.add_middleware(SecurityHeaders)
+
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed: the pages' origins, CORS_ORIGINS (config.py), and only those.
+# Outermost, so that every answer carries the header, a 413 or a 429 too: else the page could
+# not read them. expose_headers: a page's script may read Retry-After and X-Request-ID (by default
+# it sees only a few plain headers such as Content-Type).
 app.add_middleware(
     CORSMiddleware,
     allow_origins=settings.CORS_ORIGINS,
     allow_methods=["*"],
     allow_headers=["*"],
-    # A page's script may read this answer header (to quote it in a bug report, say).
-    expose_headers=["X-Request-ID"],
+    expose_headers=["Retry-After", "X-Request-ID"],
 )
 
 # Every request gets an id: the X-Request-ID it came with (nginx sends one), or a new one. It is

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Text, func
+from sqlalchemy import DateTime, ForeignKey, Integer, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -22,6 +22,10 @@ class User(Base):
     # NULL for users who signed up before 15: they cannot log in.
     email: Mapped[str | None] = mapped_column(Text, unique=True)
     password_hash: Mapped[str | None] = mapped_column(Text)  # NULL for rows from lesson 10
+    # Every token carries the version its user had when it was issued; a token whose version
+    # is not the user's current one is refused. A new password or email, or "log out
+    # everywhere", adds one: every token issued before ends at once.
+    token_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     # user.messages: this user's messages, oldest first. Not a column: SQLAlchemy loads them
     # from the messages table (WHERE user_id = this user's id) when the attribute is first read.
@@ -51,3 +55,36 @@ class Message(Base):
 
     # message.user: the User this message belongs to, read through user_id.
     user: Mapped[User] = relationship(back_populates="messages")
+
+
+# One counter of a rate limit (limits.py): `hits` so far in the window that ends at
+# `resets_at`. The key says what is counted and for whom: "login-account:ada@example.com",
+# "chat-day:7", "chat-tokens:7". A row whose window has ended starts again at its next hit.
+class RateLimit(Base):
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    hits: Mapped[int]
+    # index: the clean-up deletes the rows whose window ended long ago (limits.forget_expired).
+    resets_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# A token ended by POST /api/logout before its time: its id (the jti claim) and when it would
+# have expired anyway. After that the row is useless (the token is refused as expired) and the
+# clean-up deletes it.
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# A stream or socket a user holds open (limits.open_chat), on whichever worker. `expires_at` is
+# a lease: the chat renews it while it lives, so that the seat of a worker that crashed frees
+# itself instead of counting forever.
+class OpenChat(Base):
+    __tablename__ = "open_chats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

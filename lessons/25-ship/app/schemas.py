@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Annotated
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 # Postgres cannot store the NUL character in text: refuse it up front (422), not later (500).
 NO_NUL = r"^[^\x00]*$"
@@ -64,6 +72,11 @@ DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reache
 WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
 NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
 EMAIL_TAKEN = {409: {"model": Problem, "description": "Another account has this email"}}
+TOO_MANY = {429: {"model": Problem, "description": "A limit is reached: try again after Retry-After seconds",
+                  "headers": {"Retry-After": {"description": "Seconds until a new try can succeed",
+                                              "schema": {"type": "integer"}}}}}
+TOO_LARGE = {413: {"model": Problem, "description": "The body is larger than MAX_BODY_BYTES"}}
+WRONG_PASSWORD = {403: {"model": Problem, "description": "current_password is not the account's password"}}
 LLM_DOWN = {502: {"model": Problem, "description": "The LLM failed, or none is configured"},
             504: {"model": Problem, "description": "The LLM did not answer within OPENAI_TIMEOUT seconds"}}
 
@@ -82,10 +95,21 @@ class LoginForm(BaseModel):
 
 # What PUT /api/me accepts: any of the three, each optional. `str | None = None` (the older
 # spelling is Optional[str] = None) means "may be left out"; what is left out stays as it is.
+# Changing the email or the password also needs the current password: a token is not enough
+# (it may have been copied from a browser left open), and whoever holds the email and password
+# owns the account.
 class UserUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=2, max_length=10, pattern=NO_NUL)
     email: Email | None = None
     password: Password | None = None
+    current_password: Password | None = Field(
+        default=None, description="The account's password now; needed to change the email or the password")
+
+    @model_validator(mode="after")
+    def current_password_given(self) -> "UserUpdate":
+        if (self.email is not None or self.password is not None) and self.current_password is None:
+            raise ValueError("current_password is needed to change the email or the password")
+        return self
 
 
 # What the API sends back: never the password, never its hash. `response_model=UserOut`

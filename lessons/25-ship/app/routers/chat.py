@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -11,9 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.exc import OperationalError
 
-from app.crud import conversation, save_exchange, store_exchange
-from app.deps import CurrentUser, LLMDep, SessionDep
-from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, UNREADABLE, ChatIn, ChatOut, MessageOut
+from app import limits
+from app.crud import conversation, save_exchange
+from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
+from app.llm import Usage
+from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, TOO_MANY, UNREADABLE, ChatIn, ChatOut, MessageOut
 
 logger = logging.getLogger(__name__)
 
@@ -22,31 +25,55 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/chat", tags=["chat"], responses={**NOT_LOGGED_IN, **DB_DOWN})
 
 
-# One question to the coach, one answer, with the conversation so far. Question and answer are
-# stored once the coach has answered: a question that got no answer is not part of it.
-@router.post("", response_model=ChatOut, responses={**UNREADABLE, **LLM_DOWN})
-def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep, llm: LLMDep):
-    messages = conversation(db, user.id, chat_in.message)
-    asked_at = datetime.now(UTC)
-    # The LLM may take many seconds: give the session's connection back to the pool meanwhile.
-    # (The session opens a new one when it is used again, below.)
-    db.close()
-    reply = llm.ask(messages)
-    store_exchange(db, user.id, chat_in.message, asked_at, reply)
-    logger.info("chat: user %s asked the coach, %s earlier messages sent", user.id, len(messages) - 2)
-    return {"reply": reply}
+# A question that may be asked: whose, its text, when, and what the coach is sent with it.
+@dataclass
+class Question:
+    user_id: int
+    text: str
+    messages: list[dict]
+    asked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-# What a chat stream needs before it starts: who is asking (CurrentUser, the same check as every
-# endpoint) and what the coach is sent. As a dependency it runs before the stream's first byte,
-# so a bad token is still a plain 401 and a database that is down a plain 503, like everywhere
-# else. A plain `def`: FastAPI runs it in a worker thread, as SQLAlchemy's calls block.
-def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int, list[dict]]:
-    messages = conversation(db, user.id, chat_in.message)
+# What every chat needs before the coach is asked: who is asking (CurrentUser, the same check
+# as every endpoint), room in their budgets (a question this minute and today, tokens today:
+# else a 429), and what the coach is sent. As a dependency it runs before the stream's first
+# byte, so a bad token is still a plain 401 and a limit a plain 429. A plain `def`: FastAPI
+# runs it in a worker thread, as SQLAlchemy's calls block.
+def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep, settings: SettingsDep) -> Question:
+    limits.take(*limits.chat_budgets(user.id, settings))
+    messages = conversation(db, user.id, chat_in.message, settings.HISTORY_CHARACTERS)
     # get_db closes the session only once the response is sent, after the last token: give its
     # connection back to the pool now, so that a long answer does not hold one of the few.
     db.close()
-    return user.id, messages
+    return Question(user.id, chat_in.message, messages)
+
+
+AskedQuestion = Annotated[Question, Depends(start_chat)]
+
+
+# One question to the coach, one answer, with the conversation so far. Question and answer are
+# stored once the coach has answered: a question that got no answer is not part of it.
+# async def, and an awaited call to the model: while it thinks (seconds, or OPENAI_TIMEOUT
+# when it hangs) the request holds no worker thread, so a hung model cannot take them all.
+@router.post("", response_model=ChatOut, responses={**UNREADABLE, **LLM_DOWN, **TOO_MANY})
+async def chat(question: AskedQuestion, llm: LLMDep, settings: SettingsDep):
+    usage = Usage()
+    try:
+        reply = await llm.ask(question.messages, usage)
+    finally:
+        await limits.spend_tokens(question.user_id, usage.tokens, settings)
+    await run_in_threadpool(save_exchange, question.user_id, question.text, question.asked_at, reply)
+    logger.info("chat: user %s asked the coach, %s earlier messages sent, %s tokens", question.user_id,
+                len(question.messages) - 2, usage.tokens)
+    return {"reply": reply}
+
+
+# One of the user's OPEN_CHATS_PER_USER seats (limits.open_chat), held from before the stream's
+# first byte until after its last: a dependency with `yield`, whose code after the yield runs
+# once the response is sent. None free: a 429.
+async def chat_seat(user: CurrentUser, settings: SettingsDep) -> AsyncIterator[limits.Seat]:
+    async with limits.open_chat(user.id, settings.OPEN_CHATS_PER_USER, limits.lease(settings)) as seat:
+        yield seat
 
 
 # The same chat, but the answer is sent token by token while the coach writes it, as
@@ -65,26 +92,28 @@ def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int,
 @router.post("/stream", response_class=EventSourceResponse,
              response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
                                   'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
-             responses=UNREADABLE)
-async def chat_stream(
-    chat_in: ChatIn, start: Annotated[tuple[int, list[dict]], Depends(start_chat)], llm: LLMDep
-) -> AsyncIterator[ServerSentEvent]:
-    user_id, messages = start
-    asked_at = datetime.now(UTC)
-    reply = []
+             responses={**UNREADABLE, **TOO_MANY})
+async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question: AskedQuestion, llm: LLMDep,
+                      settings: SettingsDep) -> AsyncIterator[ServerSentEvent]:
+    reply, usage = [], Usage()
     try:
-        async with aclosing(llm.stream(messages)) as tokens:
+        async with aclosing(llm.stream(question.messages, usage)) as tokens:
             async for token in tokens:
                 reply.append(token)
                 yield ServerSentEvent(data={"token": token})
-        await run_in_threadpool(save_exchange, user_id, chat_in.message, asked_at, "".join(reply))
+                await seat.keep()  # renews the seat's lease now and then, while the answer lasts
+        await run_in_threadpool(save_exchange, question.user_id, question.text, question.asked_at,
+                                "".join(reply))
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
     except OperationalError:  # the database went away before the exchange was stored
         yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
-    logger.info("chat stream: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
+    finally:
+        await limits.spend_tokens(question.user_id, usage.tokens, settings)
+    logger.info("chat stream: user %s asked the coach, %s earlier messages sent, %s tokens", question.user_id,
+                len(question.messages) - 2, usage.tokens)
     yield ServerSentEvent(data={}, event="done")
 
 
