@@ -1,9 +1,12 @@
 """Lesson 25: the app shipped: several workers behind nginx, health checks, request ids, a clean stop.
 
-Most tests run the production shape on this machine, as `make run LESSON=25` does: uvicorn with
-two workers, and in front of them a real nginx with the lesson's nginx.conf (shared/proxy.py
-fills it in and starts nginx). The Dockerfile and the compose file cannot run here (no Docker
-engine): they are read and checked as files, and CI builds and runs them.
+Lesson 24's tests run here unchanged (the import below: with them 21's and the 22's that 24
+keeps, and the folder's own suite), but two this lesson changes, adapted here: the paths in
+/docs (now with /healthz and /readyz) and the log lines of two workers (now JSON).
+Then the lesson's own. Most run the production shape on this machine, as `make run LESSON=25`
+does: uvicorn with two workers, and in front of them a real nginx with the lesson's nginx.conf
+(shared/proxy.py fills it in and starts nginx). The Dockerfile and the compose file cannot run
+here (no Docker engine): they are read and checked as files, and CI builds and runs them.
 """
 
 import json
@@ -16,15 +19,19 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import bcrypt
 import httpx2
 import pytest
 import yaml
 from websockets.sync.client import connect
 
-from helpers import IN_CI, ROOT, bearer, free_port, wait_for
+from helpers import IN_CI, ROOT, bearer, free_port, insert_user, wait_for
+from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
+from test_24_protect import PASSWORD
 
 sys.path.insert(0, str(ROOT / "shared"))
 import proxy  # noqa: E402
@@ -39,12 +46,6 @@ DB_DOWN = "Database unavailable, try again later"
 SIGNUPS = 10  # lesson 24's SIGNUPS_PER_ADDRESS
 
 
-@pytest.fixture(scope="session", autouse=True)
-def llm_settings(coach_server):
-    """Point the app at the offline coach before the app is imported."""
-    os.environ.update(coach_server.env)
-
-
 class Stack:
     """The workers (uvicorn, WORKERS processes, output in a file) and nginx in front of them."""
 
@@ -56,8 +57,10 @@ class Stack:
                 [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1",
                  "--port", str(self.app_port), "--workers", str(WORKERS),
                  "--timeout-graceful-shutdown", str(GRACE)],
-                cwd=lesson.path, env={**os.environ, "BCRYPT_ROUNDS": "4"},  # quick signups
-                stdout=out, stderr=subprocess.STDOUT)
+                # Quick signups, and lesson 24's budget of signups per address (the inherited
+                # tests set a huge one in the environment).
+                cwd=lesson.path, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "BCRYPT_ROUNDS": "4", "SIGNUPS_PER_ADDRESS": str(SIGNUPS)})
         self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
 
     def start(self) -> "Stack":
@@ -82,16 +85,8 @@ class Stack:
                 if alive(int(pid)) and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
     def log_lines(self) -> list[dict]:
-        """Every line of the workers' output that is a JSON object (the supervisor's are not)."""
-        lines = []
-        for line in self.log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                lines.append(record)
-        return lines
+        """The workers' log lines (the supervisor's own are plain text)."""
+        return json_lines(self.log.read_text())
 
     def lines_of(self, request_id: str) -> list[dict]:
         return [line for line in self.log_lines() if line.get("request_id") == request_id]
@@ -152,6 +147,52 @@ def timed_events(response):
             yield time.monotonic() - start, name, json.loads(line.removeprefix("data: "))
         elif line == "":
             name = "message"
+
+
+# --- lesson 24's tests whose contract this lesson changes, adapted ------------------------------
+
+def json_lines(text: str) -> list[dict]:
+    """The lines of a server's output that are JSON objects (the workers' log lines)."""
+    found = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return found
+
+
+def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
+    """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
+    Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
+    five 401s in total, not five per worker. (Lesson 24's test, reading the log as JSON lines.)"""
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    insert_user(db, email=email, password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
+
+    def wrong_password(_):
+        r = httpx2.post(f"{two_workers.url}/api/login", json={"email": email, "password": "wrong-password"},
+                        timeout=30)  # a connection of its own each time: either worker may take it
+        return r.status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = Counter(pool.map(wrong_password, range(20)))
+    assert statuses == {401: 5, 429: 15}
+    pids = {line["pid"] for line in json_lines(two_workers.log())
+            if line["logger"].startswith("app.") and re.match("login failed|rate limit", line["message"])}
+    assert len(pids) == 2, f"one worker answered them all: {pids}"
+
+
+def test_the_docs_list_every_endpoint_grouped_by_router_tags(app):
+    """/docs lists the paths of lesson 24 and /healthz, /readyz (tag health)."""
+    paths = app.openapi()["paths"]
+    tags = {(path, method): op.get("tags") for path, ops in paths.items() for method, op in ops.items()}
+    assert set(paths) == {"/api/time", "/api/test-db", "/api/users", "/api/me", "/api/login", "/api/logout",
+                          "/api/logout-all", "/api/chat", "/api/chat/stream", "/api/chat/history",
+                          "/healthz", "/readyz"}
+    assert tags[("/healthz", "get")] == tags[("/readyz", "get")] == ["health"]
+    assert all(tags.values()), tags
 
 
 # --- health ------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     OPENAI_MODEL: str = "gpt-4o-mini"
     OPENAI_TIMEOUT: PositiveFloat = 30  # seconds to wait for an answer before the 504
 
-    # Seconds a new socket has to send its first frame, the token (lesson 21).
+    # Seconds a new chat socket has to send its first frame (the token) before it is closed.
     WS_LOGIN_TIMEOUT: PositiveFloat = 10
 
     # --- Limits (lesson 24). Every budget is counted in the database, so that every worker

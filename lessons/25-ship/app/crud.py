@@ -58,10 +58,10 @@ def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime,
         raise not_authenticated("Invalid or expired token: log in again") from None
 
 
-# The same two with a session of their own, for the streaming endpoint and the socket, which
-# run them in a worker thread (the queries block) and must not keep a session open meanwhile:
-# a stream lasts seconds, a socket hours, and each open session holds one of the pool's
-# connections.
+# The same two with a session of their own, closed at once, for the socket (both) and the
+# chat endpoints (save_exchange), which run them in a worker thread (the queries block) and
+# must not keep a session open meanwhile: a stream lasts seconds, a socket hours, and each open
+# session holds one of the pool's connections.
 def load_conversation(user_id: int, question: str, characters: int) -> list[dict]:
     with SessionLocal() as db:
         return conversation(db, user_id, question, characters)

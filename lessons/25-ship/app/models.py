@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, Text, func, text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -41,12 +41,16 @@ class User(Base):
 # One message of a conversation with the coach: what the user asked or what the coach answered.
 class Message(Base):
     __tablename__ = "messages"
+    # "This user's newest messages, before this id" is the one question asked of this table (the
+    # history's pages, the coach's latest 20). An index on (user_id, id) keeps each user's ids in
+    # order, so Postgres reads just the rows of the answer. It serves "this user's messages"
+    # too, for the foreign key's ON DELETE CASCADE.
+    __table_args__ = (Index("ix_messages_user_id_id", "user_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The foreign key: every message belongs to a row of users, and Postgres refuses a user_id
     # that is not there. ON DELETE CASCADE: deleting that user deletes their messages.
-    # index: "this user's messages" is the one question asked of this table.
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(Text)  # "user" or "assistant", as the chat API names them
     content: Mapped[str] = mapped_column(Text)
     # When it was written: Postgres's now() unless the app says otherwise. timezone=True

@@ -140,10 +140,12 @@ class SocketLogin(BaseModel):
     token: str
 
 
-# One message of the history, read from a models.Message (from_attributes).
+# One message of the history, read from a models.Message (from_attributes). The id is what
+# a client sends back as `before` to get the messages before it.
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int
     role: str
     content: str
     created_at: datetime

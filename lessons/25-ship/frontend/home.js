@@ -46,12 +46,18 @@ async function greet() {
   }
 }
 
-// Adds one message to the conversation on the page. textContent: whatever the user or the
-// coach wrote ("<script>", "<b>") is shown as those characters, never run as HTML.
-function addMessage(role, text) {
+// One message as an item of the conversation. textContent: whatever the user or the coach
+// wrote ("<script>", "<b>") is shown as those characters, never run as HTML.
+function messageItem(role, text) {
   const item = document.createElement("li");
   item.className = role;
   item.textContent = text;
+  return item;
+}
+
+// Adds one message at the end of the conversation on the page.
+function addMessage(role, text) {
+  const item = messageItem(role, text);
   document.getElementById("chat").append(item);
   return item;
 }
@@ -136,22 +142,45 @@ function ask(event) {
   socket.send(JSON.stringify({ message: text }));
 }
 
-// The conversation so far, oldest first, as the API stored it: the page opens where the
-// user left off, after a reload or on another computer. Send waits until it is shown, so
-// that a new question cannot land above the old ones.
+// The history comes a page at a time: the latest PAGE messages, then, on "Load earlier
+// messages", the PAGE before the oldest one shown (its id is oldestId).
+const PAGE = 50;
+let oldestId = null;
+
+// One page of the conversation, oldest first, put above what is shown. A full page may have
+// more before it, so the button stays; a shorter one was the beginning. Errors are thrown.
+async function loadPage() {
+  const query = new URLSearchParams({ limit: PAGE });
+  if (oldestId !== null) {
+    query.set("before", oldestId);
+  }
+  const response = await fetch(`${API_URL}/api/chat/history?${query}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (response.status === 401) {
+    logOut();
+    return;
+  }
+  const page = await response.json();
+  if (!response.ok) {
+    throw new Error(typeof page.detail === "string" ? page.detail : `error ${response.status}`);
+  }
+  const items = page.map((message) => messageItem(message.role, message.content));
+  document.getElementById("chat").prepend(...items);
+  if (page.length > 0) {
+    oldestId = page[0].id;
+  }
+  document.getElementById("earlier").hidden = page.length < PAGE;
+}
+
+// The latest messages, as the API stored them: the page opens where the user left off, after
+// a reload or on another computer. Send waits until they are shown, so that a new question
+// cannot land above the old ones.
 async function loadHistory() {
   const send = document.querySelector("#ask button");
   send.disabled = true;
   try {
-    const response = await fetch(`${API_URL}/api/chat/history`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-    if (!response.ok) {
-      return;  // greet() says what is wrong, or logs out on a 401
-    }
-    for (const message of await response.json()) {
-      addMessage(message.role, message.content);
-    }
+    await loadPage();
   } catch (error) {
     const status = document.getElementById("message");
     status.textContent = `Could not load the conversation: ${error.message}`;
@@ -161,6 +190,21 @@ async function loadHistory() {
   }
 }
 
+async function loadEarlier() {
+  const button = document.getElementById("earlier");
+  button.disabled = true;  // one page at a time: a second click waits for this one
+  try {
+    await loadPage();
+  } catch (error) {
+    const status = document.getElementById("message");
+    status.textContent = `Could not load earlier messages: ${error.message}`;
+    status.className = "error";
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.getElementById("earlier").addEventListener("click", loadEarlier);
 document.getElementById("ask").addEventListener("submit", ask);
 greet();
 if (token !== null) {

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from app import limits
+from app import limits, models
 from app.crud import conversation, save_exchange
 from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
 from app.llm import Usage
@@ -117,9 +118,24 @@ async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question
     yield ServerSentEvent(data={}, event="done")
 
 
-# The user's own conversation, oldest first. user.messages is the relationship in models.py:
-# SQLAlchemy runs SELECT ... FROM messages WHERE user_id = <this user> ORDER BY id for us,
-# and nobody can ask for another user's messages: there is no id to change in the URL.
+# A page of the history: 50 messages unless the client asks for another number, at most 100.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"How many messages: 1 to {MAX_PAGE_SIZE}")]
+Before = Annotated[int | None, Query(ge=1, description="Only messages older than this id (load earlier: "
+                                                        "the id of the oldest message you have)")]
+
+
+# The user's own conversation, a page at a time, oldest first within the page: the latest
+# `limit` messages, or with `before` the `limit` messages just before that id. Keyset paging:
+# a page starts after an id, never after a number of rows to skip (lesson 19's README). Every
+# query says WHERE user_id = <this user>, so `before` cannot reach another user's messages.
 @router.get("/history", response_model=list[MessageOut])
-def chat_history(user: CurrentUser):
-    return user.messages
+def chat_history(user: CurrentUser, db: SessionDep, limit: Limit = PAGE_SIZE, before: Before = None):
+    query = select(models.Message).where(models.Message.user_id == user.id)
+    if before is not None:
+        query = query.where(models.Message.id < before)
+    # The newest `limit` of them, as in conversation() (the index on (user_id, id) reads just
+    # those rows), turned around: oldest first, as the page shows them.
+    page = db.scalars(query.order_by(models.Message.id.desc()).limit(limit)).all()
+    return page[::-1]

@@ -80,8 +80,10 @@ async def receive_frame(websocket: WebSocket) -> str:
     return text
 
 
-# The first frame, {"token": "<jwt>"}, within WS_LOGIN_TIMEOUT seconds: the token and its user's id.
-async def log_in(websocket: WebSocket, settings: Settings) -> tuple[str, int]:
+# The first frame, {"token": "<jwt>"}, within WS_LOGIN_TIMEOUT seconds: the token and its user's
+# id. Without a limit, a socket that never says who it is stays open for as long as its client
+# answers pings, and thousands of them hold memory and file descriptors for nothing.
+async def log_in(websocket: WebSocket, settings: Settings) -> tuple[str | None, int]:
     try:
         with anyio.fail_after(settings.WS_LOGIN_TIMEOUT):
             frame = await receive_frame(websocket)
@@ -151,8 +153,8 @@ async def answer(websocket: WebSocket, llm: LLM, settings: Settings, user_id: in
 # on to its done. The token is checked again before each answer, and at the latest every
 # SOCKET_RECHECK_SECONDS, frames or not (the reading stops waiting then: move_on_at); each check
 # also renews the socket's seat. Ends by raising what ended the socket.
-async def read_and_answer(websocket: WebSocket, llm: LLM, settings: Settings, token: str, user_id: int,
-                          seat: limits.Seat) -> None:
+async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, token: str | None,
+                          user_id: int, seat: limits.Seat) -> None:
     async with anyio.create_task_group() as answers:
         answered = anyio.Event()
         answered.set()  # no answer is being written
@@ -195,7 +197,7 @@ async def read_and_answer(websocket: WebSocket, llm: LLM, settings: Settings, to
 # {"message": "..."} is answered over the same socket.
 # The function runs as long as the socket lives, on the event loop: it only ever waits with
 # `await` (AsyncOpenAI, run_in_threadpool), so a hundred open sockets block nobody.
-# Dependencies work here as in any endpoint: they run once, when the socket opens.
+# Dependencies work here as in any endpoint; they run once, when the socket opens.
 @router.websocket("/ws/chat")
 async def chat_socket(websocket: WebSocket, settings: SettingsDep, llm: LLMDep):
     await websocket.accept()
@@ -206,7 +208,7 @@ async def chat_socket(websocket: WebSocket, settings: SettingsDep, llm: LLMDep):
         try:
             async with limits.open_chat(user_id, seats, limits.lease(settings)) as seat:
                 await websocket.send_json({"type": "ready"})
-                await read_and_answer(websocket, llm, settings, token, user_id, seat)
+                await read_and_answer(websocket, settings, llm, token, user_id, seat)
         except limits.TooManyRequests as refused:
             raise CloseSocket(status.WS_1013_TRY_AGAIN_LATER, refused.detail) from None
     except CloseSocket as close:
