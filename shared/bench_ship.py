@@ -46,13 +46,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import devdb
 import httpx2
 import jwt
+import proxy
 import psycopg2
 from websockets.asyncio.client import connect
 
-import devdb
-import proxy
 from lessons import find
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,21 +1,24 @@
-"""Fixtures every lesson's tests share (plain helpers are in helpers.py; never import this file).
+"""Fixtures every lesson's tests share (plain helpers are in helpers.py; never import this file),
+and the plugin that writes the structured results everything reads (pytest --results=FILE).
 
 One pytest process tests one lesson (`make test` starts one per lesson). The folder under test
 is LESSON_DIR when set (so the same tests can grade a learner's folder or another snapshot),
-otherwise the lesson that the test file's name points at (test_09_... -> lessons/09-...).
-That folder goes first on sys.path, so `import main` imports the lesson's own main.py (from
-lesson 22 on the app is a package, `app.main`: lessons.toml's `app` names it, see lesson.app).
+otherwise the lesson that the test file's name points at (test_09_... -> lessons/09-...). A
+test file may run an earlier lesson's tests too (`from test_21_websocket import *`): they are
+collected as its own, against its folder. That folder goes first on sys.path, so the lesson's
+app (its manifest `app`, main:app by default) imports the lesson's own modules: lessons are
+import roots, not packages.
 
 Fixtures:
-  lesson        the Lesson under test (number, folder, needs, app) with .path = the folder tested
+  lesson        the Lesson under test (number, folder, needs) with .path = the folder tested
   db_env        DB_* settings of this lesson's own fresh test database aic_test_NN
   db            a psycopg2 connection (autocommit) to that database, to look at rows
   user          (16 on) a fresh user straight into the migrated table and a token: {"id", "token"}
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
-  app           the lesson's FastAPI app (main.app; app.main.app from lesson 22 on)
+  app           the lesson's FastAPI app (its manifest `app`: main.app, or app.main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
-  fresh_app     fresh_app(NAME=value, ...) -> a new app from main.py (or the app package) imported
-                again with those environment variables (settings read at import): no uvicorn
+  fresh_app     fresh_app(NAME=value, ...) -> a new app from the lesson's modules imported again
+                with those environment variables (settings read at import): no uvicorn to start
   servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
   live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
@@ -32,18 +35,25 @@ session where the tests only add to what it serves (`pages`, `browser`), not onc
 
 import fcntl
 import importlib
-import importlib.util
+import json
 import os
+import pprint
 import re
 import shutil
 import socket
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from helpers import (
+# Asserts in helpers.py show their values on failure too (pytest rewrites them like a test's).
+pytest.register_assert_rewrite("helpers")
+
+from helpers import (  # noqa: E402
     IN_CI,
     JWT_SECRET,
     ROOT,
@@ -54,14 +64,16 @@ from helpers import (
     serve_folder,
     user_with_token,
 )
-
-sys.path.insert(0, str(ROOT / "shared"))
-from lessons import find  # noqa: E402
+from shared.ground import devdb, results  # noqa: E402
+from shared.ground.manifest import find  # noqa: E402
 
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)
 os.environ["JWT_SECRET"] = JWT_SECRET
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# How long a page action or wait may take (ms): every step's pages answer within a second or two
+# even on a busy machine; a missing element or redirect fails after this, not after 30 s.
+BROWSER_WAIT_MS = 5_000
 
 
 def lesson_numbers(items) -> set[str]:
@@ -83,8 +95,8 @@ def lesson(request):
         pytest.skip("not a lesson test")
     registered = find(number)
     folder = Path(os.environ.get("LESSON_DIR") or registered.path).resolve()
-    sys.path.insert(0, str(folder))
-    return LessonUnderTest(registered.number, registered.folder, registered.needs, folder, registered.app)
+    sys.path.insert(0, str(folder))  # the lesson folder is the import root of its app
+    return LessonUnderTest(registered.number, registered.folder, registered.needs, registered.app, folder)
 
 
 @dataclass(frozen=True)
@@ -92,13 +104,13 @@ class LessonUnderTest:
     number: str
     folder: str
     needs: tuple[str, ...]
+    app: str    # the ASGI app as uvicorn names it: "main:app", "app.main:app"
     path: Path  # the folder whose code is tested
-    app: str = "main:app"  # what uvicorn serves, module:attribute (lessons.toml's `app`)
 
-    def import_app(self):
-        """The FastAPI app object: `main.app`, or `app.main.app` for an app package."""
-        module, _, attribute = self.app.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+    @property
+    def uvicorn(self) -> list[str]:
+        """uvicorn serving this lesson's app on "{port}" (for Servers.start)."""
+        return [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", "{port}"]
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +119,6 @@ def db_env(lesson):
 
     Sets DB_* in os.environ before the lesson's code is imported, so its settings point here.
     """
-    import devdb
-
     # Two runs of the same lesson at once would drop each other's database: the second waits.
     (ROOT / ".data").mkdir(exist_ok=True)
     # A run against another lesson's code (make test PREVIOUS=1) names a database of its own.
@@ -147,42 +157,30 @@ def app(lesson, request):
         request.getfixturevalue("db_env")
         if (lesson.path / "alembic").is_dir():
             alembic(lesson.path, "upgrade", "head")  # as `make run` does
-    return lesson.import_app()
+    module, _, attribute = lesson.app.partition(":")
+    return getattr(importlib.import_module(module), attribute or "app")
 
 
 @pytest.fixture
 def client(app):
-    from fastapi.testclient import TestClient
-
     with TestClient(app) as c:
         yield c
 
 
 @pytest.fixture
 def fresh_app(app, lesson, monkeypatch):
-    """fresh_app(**env): the lesson's main.py run again as a module of its own, with ENV set for
-    this test; returns its app. The `app` of the other tests (module `main`) stays as it is.
-    An app package (lesson 22 on: settings read once, in app.config) is imported again whole,
-    its modules then put back as they were."""
+    """fresh_app(**env): the lesson's app module imported again, with ENV set for this test;
+    returns its app. For main:app only main.py runs again; for a package (app.main:app) the
+    whole package does. The modules of the other tests' `app` come back after the test."""
+    module, _, attribute = lesson.app.partition(":")
+    top = module.split(".")[0]
 
     def load(**env):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        if lesson.app == "main:app":
-            spec = importlib.util.spec_from_file_location("main_again", lesson.path / "main.py")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module.app
-        package = lesson.app.split(".")[0]
-        kept = {name: m for name, m in sys.modules.items() if name.split(".")[0] == package}
-        for name in kept:
-            del sys.modules[name]
-        try:
-            return lesson.import_app()
-        finally:
-            for name in [n for n in sys.modules if n.split(".")[0] == package]:
-                del sys.modules[name]
-            sys.modules.update(kept)
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            monkeypatch.delitem(sys.modules, name)  # restored after the test
+        return getattr(importlib.import_module(module), attribute or "app")
 
     return load
 
@@ -209,9 +207,7 @@ def live_api(lesson, servers, request):
         request.getfixturevalue("db_env")
 
     def start(env=None):
-        port, proc = servers.start(
-            [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", "{port}"],
-            cwd=lesson.path, env=env, what="the lesson's API")
+        port, proc = servers.start(lesson.uvicorn, cwd=lesson.path, env=env, what="the lesson's API")
         return LiveApi(f"http://127.0.0.1:{port}", proc, servers)
 
     return start
@@ -280,7 +276,7 @@ def browser():
 def page(browser):
     context = browser.new_context()
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(BROWSER_WAIT_MS)
     yield page
     context.close()
 
@@ -302,9 +298,6 @@ class CoachServer:
         self.proc = proc
 
     def _call(self, method: str, path: str, body: dict | None = None):
-        import json
-        import urllib.request
-
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.root + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
@@ -345,3 +338,133 @@ def coach(coach_server):
     .mode(...), .stats()."""
     coach_server.reset()
     return coach_server
+
+
+# --- Structured results (pytest --results=FILE): what make test and make check read ---------
+# One JSON line per test, in the format of shared/ground/results.py: facts taken from the test
+# run itself (the assert's compared values, the frames of the traceback, the response a test
+# held), so no tool ever parses pytest's text.
+
+PHASES = pytest.StashKey[dict]()
+_compared: list = []  # (op, actual, expected) of the last failing comparison, until its report
+_collect_errors: list[str] = []
+
+
+def pytest_addoption(parser):
+    parser.addoption("--results", default=None, metavar="FILE",
+                     help="write one JSON line per test to FILE (shared/ground/results.py)")
+
+
+def pytest_configure(config):
+    path = config.getoption("results")
+    config.results_out = open(path, "w") if path else None  # closed in pytest_sessionfinish
+    config.results_started = time.monotonic()
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    """Called for every failing compared assert (tests and helpers.py): keep both sides in full.
+    Returning None leaves pytest's own explanation as it is."""
+    _compared[:] = [op, full_value(left), full_value(right)]
+
+
+def full_value(value) -> str:
+    try:
+        if isinstance(value, dict | list | tuple | set):
+            return pprint.pformat(value, width=100, sort_dicts=False)[:20_000]
+        return repr(value)[:20_000]
+    except Exception as error:  # a repr that fails must not hide the test's own failure
+        return f"<{type(value).__name__}: repr failed: {error}>"
+
+
+def graded_folder() -> Path | None:
+    folder = os.environ.get("LESSON_DIR")
+    return Path(folder).resolve() if folder else None
+
+
+def relative(path: Path, folder: Path) -> str:
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
+def response_in(frames) -> dict | None:
+    """The HTTP response the failing test (or helper) held: status and body."""
+    for frame in frames:
+        found = [value for name, value in frame.f_locals.items() if not name.startswith("_")
+                 and isinstance(getattr(value, "status_code", None), int) and hasattr(value, "text")]
+        if found:
+            try:
+                return {"status": found[-1].status_code, "body": found[-1].text[:2000]}
+            except Exception:  # a streamed response whose body was never read
+                return {"status": found[-1].status_code, "body": ""}
+    return None
+
+
+def failure_of(call, report, phase: str) -> results.Failure:
+    excinfo = call.excinfo
+    error = excinfo.value
+    entries = list(excinfo.traceback)
+    tests_dir = Path(__file__).resolve().parent
+
+    def path_of(entry) -> Path:
+        return Path(str(entry.path)).resolve()
+
+    ours = [e for e in entries if path_of(e).is_relative_to(tests_dir)]
+    failure = results.Failure(exception=type(error).__name__, message=str(error)[:4000], phase=phase,
+                              report=report.longreprtext[-4000:])
+    if ours:
+        entry = ours[-1]
+        failure.statement = " ".join(str(entry.statement).split())[:300]
+        failure.statement_at = f"{relative(path_of(entry), ROOT)}:{entry.lineno + 1}"
+        failure.response = response_in([e.frame for e in reversed(ours)])
+    if _compared and isinstance(error, AssertionError):
+        failure.op, failure.actual, failure.expected = _compared
+    folder = graded_folder()
+    if folder:
+        where = [(path_of(e), e.lineno + 1) for e in entries if path_of(e).is_relative_to(folder)
+                 and "site-packages" not in path_of(e).parts]
+        source = Path(error.filename).resolve() if isinstance(error, SyntaxError) and error.filename else None
+        if source and source.is_relative_to(folder):  # a syntax error: the file and line it names
+            where.append((source, error.lineno or 0))
+        if where:
+            failure.learner_at = f"{relative(where[-1][0], folder)}:{where[-1][1]}"
+    return failure
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    out = item.config.results_out
+    if out is None:
+        return report
+    phases = item.stash.setdefault(PHASES, {"seconds": 0.0, "outcome": "passed", "failure": None, "skip": ""})
+    phases["seconds"] += report.duration
+    if report.failed and phases["failure"] is None:
+        phases["outcome"] = "failed"
+        phases["failure"] = failure_of(call, report, call.when)
+    elif report.skipped and phases["outcome"] == "passed":
+        phases["outcome"] = "skipped"
+        phases["skip"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    _compared.clear()
+    if call.when == "teardown":
+        spec = getattr(item, "callspec", None)
+        out.write(results.to_line(results.TestResult(
+            nodeid=item.nodeid, file=item.path.name, function=getattr(item, "originalname", item.name),
+            case=spec.id if spec else None, outcome=phases["outcome"], seconds=round(phases["seconds"], 3),
+            skip_reason=phases["skip"], failure=phases["failure"])))
+        out.flush()
+    return report
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _collect_errors.append(f"{report.nodeid}: {report.longreprtext[-3000:]}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = session.config.results_out
+    if out is not None:
+        seconds = time.monotonic() - session.config.results_started
+        out.write(results.to_line(results.Session(
+            exitstatus=int(exitstatus), collected=session.testscollected, seconds=round(seconds, 2),
+            errors=_collect_errors)))
+        out.close()
+        session.config.results_out = None

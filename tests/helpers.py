@@ -28,6 +28,8 @@ Helpers and what they do:
   pages_and_api      a folder of pages on one free port and the lesson's API on another, allowing
                      the origins you name (the `pages` fixture is the usual case of it)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
+  exit_or_listen     runs a server until it exits (its code and output) or listens (None): a test
+                     that wants an app to refuse to start fails as soon as the app starts instead
 
 A helper that says something only one lesson teaches (lesson 11's `signup(client, password)`)
 stays in that lesson's test file, built on these.
@@ -53,7 +55,8 @@ from unittest import mock
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from shared.ground.paths import ROOT, free_port  # noqa: F401 (ROOT: for the tests)
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -156,8 +159,6 @@ WATCH_ANSWER = """() => {
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 5) -> None:
     """Polls `condition` until it is true; fails the test after `seconds` naming `what`."""
-    import pytest
-
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
@@ -293,12 +294,6 @@ def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -310,6 +305,29 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
+
+
+def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -> tuple[int | None, str]:
+    """Runs ARGV ("{port}" replaced by a free port) until it exits: (exit code, its output); or
+    until it listens on that port: (None, its output so far), and it is stopped."""
+    port = free_port()
+    proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + seconds
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        code = proc.poll()
+        if code is None:
+            proc.terminate()
+        output, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, output
 
 
 class Servers:

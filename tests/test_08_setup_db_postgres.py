@@ -10,7 +10,7 @@ import yaml
 from dotenv import dotenv_values
 
 from helpers import git_ignores
-from lessons import find
+from shared.ground.manifest import find
 
 POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 CLOSE_ENOUGH = timedelta(seconds=5)
@@ -124,7 +124,7 @@ def test_docker_env_example_is_not_git_ignored(lesson, tmp_path):
 
 
 def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_env):
-    import devdb
+    from shared.ground import devdb
 
     server = devdb.settings()  # the server `make db` starts: host 127.0.0.1, port 5433
     conn = psycopg2.connect(host=server["host"], port=server["port"], dbname=docker_env["POSTGRES_DB"],

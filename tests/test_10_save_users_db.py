@@ -32,7 +32,7 @@ def users_table_exists(db) -> bool:
 
 def learners_database() -> dict:
     """What the learner's own aic_db holds, read without changing anything."""
-    import devdb
+    from shared.ground import devdb
 
     env = devdb.dev_env()
     conn = psycopg2.connect(host=env["DB_HOST"], port=env["DB_PORT"], dbname=env["DB_NAME"],

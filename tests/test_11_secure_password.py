@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from passlib.context import CryptContext
 
 from helpers import connect, keys_in, stored_hash, strings_in
-from lessons import find
+from shared.ground.manifest import find
 
 PASSWORD = "Sup3r-Secret!"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}

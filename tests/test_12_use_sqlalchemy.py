@@ -30,7 +30,7 @@ from helpers import (
     keys_in,
     stored_hash,
 )
-from lessons import find
+from shared.ground.manifest import find
 
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 PASSWORD = "turing-1912"

@@ -16,7 +16,8 @@ import httpx2
 import pytest
 
 from helpers import ROOT, alembic, broken_fields, create_user, get_user
-from lessons import find as find_lesson
+from shared.ground.manifest import find as find_lesson
+from shared.services import database  # what `make run` runs: it stops an earlier lesson
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
 LESSON_14_TABLE = ("CREATE TABLE users (id SERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
@@ -295,17 +296,13 @@ def test_signup_page_creates_a_user_with_that_email(pages, page):
 # --- make run of an earlier lesson on this database -----------------------------------------
 
 def test_make_run_stops_an_earlier_lesson_on_a_migrated_database_with_the_fix(app):
-    import course  # shared/course.py, what `make run` runs: it stops with this message
-
-    conflict = course.schema_conflict(find_lesson("14"))
+    conflict = database.schema_conflict(find_lesson("14"))
     assert conflict.endswith('\n  make alembic LESSON=15 ARGS="downgrade 0001"'), conflict
 
 
 def test_an_earlier_lesson_runs_once_the_database_is_back_at_the_baseline(lesson, app, user_at_head):
-    import course
-
     alembic(lesson.path, "downgrade", "0001")
-    assert course.schema_conflict(find_lesson("14")) is None
+    assert database.schema_conflict(find_lesson("14")) is None
 
 
 # --- Hardening (H3): the email pattern means the same to the server and to the OpenAPI schema ---

@@ -8,7 +8,6 @@ import base64
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ import jwt
 import pytest
 
 from helpers import JWT_SECRET as SECRET  # the secret conftest gives the app
-from helpers import alembic, bearer, insert_user, token_for
+from helpers import alembic, bearer, exit_or_listen, insert_user, token_for
 
 os.environ.pop("EXPIRY_MINUTES", None)  # the default, 60, whatever the shell says
 
@@ -263,14 +262,11 @@ def test_nobody_can_list_read_change_or_delete_users_by_id(client, ada, db, meth
 
 def test_app_refuses_to_start_without_jwt_secret(lesson, db_env):
     """uvicorn exits with one line that names JWT_SECRET, and no traceback."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "uvicorn", "main:app", "--port", "0"],
-                              cwd=lesson.path, env={**os.environ, "JWT_SECRET": ""},
-                              capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the app started without JWT_SECRET")
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    assert done.returncode != 0 and len(lines) == 1 and "JWT_SECRET" in lines[0], lines
+    code, output = exit_or_listen(lesson.uvicorn, lesson.path, {**os.environ, "JWT_SECRET": ""})
+    if code is None:
+        pytest.fail(f"the app started without JWT_SECRET: {output}")
+    lines = output.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "JWT_SECRET" in lines[0], lines
 
 
 def test_a_secret_too_short_for_hs256_stops_the_app_too(app, monkeypatch):

@@ -12,8 +12,8 @@ import uuid
 import httpx2
 import pytest
 
-from coach import answer as coachs_answer
 from helpers import bearer, log_in_page, user_with_token, wait_until_the_coach_is_asked
+from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 MODEL = "coach-for-tests"  # the app must use whatever model OPENAI_MODEL names

@@ -250,7 +250,7 @@ def test_each_relationship_step_of_the_demo_does_what_the_readme_says(app, step,
     """The README's relationship demo does what it says (lesson 19's relationships_demo.py, not yours)"""
     import importlib.util
 
-    from lessons import find
+    from shared.ground.manifest import find
 
     # The README's claims about SQLAlchemy, checked on the course's own demo: not part of the task.
     demo = find("19").path / "relationships_demo.py"

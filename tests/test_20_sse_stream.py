@@ -11,9 +11,9 @@ import os
 import httpx2
 import pytest
 
-from coach import answer as coachs_answer
 from helpers import WATCH_ANSWER, bearer, history_page, insert_messages, log_in_page, wait_for
 from helpers import chat_history as history
+from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs

@@ -17,7 +17,6 @@ from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from coach import answer as coachs_answer
 from helpers import (
     WATCH_ANSWER,
     bearer,
@@ -29,6 +28,7 @@ from helpers import (
     wait_for,
 )
 from helpers import chat_history as history
+from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs

@@ -1,7 +1,7 @@
 """Lesson 23: the learner writes the app's test suite; make check grades it by the bugs it catches.
 
 The lesson's folder is the model answer: lesson 22's app, unchanged, and a suite in tests/. The
-grader (shared/mutation.py) runs a suite on its own app, then on the model app with each bug of
+grader (shared/services/mutation.py) runs a suite on its own app, then on the model app with each bug of
 shared/mutants/23-testing.toml planted. These tests hold the model suite to its budget, every
 mutant to applying and being caught, and the grader to its verdicts on an empty suite and on
 one that tests signup only. The grader forks, so it runs as its own command line here, as
@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "shared"))
-import mutation  # noqa: E402
+from shared.services import mutation
 
 MUTANTS = mutation.load(mutation.mutants_file("23-testing"))
 SIGNUP_ONLY = '''
@@ -38,7 +36,7 @@ def test_signup_creates_the_user(client):
 def graded(folder: Path, tmp_path: Path, only: list[str] | None = None) -> tuple[dict, str]:
     """The grade of a folder, as make check LESSON=23 DIR=folder gives it: (results, printed)."""
     results = tmp_path / "grade.json"
-    command = [sys.executable, str(ROOT / "shared" / "mutation.py"), "check", "23", f"--dir={folder}",
+    command = [sys.executable, "-m", "shared", "mutants", "check", "23", f"--dir={folder}",
                f"--results={results}", *([f"--only={','.join(only)}"] if only else [])]
     env = {k: v for k, v in os.environ.items() if k not in ("LESSON", "LESSON_DIR", "VERBOSE")}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,

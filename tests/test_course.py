@@ -18,10 +18,10 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-import course
-import devdb
-from helpers import ROOT
-from lessons import all_lessons, find
+from helpers import ROOT, free_port
+from shared.ground import devdb
+from shared.ground.manifest import all_lessons, find
+from shared.services import run, settings
 
 LESSONS = all_lessons()
 README_SECTIONS = ["problem", "concept", "what changed", "run it", "try it", "diff", "next"]
@@ -118,7 +118,7 @@ def test_links_point_to_files_that_exist(doc):
 
 
 def test_readme_lesson_table_is_generated_from_the_manifest():
-    table = subprocess.run([sys.executable, "shared/course.py", "table"], cwd=ROOT,
+    table = subprocess.run([sys.executable, "-m", "shared", "table"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert table in (ROOT / "README.md").read_text()
 
@@ -287,7 +287,7 @@ def test_settings_examples_say_make_run_keeps_them_in_step(lesson):
 
 def test_make_run_writes_a_private_env_with_the_databases_settings(lesson_copy, capsys):
     lesson, folder = lesson_copy
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     env = dotenv_values(folder / ".env")
     assert {k: env[k] for k in ("DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")} == {
         k: v for k, v in devdb.dev_env().items() if k != "DB_HOST"}
@@ -298,17 +298,17 @@ def test_make_run_writes_a_private_env_with_the_databases_settings(lesson_copy, 
 
 def test_make_run_refreshes_stale_db_lines_and_keeps_the_learners_others(lesson_copy, capsys):
     lesson, folder = lesson_copy
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     with open(folder / ".env", "a") as f:
         f.write("MY_OWN=kept\n")
     text = (folder / ".env").read_text()
     (folder / ".env").write_text(re.sub(r"DB_PASSWORD=.*", "DB_PASSWORD=old", text))
     capsys.readouterr()
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     out = capsys.readouterr().out
     assert out == f"updated DB_PASSWORD in {folder}/.env to follow docker.env\n", out
     assert dotenv_values(folder / ".env")["MY_OWN"] == "kept"
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     assert capsys.readouterr().out == ""  # nothing stale, nothing said
 
 
@@ -316,25 +316,24 @@ def test_make_run_writes_a_fresh_jwt_secret_where_the_example_leaves_it_empty(le
     lesson, folder = lesson_copy
     with open(folder / ".env.example", "a") as f:
         f.write("JWT_SECRET=\n")
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     secret = dotenv_values(folder / ".env")["JWT_SECRET"]
     assert len(secret) >= 32, secret
-    course.write_settings(lesson, folder)
+    settings.write_settings(lesson, folder)
     assert dotenv_values(folder / ".env")["JWT_SECRET"] == secret  # kept once written
 
 
 @pytest.mark.parametrize(("key", "uses_coach"), [("", True), ("sk-...", True), ("sk-proj-abc123", False)])
 def test_an_llm_lesson_without_a_real_key_gets_the_offline_coach(tmp_path, monkeypatch, key, uses_coach):
     (tmp_path / ".env").write_text(f"OPENAI_API_KEY={key}\nOPENAI_MODEL=gpt-x\n")
-    (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "coach.py").write_text("")
-    monkeypatch.setattr(course, "ROOT", tmp_path)
+    (tmp_path / "coach.py").write_text("")
+    monkeypatch.setattr(settings, "COACH", tmp_path / "coach.py")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    env, line, command = course.llm_setup(tmp_path)
+    env, line, command = settings.llm_setup(tmp_path)
     if uses_coach:
-        assert env["OPENAI_BASE_URL"] == f"http://127.0.0.1:{course.COACH_PORT}/v1", env
-        assert command[-4:] == ["--host", "127.0.0.1", "--port", str(course.COACH_PORT)], command
+        assert env["OPENAI_BASE_URL"] == f"http://127.0.0.1:{settings.COACH_PORT}/v1", env
+        assert command[-4:] == ["--host", "127.0.0.1", "--port", str(settings.COACH_PORT)], command
         assert "offline coach" in line, line
     else:
         assert (env, line, command) == ({}, "OpenAI (model gpt-x)", None)
@@ -344,16 +343,16 @@ def test_an_openai_base_url_of_the_learners_choice_is_used_as_is(tmp_path, monke
     (tmp_path / ".env").write_text("OPENAI_API_KEY=\nOPENAI_BASE_URL=http://localhost:11434/v1\n")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_MODEL", raising=False)
-    env, line, command = course.llm_setup(tmp_path)
+    env, line, command = settings.llm_setup(tmp_path)
     assert (env, command) == ({"OPENAI_API_KEY": "unused"}, None), env
     assert line == "the OpenAI-compatible server at http://localhost:11434/v1 (the app's default model)"
 
 
 def test_without_a_key_or_a_coach_make_run_says_so_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.setattr(settings, "COACH", tmp_path / "no-coach.py")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    env, line, command = course.llm_setup(tmp_path)
+    env, line, command = settings.llm_setup(tmp_path)
     assert (env, command) == ({}, None) and "no offline coach" in line, line
 
 
@@ -362,19 +361,13 @@ def test_without_a_key_or_a_coach_make_run_says_so_in_one_line(tmp_path, monkeyp
     ("http://127.0.0.1:{0}", "http://127.0.0.1:{0}"),
 ])
 def test_make_run_prints_page_urls_the_api_lets_in(origins, printed):
-    port = course.PAGES_PORT
-    origin, note = course.page_origin({"CORS_ORIGINS": origins.format(port)})
+    port = settings.PAGES_PORT
+    origin, note = run.page_origin({"CORS_ORIGINS": origins.format(port)})
     assert origin == printed.format(port)
     assert (note == "") == ("," in origins), note
 
 
 # --- a fresh clone with its own database: what a learner does -------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 LLM_LESSONS = [lesson for lesson in LESSONS if "llm" in lesson.needs and lesson.path.is_dir()]
 
@@ -457,10 +450,11 @@ def test_a_changed_password_and_a_reset_leave_make_run_working(clone):
     # uvicorn started by hand in the folder reads the same .env
     assert dotenv_values(folder / ".env")["DB_PASSWORD"] == "n3w pass#word"
     # and so does every other lesson's, once make run (here: its first step) has written it
-    write_all = ("import course, lessons\nfor x in lessons.all_lessons():\n"
-                 "    if 'db' in x.needs and x.path.is_dir(): course.write_settings(x, x.path)")
-    subprocess.run([sys.executable, "-c", write_all], cwd=where / "shared", env=env, check=True,
-                   capture_output=True)
+    write_all = ("from shared.ground.manifest import all_lessons\n"
+                 "from shared.services.settings import write_settings\n"
+                 "for x in all_lessons():\n"
+                 "    if 'db' in x.needs and x.path.is_dir(): write_settings(x, x.path)")
+    subprocess.run([sys.executable, "-c", write_all], cwd=where, env=env, check=True, capture_output=True)
     env_files = sorted(where.glob("lessons/*/.env"))
     assert len(env_files) == len(list(where.glob("lessons/*/.env.example"))), env_files
     for env_file in env_files:
@@ -505,3 +499,11 @@ def test_make_run_starts_the_offline_coach_for_a_lesson_without_a_key_and_stops_
     assert status == 200, output
     assert f"LLM:      the offline coach at {coach}/v1" in output, output
     assert not port_in_use(int(env["AIC_COACH_PORT"])), "the coach still listens after Ctrl-C"
+
+
+def test_the_manifest_is_opened_in_one_place():
+    """lessons.toml is read by shared/ground/manifest.py only; everything else asks its registry."""
+    path_literal = '"lessons' + '.toml"'
+    sources = [p for folder in ("shared", "tests") for p in (ROOT / folder).rglob("*.py")]
+    assert [str(p.relative_to(ROOT)) for p in sources if path_literal in p.read_text()] == [
+        "shared/ground/manifest.py"]

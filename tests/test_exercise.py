@@ -15,10 +15,14 @@ import sys
 import pytest
 
 from helpers import ROOT
-from lessons import find
+from shared.ground import results
+from shared.ground.manifest import find
+from shared.ground.paths import RESULTS
+from shared.ground.requirements import requirements
+from shared.services.grading import values_lines
 
 LESSON = find("07")
-EXERCISE = [sys.executable, str(ROOT / "shared" / "exercise.py")]
+SHARED = [sys.executable, "-m", "shared"]
 
 
 @pytest.fixture
@@ -28,7 +32,7 @@ def workspace(tmp_path):
 
 def exercise(workspace, *args):
     env = dict(os.environ, AIC_WORKSPACE=str(workspace))
-    return subprocess.run([*EXERCISE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    return subprocess.run([*SHARED, *args], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
 def partly(old: str, new: str, fraction: float) -> str:
@@ -105,7 +109,7 @@ def test_solution_shows_what_is_left(workspace):
 
 @pytest.mark.parametrize("command", ["check", "solution", "run"])
 def test_a_missing_folder_gets_one_line(workspace, command):
-    r = exercise(workspace, command, "07")
+    r = exercise(workspace, command, "07", *(["--mine"] if command == "run" else []))  # make run MINE=1
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"no folder {workspace / LESSON.folder}: make start LESSON=07 creates it"]
@@ -120,8 +124,74 @@ def test_a_wrong_folder_gets_one_line_also_from_make_test():
 
 
 def test_checklist_lines_come_from_the_tests():
-    from exercise import requirements
-
     lines = [r.text for r in requirements(LESSON)]
     assert "Unknown id get is 404" in lines  # test_unknown_id_get_is_404
     assert len(lines) == len(set(lines))
+
+
+# --- the checklist's details, from the structured results -----------------------------------
+
+def pairs_shown(output: str) -> list[tuple[str, str]]:
+    lines = output.splitlines()
+    return [(a.split("expected: ", 1)[1], b.split("got:      ", 1)[1])
+            for a, b in zip(lines, lines[1:], strict=False) if "expected: " in a and "got:      " in b]
+
+
+@pytest.fixture(scope="module")
+def lesson_16_on_15(tmp_path_factory):
+    """make check LESSON=16 on a copy of lesson 15, as a learner starts it: (output, results)."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    assert exercise(workspace, "start", "16").returncode == 0
+    r = exercise(workspace, "check", "16")
+    assert r.returncode == 1, r.stdout + r.stderr
+    return r.stdout, results.read(RESULTS / "16-check.jsonl")
+
+
+def test_a_parametrised_requirement_names_its_failing_cases(lesson_16_on_15):
+    output, run = lesson_16_on_15
+    lines = {line.strip().split(": ")[0].removeprefix("\u2718 "): line for line in output.splitlines()
+             if line.strip().startswith("\u2718")}
+    checked = 0
+    for req in requirements(find("16")):
+        failed = [t.case for t in run.for_test(req.file, req.test) if t.outcome == "failed"]
+        if failed and failed[0] is not None:
+            line = lines[req.text]
+            assert f"{len(failed)} of " in line and all(case in line for case in failed[:6]), line
+            checked += 1
+    assert checked >= 2, output
+
+
+def test_no_expected_and_got_pair_looks_equal(lesson_16_on_15):
+    output, _ = lesson_16_on_15
+    pairs = pairs_shown(output)
+    assert pairs, output
+    assert [pair for pair in pairs if pair[0] == pair[1]] == []
+
+
+def test_no_line_points_into_installed_packages(lesson_16_on_15):
+    output, _ = lesson_16_on_15
+    assert "site-packages" not in output and "starlette" not in output.lower(), output
+    assert "hint:" in output
+
+
+def test_a_failing_assert_in_helpers_shows_both_values(tmp_path):
+    """Lesson 07 on 06's code: helpers.broken_fields asserts the 422 (tests/helpers.py)."""
+    r = exercise(tmp_path, "check", "07", "--dir", str(find("06").path))
+    in_helpers = [i for i, line in enumerate(r.stdout.splitlines()) if "(tests/helpers.py, line" in line]
+    assert in_helpers, r.stdout
+    after = r.stdout.splitlines()[in_helpers[0] + 1:in_helpers[0] + 3]
+    assert after[0].startswith("      expected: ") and after[1].startswith("      got:      "), r.stdout
+    assert after[0].split(": ", 1)[1].strip() != after[1].split(": ", 1)[1].strip()
+
+
+@pytest.mark.parametrize(("expected", "actual"), [
+    ("('error', {'detail': 'Invalid or expired token: log in again'})",
+     "('error', {'detail': 'Invalid or expired token, log in again'})"),
+    ("x" * 500 + "a", "x" * 500 + "b"),
+    ("short", "x" * 200),
+])
+def test_long_values_show_where_they_first_differ(expected, actual):
+    shown = values_lines(actual, expected)
+    assert shown[0] != shown[1].replace("got:     ", "expected:"), shown
+    first = next(i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b)
+    assert f"from character {first + 1} on" in shown[-1], shown

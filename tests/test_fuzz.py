@@ -1,21 +1,39 @@
 """make fuzz in the repo checks: Schemathesis flags nothing in a few lessons, on a small budget.
 
-Each run starts the lesson's app on a throwaway database and checks every answer against the
-app's OpenAPI document (shared/fuzz.py). About 8 s a lesson, so three stand for the rest, to
-keep `make test` fast: 07 (Pydantic, in memory), 10 (raw SQL) and 15 (the ORM, the paged list,
-Alembic). `make fuzz LESSON=NN` runs any lesson, with a bigger budget.
+Each run starts the lesson's app on a database of its own and checks every answer against the
+app's OpenAPI document (shared/services/fuzzing.py). Four lessons stand for the rest, to keep
+`make test` fast: 07 (Pydantic, in memory), 10 (raw SQL), 15 (the ORM, the paged list, Alembic)
+and 21 (tokens: fuzzed anonymously and logged in). `make fuzz LESSON=NN` runs any lesson, with
+a bigger budget.
 """
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from lessons import ROOT
+from helpers import ROOT
+
+
+def fuzz(number: str, report) -> tuple[subprocess.CompletedProcess, dict]:
+    command = [sys.executable, "-m", "shared", "fuzz", number, "--max-examples", "3", "--report", str(report),
+               "--", "--seed", "1"]
+    r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    return r, json.loads(report.read_text()) if report.exists() else {}
 
 
 @pytest.mark.parametrize("number", ["07", "10", "15"])
-def test_schemathesis_flags_nothing(number):
-    fuzz = [sys.executable, str(ROOT / "shared" / "fuzz.py"), number, "--max-examples", "3"]
-    r = subprocess.run([*fuzz, "--", "--seed", "1"], capture_output=True, text=True, timeout=300, check=False)
+def test_schemathesis_flags_nothing(number, tmp_path):
+    r, report = fuzz(number, tmp_path / "report.json")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert [p["name"] for p in report["passes"]] == ["anonymous"], report
+
+
+def test_a_lesson_with_a_login_is_fuzzed_anonymously_and_with_a_valid_token_on_every_operation(tmp_path):
+    r, report = fuzz("21", tmp_path / "report.json")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    passes = {p["name"]: p["counts"] for p in report["passes"]}
+    assert sorted(passes) == ["anonymous", "logged in"], report
+    no_token = [op for op, counts in passes["logged in"].items() if counts["with_token"] == 0]
+    assert no_token == [], passes["logged in"]

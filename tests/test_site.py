@@ -6,7 +6,9 @@ import shutil
 import pytest
 
 from helpers import IN_CI
-from lessons import all_lessons
+from shared.ground.manifest import all_lessons
+from shared.ground.requirements import requirements
+from shared.services import site as course_site
 
 LESSONS = all_lessons()
 # Material draws Mermaid inside a closed shadow root; opened here so the test can see the SVG.
@@ -17,8 +19,6 @@ OPEN_SHADOWS = ("const attach = Element.prototype.attachShadow;"
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    import website as course_site  # shared/website.py (conftest puts shared/ on sys.path)
-
     if not course_site.MERMAID_JS.is_file() and not shutil.which("npm"):
         message = "no vendored Mermaid and no npm to fetch it (make site once, or apt-get install npm)"
         if IN_CI:
@@ -58,8 +58,6 @@ def test_every_lesson_has_a_page_and_the_build_is_strict(site):
 
 
 def test_lesson_page_opens_with_the_task_and_shows_the_checklist(site_page, site_url):
-    from exercise import requirements
-
     site_page.goto(lesson_url(site_url, "07"))
     headings = site_page.locator("article h2").all_inner_texts()
     assert headings[0].strip("¶ ") == "Your task", headings
@@ -120,10 +118,8 @@ def test_site_index_lists_only_lessons_that_exist(site):
 
 def test_every_diagram_parses(site_page, site_url):
     """Every lesson's picture and every sequence diagram, checked by the site's own Mermaid."""
-    import website
-
-    diagrams = {f"picture {x.number}": website.picture(x) for x in LESSONS}
-    diagrams.update({f"flow {name}": text for name, (_, text) in website.FLOWS.items()})
+    diagrams = {f"picture {x.number}": course_site.picture(x) for x in LESSONS}
+    diagrams.update({f"flow {name}": text for name, (_, text) in course_site.FLOWS.items()})
     site_page.goto(f"{site_url}/index.html")
     errors = site_page.evaluate("""async (diagrams) => {
         const errors = {};

@@ -5,7 +5,7 @@ contract docs/api.md (which the tasks link), and the checklist `make check` prin
 test files. So for every lesson from 02 on:
 
 - each requirement line of the checklist (a test's docstring, or its name made a sentence,
-  as shared/exercise.py makes it) appears in the task in the same words (letter case,
+  as shared/ground/requirements.py makes it) appears in the task in the same words (letter case,
   `code` and **bold** marks and line breaks aside);
 - each exact message a test asserts ({"detail": "..."}, lesson 06's {"error": "..."}, also
   inside an SSE event or a socket frame, or through a helper of helpers.py) appears in the
@@ -21,10 +21,11 @@ from functools import cache
 
 import pytest
 
-import mutation
-from exercise import manifest_entry, requirements, task_text
 from helpers import ROOT
-from lessons import all_lessons
+from shared.ground.files import task_text
+from shared.ground.manifest import all_lessons
+from shared.ground.requirements import requirements
+from shared.services import mutation
 
 API_DOC = ROOT / "docs" / "api.md"
 MESSAGE_KEYS = ("detail", "error")  # the keys whose exact text a learner must be told
@@ -138,7 +139,7 @@ def links_the_contract(task: str) -> bool:
 def checklist_lines(lesson) -> list[str]:
     """make check's lines: the tests' first docstring lines, or for a lesson graded by mutants
     (lesson 23: the learner writes the tests) the bugs its tests must catch."""
-    if manifest_entry(lesson).get("grader") == "mutants":
+    if lesson.grader == "mutants":
         return mutation.requirements(mutation.load(mutation.mutants_file(lesson.folder)))
     return [r.text for r in requirements(lesson)]
 

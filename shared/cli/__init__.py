@@ -1,0 +1,1 @@
+"""The command lines: learner.py for learners, maintainer.py for teachers and maintainers."""

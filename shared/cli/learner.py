@@ -1,0 +1,215 @@
+"""The learner's command line: run, diff, start, check, solution, progress (help is in front.py).
+
+    python -m shared run 09 [--dir FOLDER]    a lesson (or your folder) with all it needs
+    python -m shared diff --lesson 09         what lesson 09 changed (or --from 05 --to 09)
+    python -m shared start 07                 copy lesson 06's snapshot to workspace/07-.../
+    python -m shared check 07                 grade that folder: one line per requirement
+    python -m shared solution 07              your folder against the model answer (a diff)
+    python -m shared progress                 which lessons you have passed
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from shared.ground import devdb
+from shared.ground.files import (
+    copy_files,
+    diff_header,
+    folder_problem,
+    git_diff,
+    learner_files,
+    lesson_diff,
+    lesson_files,
+    task_text,
+)
+from shared.ground.manifest import Lesson, UnknownLesson, all_lessons, find, following, previous
+from shared.ground.paths import ROOT, shown
+from shared.ground.requirements import requirements
+from shared.services.grading import NO, OK, checklist, grade
+from shared.services.run import CannotRun, run_folder
+
+WORKSPACE = Path(os.environ.get("AIC_WORKSPACE") or ROOT / "workspace")
+PROGRESS = WORKSPACE / ".progress.json"
+
+
+class Stop(Exception):
+    """Ends a command with one line on stderr and an exit code (2: a bad argument, 1: red)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def workspace_folder(lesson: Lesson) -> Path:
+    return WORKSPACE / lesson.folder
+
+
+def resolve_folder(lesson: Lesson, given: str) -> Path:
+    """The folder to grade or run: DIR= when given, else the lesson's workspace folder."""
+    folder = Path(given).expanduser() if given else workspace_folder(lesson)
+    problem = folder_problem(lesson, folder)
+    if problem:
+        if not given and not folder.exists():
+            problem += f": make start LESSON={lesson.number} creates it"
+        elif not given:
+            problem += f"; the task is at the top of lessons/{lesson.folder}/README.md"
+        raise Stop(problem)
+    return folder.resolve()
+
+
+# --- run, diff ------------------------------------------------------------------------------
+
+def cmd_run(args) -> None:
+    lesson = find(args.lesson)
+    folder = resolve_folder(lesson, args.dir) if args.mine or args.dir else lesson.path
+    try:
+        run_folder(lesson, folder)
+    except CannotRun as error:
+        raise Stop(str(error), code=1) from None
+
+
+def cmd_diff(args) -> None:
+    if args.from_ and args.to:
+        old, new = find(args.from_), find(args.to)
+    else:
+        new = find(args.lesson)
+        old = previous(new) or new
+    print(diff_header(old, new), flush=True)
+    if lesson_diff(old, new, color=sys.stdout.isatty()) > 1:
+        raise Stop("git diff failed", code=1)
+
+
+# --- start ----------------------------------------------------------------------------------
+
+def cmd_start(args) -> None:
+    lesson = find(args.lesson)
+    before = previous(lesson)
+    target = workspace_folder(lesson)
+    if target.exists() and any(target.iterdir()) and not args.force:
+        raise Stop(f"{shown(target)} already exists and holds your work: keep going, or start over "
+                   f"with make start LESSON={lesson.number} FORCE=1 (deletes it)")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    copied = lesson_files(before.path) if before else []
+    if before:
+        copy_files(before.path, copied, target)
+    origin = f"a copy of lesson {before.number} ({before.folder})" if before else "an empty folder"
+    print(f"Lesson {lesson.number}: {lesson.title}")
+    print(f"Your folder: {shown(target)}, {origin}, {len(copied)} files.\n")
+    print(task_text(lesson) or f"(lesson {lesson.number}'s README has no \"Your task\" section yet: "
+          f"the goal is {lesson.summary})")
+    count = len(requirements(lesson))
+    print(f"\nThe full lesson text: lessons/{lesson.folder}/README.md (the model answer follows the task)."
+          f"\nNext:\n"
+          f"  make run LESSON={lesson.number} MINE=1    run your folder\n"
+          f"  make check LESSON={lesson.number}         which of its {count} requirements you meet\n"
+          f"  make solution LESSON={lesson.number}      when stuck: your folder against the model answer")
+
+
+# --- check ----------------------------------------------------------------------------------
+
+def record(lesson: Lesson, folder: Path, met: int, total: int) -> None:
+    WORKSPACE.mkdir(parents=True, exist_ok=True)
+    progress = json.loads(PROGRESS.read_text()) if PROGRESS.exists() else {}
+    entry = progress.get(lesson.number, {})
+    entry.update(folder=shown(folder), met=met, total=total, last=time.strftime("%Y-%m-%d %H:%M"))
+    if met == total and total:
+        entry["passed"] = entry["last"]
+    progress[lesson.number] = entry
+    PROGRESS.write_text(json.dumps(progress, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_check(args) -> None:
+    lesson = find(args.lesson)
+    folder = resolve_folder(lesson, args.dir)
+    print(f"Grading {shown(folder)} with lesson {lesson.number}'s tests ({lesson.title})...", flush=True)
+    if "db" in lesson.needs:
+        devdb.ensure_running()
+    result = grade(lesson, folder)
+    verbose = bool(os.environ.get("VERBOSE"))
+    if verbose and result.run:
+        print(result.run.output)
+    if result.problem:
+        raise Stop(result.problem, code=1)
+    print("\n".join(checklist(result)))
+    if result.notes:
+        print("\n" + "\n".join(result.notes))
+    total = len(result.results)
+    record(lesson, folder, result.met, total)
+    print(f"\n{result.met} of {total} requirements met in {result.seconds:.1f} s ({shown(folder)}).")
+    if result.met == total:
+        after = following(lesson)
+        print(f"Lesson {lesson.number} done." + (f" Next: make start LESSON={after.number}" if after else ""))
+        return
+    print(f"Fix the first {NO}, then run make check LESSON={lesson.number} again"
+          + ("" if verbose else " (VERBOSE=1 shows pytest's full report)") + ".")
+    raise Stop("", code=1)
+
+
+# --- solution, progress ---------------------------------------------------------------------
+
+def cmd_solution(args) -> None:
+    lesson = find(args.lesson)
+    folder = resolve_folder(lesson, args.dir)
+    print(f"# {shown(folder)} (yours) -> lessons/{lesson.folder} (the model answer)", flush=True)
+    same = git_diff(("yours", folder, learner_files(folder)),
+                    ("model-answer", lesson.path, lesson_files(lesson.path)), color=sys.stdout.isatty())
+    if same == 0:
+        print("Your folder has the same files as the model answer.")
+
+
+def cmd_progress(_args) -> None:
+    progress = json.loads(PROGRESS.read_text()) if PROGRESS.exists() else {}
+    print(f"Your progress ({shown(PROGRESS)}):")
+    for lesson in all_lessons():
+        entry = progress.get(lesson.number)
+        if entry and entry.get("passed"):
+            state = f"{OK} passed {entry['passed']}"
+        elif entry:
+            state = f"{NO} {entry['met']} of {entry['total']} requirements at the last check, {entry['last']}"
+        elif workspace_folder(lesson).exists():
+            state = "  started, not checked yet"
+        else:
+            state = "  -"
+        print(f"  {lesson.number}  {lesson.title:<36} {state}")
+    passed = sum(1 for e in progress.values() if e.get("passed"))
+    print(f"{passed} of {len(all_lessons())} lessons passed.")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("run", cmd_run), ("start", cmd_start), ("check", cmd_check),
+                       ("solution", cmd_solution)):
+        p = sub.add_parser(name)
+        p.add_argument("lesson", nargs="?", default="")
+        p.add_argument("--dir", default="")
+        p.add_argument("--force", action="store_true")
+        p.add_argument("--mine", action="store_true")
+        p.set_defaults(func=func)
+    p = sub.add_parser("diff")
+    for name in ("--lesson", "--from", "--to"):
+        p.add_argument(name, default="", dest=name.strip("-").replace("from", "from_"))
+    p.set_defaults(func=cmd_diff)
+    sub.add_parser("progress").set_defaults(func=cmd_progress)
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    try:
+        if args.command not in ("progress", "diff") and not args.lesson.strip():
+            raise Stop(f"which lesson? e.g. make {args.command} LESSON=07")
+        args.func(args)
+    except Stop as stop:
+        if str(stop):
+            print(stop, file=sys.stderr)
+        return stop.code
+    except UnknownLesson as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0

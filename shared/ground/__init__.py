@@ -1,0 +1,1 @@
+"""The ground layer: facts about the repo that every other layer reads, and nothing above it."""

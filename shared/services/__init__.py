@@ -1,0 +1,1 @@
+"""The services: settings, database, servers, pytest runs and their results, grading, the site."""

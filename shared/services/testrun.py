@@ -1,0 +1,139 @@
+"""Running pytest: one process per job (a lesson, or a check job beside the lessons), several at
+once, each writing its structured results (shared/ground/results.py) for whoever reads them.
+
+Lessons share module names (main, models, ...), so each runs in a fresh interpreter with its
+own folder as the import root: LESSON and LESSON_DIR tell tests/conftest.py which lesson's
+tests grade which folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.ground import devdb, results
+from shared.ground.manifest import CheckJob, Lesson
+from shared.ground.paths import RESULTS, ROOT
+
+PYTEST_NO_TESTS = 5
+# Jobs at once: one per core (each job is mostly one busy Python process).
+JOBS = os.cpu_count() or 2
+
+
+@dataclass
+class JobRun:
+    job: Lesson | CheckJob
+    folder: Path | None       # the folder a lesson's tests graded (None for a check job)
+    exitstatus: int
+    seconds: float
+    output: str               # pytest's own -q report, shown when a job fails
+    results: results.RunResults
+    note: str = ""            # why a job with no failing test is red ("no tests ran")
+
+    @property
+    def ok(self) -> bool:
+        return self.exitstatus == 0
+
+    def counts(self) -> dict[str, int]:
+        counts = {k: self.results.count(k) for k in ("passed", "failed", "skipped")}
+        if not self.ok and not counts["failed"]:
+            counts["failed"] = 1  # it ran no test, or could not collect them: never green
+        return counts
+
+
+def results_file(job: Lesson | CheckJob, tag: str = "") -> Path:
+    """Where a job's results are kept after its run: build/test-results/NN[tag].jsonl."""
+    return RESULTS / f"{job.key}{tag}.jsonl"
+
+
+def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", options: tuple = (),
+            timeout: float | None = None) -> JobRun:
+    """pytest on the job's test files; a lesson's against `folder` (default: the lesson's own).
+    `tag` names a run of its own (a test database and a results file): "-on-previous", "-check"."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # Written under a name of this run's own (another run of the same job may be going), then
+    # moved to results_file() once pytest is done.
+    running = RESULTS / f".{job.key}{tag}.{os.getpid()}.{time.monotonic_ns()}.jsonl"
+    # make passes its command line's variables on (in the environment, and in MAKEFLAGS to any
+    # make a test runs): `make test LESSON=site` must not reach the tests as LESSON=site.
+    dropped = ("LESSON", "LESSON_DIR", "TEST_DB_SUFFIX", "DIR", "PREVIOUS", "MAKEFLAGS", "MFLAGS",
+               "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    if isinstance(job, Lesson):
+        folder = (folder or job.path).resolve()
+        env.update(LESSON=job.number, LESSON_DIR=str(folder))
+        if tag:  # e.g. the lesson's tests on the previous lesson: a test database of its own
+            env["TEST_DB_SUFFIX"] = tag.replace("-", "_")
+    started = time.monotonic()
+    argv = [sys.executable, "-m", "pytest", *map(str, job.test_files), f"--results={running}", "-q", *options]
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, check=False, timeout=timeout)
+        exitstatus, output = proc.returncode, proc.stdout
+    except subprocess.TimeoutExpired as expired:
+        exitstatus = -1
+        output = (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) \
+            else (expired.stdout or "")
+    seconds = time.monotonic() - started
+    kept = results_file(job, tag)
+    if running.exists():
+        running.replace(kept)
+    else:
+        kept.unlink(missing_ok=True)
+    note = ""
+    if exitstatus == PYTEST_NO_TESTS:
+        note = "no tests ran"
+    elif exitstatus == -1:
+        note = f"did not finish within {timeout:.0f} s"
+    elif exitstatus and not any(t.outcome == "failed" for t in results.read(kept).tests):
+        note = f"pytest exited {exitstatus}"
+    return JobRun(job, folder, exitstatus, seconds, output, results.read(kept), note)
+
+
+def start_database(jobs) -> None:
+    """Start the dev database once, before parallel runs race to do it."""
+    if any(isinstance(job, Lesson) and "db" in job.needs for job in jobs):
+        print(devdb.ensure_running(), flush=True)
+
+
+def last_seconds(job) -> float | None:
+    """How long the job's tests took in its last run, None if it never ran."""
+    session = results.read(results_file(job)).session
+    return session.seconds if session else None
+
+
+def longest_first(jobs: list) -> list:
+    """The order to start jobs in so that no long one is left for the end: by the time each took
+    last run, longest first; jobs never run yet (new lessons) go first."""
+    order = {job.key: i for i, job in enumerate(jobs)}
+    return sorted(jobs, key=lambda job: (last_seconds(job) or float("inf"), order[job.key]), reverse=True)
+
+
+def run_jobs(pairs: list[tuple], tag: str = "", jobs: int = JOBS) -> list[JobRun]:
+    """Runs (job, folder) pairs, `jobs` at once, longest first; results in the given order."""
+    start_database([job for job, _ in pairs])
+    folder_of = {job.key: folder for job, folder in pairs}
+    ordered = longest_first([job for job, _ in pairs])
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        runs = {run.job.key: run for run in pool.map(lambda j: run_job(j, folder_of[j.key], tag), ordered)}
+    return [runs[job.key] for job, _ in pairs]
+
+
+def write_summary(runs: list[JobRun], wall: float, jobs: int, load_before: float) -> None:
+    """The run's times, for make bench: per job its seconds and counts, the wall time, and how
+    busy the machine was (timings taken beside other work are longer)."""
+    summary = {
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds": round(wall, 1), "jobs": jobs,
+        "cores": os.cpu_count(), "load_before": round(load_before, 1),
+        "load_after": round(os.getloadavg()[0], 1),
+        "runs": [{"job": r.job.key, "title": r.job.label, "ok": r.ok, "seconds": round(r.seconds, 1),
+                  **r.counts()} for r in runs],
+    }
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+SUMMARY = RESULTS / "summary.json"

@@ -1,0 +1,1 @@
+"""Maintainer-only measurements (make bench); numbers for notes, never asserted in tests."""

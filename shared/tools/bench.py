@@ -1,0 +1,218 @@
+"""make bench: how long a learner and a maintainer wait; numbers for notes, never for tests.
+
+    python -m shared bench                     the check-loop table and a whole make test
+    python -m shared bench --lessons 16,20     only these lessons' rows
+    python -m shared bench --no-test           without the whole make test
+    python -m shared bench --startup           also database starts and make run to first answer
+
+The table, per lesson: `make check` on the model answer (green: the target is 5 s) and on the
+previous lesson's folder (a typical red attempt: the target is 10 s), each the wall time of the
+whole command as a learner types it; then `make test` whole (target 90 s wall, every lesson and
+every check job). The machine's load is printed beside it: timings taken beside other work are
+longer. Each check runs with a workspace of its own (AIC_WORKSPACE), so your progress is never
+touched. Results also go to build/bench.json.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from shared.ground import devdb
+from shared.ground.manifest import all_lessons, find, previous
+from shared.ground.paths import BUILD, ROOT
+from shared.services.testrun import SUMMARY
+
+GREEN_TARGET, RED_TARGET, TEST_TARGET = 5.0, 10.0, 90.0
+
+
+def make(*args: str, env: dict | None = None) -> tuple[float, int]:
+    """Wall seconds and exit code of `make ARGS`, as a learner types it."""
+    started = time.perf_counter()
+    done = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started, done.returncode
+
+
+def check_loop(numbers: list[str]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as workspace:
+        env = dict(os.environ, AIC_WORKSPACE=workspace)
+        for number in numbers:
+            lesson = find(number)
+            before = previous(lesson)
+            green, green_code = make("check", f"LESSON={lesson.number}", f"DIR={lesson.path}", env=env)
+            row = {"lesson": lesson.number, "green_s": round(green, 1), "green_ok": green_code == 0}
+            if before:
+                red, red_code = make("check", f"LESSON={lesson.number}", f"DIR={before.path}", env=env)
+                row.update(red_s=round(red, 1), red_is_red=red_code != 0)
+            rows.append(row)
+            red = f"{row['red_s']:.1f} s" if "red_s" in row else "-"
+            print(f"  {lesson.number}: green {row['green_s']:.1f} s, red {red}", flush=True)
+    return rows
+
+
+def flag(seconds: float, target: float) -> str:
+    return f"{seconds:5.1f}" + (" *" if seconds > target else "  ")
+
+
+def table(rows: list[dict], test_wall: float | None) -> str:
+    lines = ["| lesson | make check, model answer (s) | make check, previous lesson's folder (s) |",
+             "|---|---:|---:|"]
+    for row in rows:
+        red = flag(row["red_s"], RED_TARGET) if "red_s" in row else "    -  "
+        notes = ("" if row["green_ok"] else " (model answer NOT green)") + \
+            ("" if row.get("red_is_red", True) else " (previous folder passed)")
+        lines.append(f"| {row['lesson']} | {flag(row['green_s'], GREEN_TARGET)} | {red} |{notes}")
+    greens = [r["green_s"] for r in rows]
+    reds = [r["red_s"] for r in rows if "red_s" in r]
+    lines.append(f"| max | {max(greens):5.1f} | {max(reds, default=0):5.1f} |")
+    lines.append(f"| median | {statistics.median(greens):5.1f} | {statistics.median(reds or [0]):5.1f} |")
+    lines.append(f"\ntargets: green <= {GREEN_TARGET:.0f} s, red <= {RED_TARGET:.0f} s (* marks a miss); "
+                 f"{sum(g <= GREEN_TARGET for g in greens)} of {len(greens)} green and "
+                 f"{sum(r <= RED_TARGET for r in reds)} of {len(reds)} red within target")
+    if test_wall is not None:
+        lines.append(f"make test whole: {test_wall:.1f} s wall (target {TEST_TARGET:.0f} s)"
+                     + (" *" if test_wall > TEST_TARGET else ""))
+    return "\n".join(lines)
+
+
+def test_times() -> str:
+    """The per-job times of the last whole make test (build/test-results/summary.json)."""
+    if not SUMMARY.exists():
+        return "test times: no whole `make test` has run yet"
+    summary = json.loads(SUMMARY.read_text())
+    cores, load = summary["cores"], f"{summary['load_before']} before / {summary['load_after']} after"
+    lines = [f"make test of {summary['finished']}: {summary['wall_seconds']:.1f} s wall, {summary['jobs']} "
+             f"jobs at once on {cores} cores, load {load}",
+             "| job | what | tests | seconds |", "|---|---|---:|---:|"]
+    for run in summary["runs"]:
+        tests = run["passed"] + run["failed"]
+        lines.append(f"| {run['job']} | {run['title']} | {tests} | {run['seconds']:.1f} |"
+                     + ("" if run["ok"] else " FAILED"))
+    return "\n".join(lines)
+
+
+# --- startup: the database and make run ---------------------------------------------------
+
+def timed(argv, **kwargs) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - started
+
+
+def bench_database(rounds: int) -> None:
+    """Cold and warm starts of a throwaway server (its own data folder and port): the learner's
+    database is never stopped or touched."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # the unprivileged server user must reach its data folder
+        env = dict(os.environ, DEVDB_PORT="5499", DEVDB_DATA=str(Path(tmp) / "data"))
+        tool = [sys.executable, "-m", "shared", "db"]
+        cold, warm, running = [], [], []
+        try:
+            for _ in range(rounds):
+                shutil.rmtree(Path(tmp) / "data", ignore_errors=True)
+                cold.append(timed([*tool, "up"], env=env, cwd=ROOT))
+                running.append(timed([*tool, "up"], env=env, cwd=ROOT))
+                timed([*tool, "stop"], env=env, cwd=ROOT)
+                warm.append(timed([*tool, "up"], env=env, cwd=ROOT))
+                timed([*tool, "stop"], env=env, cwd=ROOT)
+        finally:
+            subprocess.run([*tool, "stop"], env=env, cwd=ROOT, capture_output=True)
+    for name, times in (("cold", cold), ("warm", warm), ("already running", running)):
+        print(f"make db, {name:<16} median {statistics.median(times):.2f} s  "
+              f"(min {min(times):.2f}, max {max(times):.2f}, {rounds} runs, incl. Python start)")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        pids += [int(c) for c in children]
+    return total / 1024
+
+
+def bench_run(lesson: str, url: str, env: dict) -> None:
+    started = time.perf_counter()
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"LESSON={lesson}"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while time.perf_counter() - started < 60:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            print(f"make run LESSON={lesson}: no 200 from {url} within 60 s")
+            return
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)
+        print(f"make run LESSON={lesson}: first 200 from {url} after {elapsed:.2f} s; memory of everything "
+              f"it started: {rss_mb(proc.pid):.0f} MB")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=15)
+
+
+def startup(rounds: int) -> None:
+    bench_database(rounds)
+    # make run finds the database running; the apps use a throwaway database, not your aic_db
+    # (variables already in the environment win over a lesson's .env).
+    env = {**os.environ, **devdb.create_test_database("aic_bench")}
+    try:
+        bench_run("01", "http://127.0.0.1:8000/", env)
+        bench_run("02", "http://127.0.0.1:8000/api/time", env)
+        bench_run("10", "http://127.0.0.1:8000/docs", env)
+        bench_run("15", "http://127.0.0.1:8000/api/users", env)  # after alembic upgrade head
+    finally:
+        devdb.drop_database("aic_bench")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lessons", default="", help="comma-separated lessons (default: all)")
+    parser.add_argument("--no-test", action="store_true", help="skip the whole make test")
+    parser.add_argument("--only-tests", action="store_true", help="the last make test's per-job times")
+    parser.add_argument("--startup", action="store_true", help="database starts and make run too")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of database starts (--startup)")
+    args = parser.parse_args(argv)
+    if args.only_tests:
+        print(test_times())
+        return
+    numbers = [n for n in args.lessons.split(",") if n] or [x.number for x in all_lessons()]
+    print(f"make check per lesson (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):", flush=True)
+    rows = check_loop(numbers)
+    test_wall = None
+    if not args.no_test:
+        print("make test whole ...", flush=True)
+        test_wall, _ = make("test")
+    print()
+    print(table(rows, test_wall))
+    if not args.no_test:
+        print("\n" + test_times())
+    if args.startup:
+        startup(args.rounds)
+    out = BUILD / "bench.json"
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data["check_loop"] = {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
+                          "rows": rows, "make_test_wall_s": test_wall and round(test_wall, 1)}
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
