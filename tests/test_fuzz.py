@@ -23,6 +23,7 @@ def fuzz(number: str, report) -> tuple[subprocess.CompletedProcess, dict]:
     return r, json.loads(report.read_text()) if report.exists() else {}
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("number", ["07", "10", "15"])
 def test_schemathesis_flags_nothing(number, tmp_path):
     r, report = fuzz(number, tmp_path / "report.json")
@@ -30,6 +31,7 @@ def test_schemathesis_flags_nothing(number, tmp_path):
     assert [p["name"] for p in report["passes"]] == ["anonymous"], report
 
 
+@pytest.mark.timeout(300)  # two passes of Schemathesis: about 30 s alone, longer beside make test's others
 def test_a_lesson_with_a_login_is_fuzzed_anonymously_and_with_a_valid_token_on_every_operation(tmp_path):
     r, report = fuzz("21", tmp_path / "report.json")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -141,7 +141,7 @@ def checklist_lines(lesson) -> list[str]:
     (lesson 23: the learner writes the tests) the bugs its tests must catch."""
     if lesson.grader == "mutants":
         return mutation.requirements(mutation.load(mutation.mutants_file(lesson.folder)))
-    return [r.text for r in requirements(lesson)]
+    return [r.text for r in requirements(lesson) if not r.inherited]  # taken over: the earlier task's
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.number for lesson in LESSONS])

@@ -31,6 +31,7 @@ class Requirement:
     text: str      # the line a learner reads
     hint: str      # from a "Hint:" line of the docstring, or ""
     line: int      # where the test starts in its file
+    inherited: str = ""  # the test file it comes from when star-imported ("test_21_websocket.py")
 
 
 def sentence(name: str) -> str:
@@ -58,7 +59,7 @@ def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement
             first = lines[0] if lines and not lines[0].startswith("Hint:") else ""
             text = first or sentence(node.name)
             found.append(Requirement(collected_in or test_file.name, node.name, text.rstrip("."), hint,
-                                     node.lineno))
+                                     node.lineno, test_file.name if collected_in else ""))
     return found
 
 
