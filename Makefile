@@ -4,7 +4,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs table test lint bench bench-stream fuzz db db-stop db-status db-reset psql \
+.PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship fuzz db db-stop db-status db-reset psql \
 	alembic clean start check solution progress site site-serve
 
 PYTHON ?= python3
@@ -111,6 +111,10 @@ bench: setup
 # Streaming under load (lessons 20 and 21, offline coach): prints a table, writes build/bench.json.
 bench-stream: setup
 	@$(SHARED) bench-stream $(STREAM_ARGS)
+
+# Lesson 25 as it runs in production (two workers behind nginx): prints a table, writes build/bench.json.
+bench-ship: setup
+	@$(SHARED) bench-ship $(SHIP_ARGS)
 
 # Schemathesis against a running lesson (a database of its own), anonymous and logged in: every
 # answer checked against the OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path

@@ -40,7 +40,8 @@ TARGETS = [
     (MAINTAIN, "diffs", "every lesson's diff, written to build/diffs/"),
     (MAINTAIN, "lint", "ruff, and import-linter's layers of shared/"),
     (MAINTAIN, "bench", "make check and make test times, database start, make run (ARGS=--help)"),
-    (MAINTAIN, "bench-stream", "streaming under load, lessons 20-21 (make bench runs it too)"),
+    (MAINTAIN, "bench-stream", "streaming under load, lessons 20-21 (STREAM_ARGS=..)"),
+    (MAINTAIN, "bench-ship", "lesson 25 behind nginx: workers, memory, connections (SHIP_ARGS=..)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, logged in (EXAMPLES=n, ARGS=..)"),
     (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
 ]

@@ -1,11 +1,11 @@
 """The shipping benchmark: lesson 25 as it runs in production, on this machine; numbers for its
 README ("When one machine is not enough"), never tests.
 
-    .venv/bin/python shared/bench_ship.py                 the table below, and build/bench.json
-    .venv/bin/python shared/bench_ship.py --chats 50 --sockets 100
+    make bench-ship                                      the table below, and build/bench.json
+    make bench-ship SHIP_ARGS="--chats 50 --sockets 100"
 
 It starts its own throwaway database (aic_bench_ship), the offline coach at 20 ms per token, and
-lesson 25's app in two uvicorn workers behind nginx (shared/proxy.py, as `make run` does), all
+lesson 25's app in two uvicorn workers behind nginx (shared/services/proxy.py, as `make run` does), all
 on free ports of 127.0.0.1; for comparison, the same app in one worker with no proxy. Then:
 
   N open sockets          workers' memory with N logged-in chat sockets open, less before, / N
@@ -46,26 +46,20 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import devdb
 import httpx2
 import jwt
-import proxy
 import psycopg2
 from websockets.asyncio.client import connect
 
-from lessons import find
+from shared.ground import devdb
+from shared.ground.manifest import find
+from shared.ground.paths import COACH, ROOT, free_port
+from shared.services import proxy
 
-ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = "How do I answer 'tell me about yourself' in an interview?"
 DATABASE = "aic_bench_ship"
 TIMEOUT = 120  # seconds: no chat in this bench may take longer
 POOL_PER_WORKER = 5 + 10  # SQLAlchemy's QueuePool defaults (pool_size + max_overflow): app/db.py sets neither
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, log) -> None:
@@ -382,21 +376,22 @@ def table(r: dict, args) -> str:
     return "\n".join([*lines, "", note])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="make bench-ship", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--token-delay", type=float, default=0.02, help="coach's seconds per token (0.02)")
     parser.add_argument("--chats", type=int, default=100, help="SSE chats at once (100)")
     parser.add_argument("--sockets", type=int, default=200, help="open sockets for the memory measure (200)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per measurement; the median counts (3)")
     parser.add_argument("--dir", type=Path, default=None, help="folder to bench (lesson 25's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = (args.dir or find("25").path).resolve()
     if proxy.binary() is None:
         raise SystemExit("nginx is not installed (apt-get install nginx): this bench runs the app behind it")
 
     coach_log = tempfile.TemporaryFile(mode="w+")
     coach_port = free_port()
-    coach = subprocess.Popen([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", str(coach_port),
+    coach = subprocess.Popen([sys.executable, str(COACH), "--port", str(coach_port),
                               "--token-delay", str(args.token_delay)],
                              stdout=coach_log, stderr=subprocess.STDOUT)
     wait_port(coach_port, coach, "the offline coach", coach_log)
@@ -449,7 +444,3 @@ def main() -> None:
                     "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **result}
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
-
-
-if __name__ == "__main__":
-    main()
