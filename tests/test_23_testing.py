@@ -95,7 +95,7 @@ def test_the_model_suite_makes_its_own_database_and_catches_every_mutant(model_g
 
 def test_make_start_and_an_empty_tests_folder_catch_no_mutant(lesson, tmp_path):
     workspace = tmp_path / "workspace"
-    started = subprocess.run([sys.executable, str(ROOT / "shared" / "exercise.py"), "start", "23"], cwd=ROOT,
+    started = subprocess.run([sys.executable, "-m", "shared", "start", "23"], cwd=ROOT,
                              env={**os.environ, "AIC_WORKSPACE": str(workspace)}, capture_output=True,
                              text=True, check=False)
     assert started.returncode == 0, started.stderr

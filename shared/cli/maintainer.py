@@ -24,7 +24,7 @@ from shared.ground import devdb
 from shared.ground.files import diff_header, folder_problem, lesson_diff, steps_table
 from shared.ground.manifest import UnknownLesson, all_lessons, check_jobs, find, find_check, previous
 from shared.ground.paths import BUILD, ROOT
-from shared.services import testrun
+from shared.services import mutation, testrun
 from shared.services.fuzzing import CannotFuzz, fuzz
 from shared.services.grading import failing_requirements
 from shared.services.settings import write_settings
@@ -217,6 +217,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p = sub.add_parser("bench-stream", add_help=False)
     p.set_defaults(func=lambda a: bench_stream.main(a.rest))
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = sub.add_parser("mutants", add_help=False)  # what make check runs for a lesson graded by mutants
+    p.set_defaults(func=lambda a: mutation.main(a.rest))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p = sub.add_parser("bench-ship", add_help=False)
     p.set_defaults(func=lambda a: bench_ship.main(a.rest))
