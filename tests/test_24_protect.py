@@ -35,9 +35,9 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from coach import answer as coachs_answer
-from coach import text_of, tokens_of
 from helpers import JWT_SECRET, Servers, bearer, insert_user, log_in_page, token_for, wait_for
+from shared.coach import answer as coachs_answer
+from shared.coach import text_of, tokens_of
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: still valid here)
 from test_21_websocket import close_of, receive
 from test_22_bigger_app import (  # noqa: F401  (lesson 22's tests that still hold)
