@@ -29,7 +29,7 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
-from helpers import IN_CI, ROOT, bearer, free_port, insert_user, wait_for
+from helpers import IN_CI, bearer, free_port, insert_user, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
 from test_24_protect import PASSWORD
