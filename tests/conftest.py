@@ -47,6 +47,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import passlib.hash
 import pytest
 from fastapi.testclient import TestClient
 
@@ -66,6 +67,12 @@ from helpers import (  # noqa: E402
 )
 from shared.ground import devdb, results  # noqa: E402
 from shared.ground.manifest import find  # noqa: E402
+
+# bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
+# the slowness, about 0.2 s a hash, to hold off guessing). The hashes are real bcrypt all the same;
+# a test run makes dozens of them, and at cost 12 they were a third of a lesson's time. Only
+# what runs in this process sees it: apps started in uvicorn (live_api, pages) keep cost 12.
+passlib.hash.bcrypt.default_rounds = 4
 
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)
