@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from helpers import ROOT, free_port
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find
-from shared.services import run, settings
+from shared.services import proxy, run, settings
 
 LESSONS = all_lessons()
 README_SECTIONS = ["problem", "concept", "what changed", "run it", "try it", "diff", "next"]
@@ -392,7 +392,7 @@ def clone():
     (where / ".venv").symlink_to(ROOT / ".venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "OPENAI_"))}
     env.update(DEVDB_PORT=str(free_port()), AIC_API_PORT=str(free_port()), AIC_PAGES_PORT=str(free_port()),
-               AIC_COACH_PORT=str(free_port()))
+               AIC_COACH_PORT=str(free_port()), AIC_WORKERS_PORT=str(free_port()))
     yield where, env
     subprocess.run(["make", "--no-print-directory", "db-stop"], cwd=where, env=env, capture_output=True)
     shutil.rmtree(top)
@@ -499,6 +499,33 @@ def test_make_run_starts_the_offline_coach_for_a_lesson_without_a_key_and_stops_
     assert status == 200, output
     assert f"LLM:      the offline coach at {coach}/v1" in output, output
     assert not port_in_use(int(env["AIC_COACH_PORT"])), "the coach still listens after Ctrl-C"
+
+
+SHIPPED = [lesson for lesson in LESSONS if (lesson.path / "nginx.conf").is_file()]
+
+
+@pytest.mark.skipif(not SHIPPED or not proxy.binary(), reason="no lesson with an nginx.conf, or no nginx")
+def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(clone):
+    """make run LESSON=25 says nginx is in front of two workers; through it, /readyz is 200 and a
+    signup, a login and a streamed chat work; Ctrl-C stops nginx and the workers."""
+    env = clone[1]
+    api, workers = f"http://127.0.0.1:{env['AIC_API_PORT']}", int(env["AIC_WORKERS_PORT"])
+    user = {"name": "Ada", "email": "ada@example.com", "password": "correct-horse"}
+
+    def signup_login_chat():
+        assert httpx2.post(api + "/api/users", json=user, timeout=30).status_code == 201
+        login = httpx2.post(api + "/api/login", json={k: user[k] for k in ("email", "password")}, timeout=30)
+        token = login.json()["access_token"]
+        with httpx2.stream("POST", api + "/api/chat/stream", json={"message": "Hello"}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"}) as r:
+            return r.status_code, r.headers.get("server", ""), "".join(r.iter_text())
+
+    (status, server, body), output = make_run_in(clone, SHIPPED[0].number, api + "/readyz", signup_login_chat)
+    assert status == 200 and server.startswith("nginx"), output
+    assert "event: done" in body, body
+    assert f"(nginx on :{env['AIC_API_PORT']} -> 2 uvicorn workers on :{workers})" in output, output
+    assert not port_in_use(int(env["AIC_API_PORT"])), "nginx still listens after Ctrl-C"
+    assert not port_in_use(workers), "the workers still listen after Ctrl-C"
 
 
 def test_the_manifest_is_opened_in_one_place():

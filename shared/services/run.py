@@ -2,6 +2,9 @@
 
 The app runs in uvicorn --reload (its manifest `app`, main:app by default), the pages of
 frontend/ in http.server, the offline coach when the lesson needs an LLM and no key is set.
+A folder with an nginx.conf (lesson 25 on) runs in its production shape instead: WORKERS uvicorn
+workers (no reload) on WORKERS_PORT behind nginx on the API's port (services/proxy.py); where
+nginx is not installed, the workers alone on the API's port, and one line says so.
 """
 
 import os
@@ -14,8 +17,21 @@ from pathlib import Path
 from shared.ground import devdb
 from shared.ground.manifest import Lesson
 from shared.ground.paths import ROOT, port_free, shown
+from shared.services import proxy
 from shared.services.database import NotReady, prepare
-from shared.services.settings import API_PORT, COACH_PORT, PAGES_PORT, folder_settings, llm_setup
+from shared.services.settings import (
+    API_PORT,
+    COACH_PORT,
+    PAGES_PORT,
+    WORKERS_PORT,
+    folder_settings,
+    llm_setup,
+)
+
+# The production shape (a folder with nginx.conf): as many workers as the course's machines have
+# cores, and the bound on a graceful stop (uvicorn --timeout-graceful-shutdown, in seconds).
+WORKERS = 2
+GRACE = 10
 
 
 class CannotRun(Exception):
@@ -46,7 +62,9 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
     has_api = lesson.has_api(folder)
     has_pages = "frontend" in lesson.needs and (folder / "frontend").is_dir()
     needs_llm = "llm" in lesson.needs
-    ports = [API_PORT] + [PAGES_PORT] * has_pages
+    shaped = has_api and (folder / "nginx.conf").is_file()  # the production shape, lesson 25 on
+    behind_nginx = shaped and proxy.binary() is not None
+    ports = [API_PORT] + [PAGES_PORT] * has_pages + [WORKERS_PORT] * behind_nginx
     busy = [str(p) for p in ports if not port_free(p)]
     if busy:
         raise CannotRun(f"port {' and '.join(busy)} is already in use: stop the other server "
@@ -67,7 +85,15 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
                 raise CannotRun(f"port {COACH_PORT} is already in use: stop the other server "
                                 "(another make run?) first")
             commands.append((coach, ROOT))
-    if has_api:
+    if shaped:
+        port = WORKERS_PORT if behind_nginx else API_PORT
+        commands.append((["-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", str(port),
+                          "--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE)], folder))
+        print(f"  API docs: http://localhost:{API_PORT}/docs  " + (
+            f"(nginx on :{API_PORT} -> {WORKERS} uvicorn workers on :{WORKERS_PORT})" if behind_nginx else
+            f"(nginx is not installed, apt-get install nginx: {WORKERS} uvicorn workers on :{API_PORT} "
+            "with no proxy in front)"))
+    elif has_api:
         commands.append((["-m", "uvicorn", lesson.app, "--reload", "--host", "127.0.0.1",
                           "--port", str(API_PORT)], folder))
         print(f"  API docs: http://localhost:{API_PORT}/docs  (Swagger UI: try every endpoint)")
@@ -92,11 +118,17 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     children = [subprocess.Popen([sys.executable, *argv], cwd=cwd, env=app_env) for argv, cwd in commands]
+    nginx = None
     try:
+        if behind_nginx:
+            nginx = proxy.Nginx(folder / "nginx.conf", API_PORT, f"127.0.0.1:{WORKERS_PORT}").start()
+            children.append(nginx.proc)
         while all(child.poll() is None for child in children):
             time.sleep(0.3)
     except KeyboardInterrupt:
         pass
+    except proxy.ProxyError as error:
+        print(error, file=sys.stderr)
     finally:
         # A terminal's Ctrl-C reached the children too; a second one would make them print tracebacks.
         deadline = time.monotonic() + 1
@@ -107,7 +139,10 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
                 child.send_signal(signal.SIGINT)
         for child in children:
             try:
-                child.wait(timeout=5)
+                # Workers let open answers finish first, for at most GRACE seconds.
+                child.wait(timeout=GRACE + 2 if shaped else 5)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if nginx is not None:
+            nginx.stop()  # and its folder goes
     print("\nstopped.")

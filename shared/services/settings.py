@@ -20,6 +20,8 @@ from shared.ground.paths import COACH, shown
 API_PORT = int(os.environ.get("AIC_API_PORT", "8000"))
 PAGES_PORT = int(os.environ.get("AIC_PAGES_PORT", "8001"))
 COACH_PORT = int(os.environ.get("AIC_COACH_PORT", "8002"))
+# Lesson 25 on: the uvicorn workers' own port, which nginx on API_PORT passes requests to.
+WORKERS_PORT = int(os.environ.get("AIC_WORKERS_PORT", "8003"))
 
 
 def env_line(key: str, value: str) -> str:
