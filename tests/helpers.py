@@ -18,6 +18,7 @@ Helpers and what they do:
   history_page       GET /api/chat/history?QUERY through a client, as a user: one page (19 on)
   WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
   wait_for           polls a condition until it holds, or fails the test naming what never happened
+  text_when          an element's text once it shows the outcome a test waits for (not a "Sending…")
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   git_ignores        whether git ignores a lesson folder's file (also under workspace/ or outside the repo)
   keys_in, strings_in   every key / every string anywhere in a JSON value (leak checks)
@@ -155,6 +156,19 @@ WATCH_ANSWER = """() => {
     if (answer) window.shown.push(answer.textContent);
   }).observe(document.getElementById("chat"), {childList: true, subtree: true, characterData: true});
 }"""
+
+
+def text_when(page, selector: str, done: Callable[[str], object], what: str, seconds: float = 5) -> str:
+    """The text of SELECTOR once done(text) holds: what a page shows on its way there ("Sending…",
+    "Saving…") is never read. Fails after `seconds` naming WHAT and the text shown last."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = page.text_content(selector) or ""
+        if done(text):
+            return text
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds} s: {what}; {selector} shows {text!r}")
+        time.sleep(0.05)
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 5) -> None:
