@@ -160,10 +160,11 @@ def test_delete_answer_leaks_nothing(client, db):
 @pytest.mark.parametrize("body", [
     {**ADA, "password": "Xq7#z"},
     {**ADA, "password": "far-too-long-" * 6},
+    {**ADA, "password": "é" * 37},  # 37 characters but 74 bytes: the 72-byte rule's own 422
     {**ADA, "password": "nul\x00inside"},
     {**ADA, "name": "N", "password": "valid-but-name-bad"},
     {"name": "Ada", "place": "London", "password": "valid-but-role-missing"},
-], ids=["too-short", "too-long", "nul", "name-bad", "role-missing"])
+], ids=["too-short", "too-long", "over-72-bytes", "nul", "name-bad", "role-missing"])
 def test_422_answer_does_not_repeat_the_password(client, body):
     r = client.post("/api/users", json=body)
     assert r.status_code == 422, r.text
