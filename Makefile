@@ -4,7 +4,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship fuzz db db-stop db-status db-reset psql \
+.PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship bench-protect fuzz db db-stop db-status db-reset psql \
 	alembic clean start check solution progress site site-serve
 
 PYTHON ?= python3
@@ -115,6 +115,11 @@ bench-stream: setup
 # Lesson 25 as it runs in production (two workers behind nginx): prints a table, writes build/bench.json.
 bench-ship: setup
 	@$(SHARED) bench-ship $(SHIP_ARGS)
+
+# Lesson 24 under storms (signups, logins, chats on a hung LLM): GET /api/me p99 during each; prints a
+# table, writes build/bench-protect.json.
+bench-protect: setup
+	@$(SHARED) bench-protect $(PROTECT_ARGS)
 
 # Schemathesis against a running lesson (a database of its own), anonymous and logged in: every
 # answer checked against the OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path

@@ -12,8 +12,8 @@ import sys
 COMMANDS = {
     "front": ["help", "validate-make-args", "numbers", "checks"],
     "learner": ["run", "diff", "start", "check", "solution", "progress"],
-    "maintainer": ["test", "site", "diffs", "table", "bench", "bench-stream", "bench-ship", "fuzz", "db",
-                   "alembic", "mutants"],
+    "maintainer": ["test", "site", "diffs", "table", "bench", "bench-stream", "bench-ship", "bench-protect",
+                   "fuzz", "db", "alembic", "mutants"],
 }
 
 

@@ -2,15 +2,13 @@
 
 Lesson 21's black-box tests run here unchanged, and those of lesson 22 that still hold (the
 imports below); three of 22's change with this lesson and are adapted here (the paths in /docs,
-one LLM client, the LLM's usage), and one is left out: "only app/config.py reads the
-environment" no longer holds for the whole folder since lesson 23 put a test suite in it.
-Then the folder's own suite, and the lesson's own tests: rate limits that every worker sees and
-a restart keeps, 429 with Retry-After that tells nobody which emails exist, the chat's budgets
-(HTTP, stream and socket together, and the tokens the LLM reports), the history capped by size,
-413 before a body is read, tokens that end (a new password or email, logout, logout
-everywhere, and the sockets of that user), hashing with bounded concurrency, a chat that holds
-no thread while the LLM thinks, a cap on open chats, security headers, and the pages under
-their Content Security Policy.
+one LLM client, the LLM's usage). Then the folder's own suite, and the lesson's own tests: rate
+limits that every worker sees and a restart keeps, 429 with Retry-After that tells nobody which
+emails exist, the chat's budgets (HTTP, stream and socket together, and the tokens the LLM
+reports), the history capped by size, 413 before a body is read, tokens that end (a new password
+or email, logout, logout everywhere, and the sockets of that user), hashing with bounded
+concurrency, a chat that holds no thread while the LLM thinks, a cap on open chats, security
+headers, and the pages under their Content Security Policy.
 """
 
 import itertools
@@ -47,6 +45,7 @@ from test_22_bigger_app import (  # noqa: F401  (lesson 22's tests that still ho
     test_an_llm_without_a_key_answers_502_when_swapped_in,
     test_cors_origins_come_from_the_settings,
     test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket,
+    test_only_config_reads_the_environment,
     test_settings_are_read_once_and_typed,
     test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic,
     test_the_environment_wins_over_dot_env_which_wins_over_the_defaults,

@@ -42,6 +42,7 @@ TARGETS = [
     (MAINTAIN, "bench", "make check and make test times, database start, make run (ARGS=--help)"),
     (MAINTAIN, "bench-stream", "streaming under load, lessons 20-21 (STREAM_ARGS=..)"),
     (MAINTAIN, "bench-ship", "lesson 25 behind nginx: workers, memory, connections (SHIP_ARGS=..)"),
+    (MAINTAIN, "bench-protect", "lesson 24 under storms: GET /api/me p99 (PROTECT_ARGS=..)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, logged in (EXAMPLES=n, ARGS=..)"),
     (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
 ]
