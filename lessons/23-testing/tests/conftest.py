@@ -58,6 +58,9 @@ def database():
     with server.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+        # A commit need not wait until the disk has it: a crash would lose only test data. On a
+        # busy disk that is 10 ms saved on each of the suite's hundreds of commits.
+        conn.execute(text(f'ALTER DATABASE "{TEST_DB}" SET synchronous_commit = off'))
     server.dispose()
     # The tables as the migrations make them, the way `alembic upgrade head` makes them for the
     # app. (Without alembic.ini: its logging setup would silence the app's loggers.)
