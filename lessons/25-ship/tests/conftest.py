@@ -87,11 +87,11 @@ def llm() -> FakeLLM:
     return FakeLLM()
 
 
-def real_llm(url: str) -> LLM:
+def real_llm(url: str, timeout: float = 0.2) -> LLM:
     """The app's own LLM class, its real clients with a key, talking to the server at url and
-    waiting at most 0.2 s for an answer."""
+    waiting at most `timeout` seconds for an answer."""
     return LLM(Settings(JWT_SECRET=TEST_SECRET, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=url,
-                        OPENAI_TIMEOUT=0.2))
+                        OPENAI_TIMEOUT=timeout))
 
 
 @pytest.fixture
@@ -108,7 +108,9 @@ def down_llm():
     """The real LLM, at an address where nothing listens (connections refused): a coach down."""
     with socket.socket() as reserved:  # bound but not listening: nothing else takes the port
         reserved.bind(("127.0.0.1", 0))
-        llm = real_llm(f"http://127.0.0.1:{reserved.getsockname()[1]}/v1")
+        # A refused connection fails at once; a timeout as long as 5 s never fires first, even
+        # on a machine so busy that 0.2 s passes before the client has tried.
+        llm = real_llm(f"http://127.0.0.1:{reserved.getsockname()[1]}/v1", timeout=5)
         yield llm
         anyio.run(llm.close)
 
