@@ -128,7 +128,9 @@ def record(lesson: Lesson, folder: Path, met: int, total: int) -> None:
 def cmd_check(args) -> None:
     lesson = find(args.lesson)
     folder = resolve_folder(lesson, args.dir)
-    print(f"Grading {shown(folder)} with lesson {lesson.number}'s tests ({lesson.title})...", flush=True)
+    graded_by = (f"lesson {lesson.number}'s tests" if lesson.grader != "mutants"
+                 else "your own tests, on your app and on bugs planted in the model answer's")
+    print(f"Grading {shown(folder)} with {graded_by} ({lesson.title})...", flush=True)
     if "db" in lesson.needs:
         devdb.ensure_running()
     result = grade(lesson, folder)

@@ -390,11 +390,12 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
                 r.exitstatus not in (None, 0) for r in runs if r.name in ("own", "baseline"))
 
         run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), suite_failed)
-        result = Grade([own_passes(runs), Result(OWN_DATABASE, database_made(db_env, own.database),
-                                                 hint=OWN_DATABASE_HINT)], own, 0.0)
-        read_coverage(result)
+        passes = own_passes(runs)
+        result = Grade([passes, own_database(db_env, own)], own, 0.0)
+        if own.counts["passed"] + own.counts["failed"]:  # no test ran: no coverage to speak of
+            read_coverage(result)
         by_name = {run.name: run for run in runs}
-        result.results += [mutant_caught(m, by_name[m.name]) for m in chosen]
+        result.results += [mutant_caught(m, by_name[m.name], passes.met) for m in chosen]
     result.seconds = time.monotonic() - started
     return result
 
@@ -422,8 +423,15 @@ def own_passes(runs: list[Run]) -> Result:
                   "VERBOSE=1 shows pytest's report")
 
 
-def mutant_caught(mutant: Mutant, run: Run) -> Result:
-    if run.exitstatus is None:
+def own_database(db_env: dict, own: Run) -> Result:
+    if database_made(db_env, own.database):
+        return Result(OWN_DATABASE, True, f"{own.database}, migrated")
+    return Result(OWN_DATABASE, False, f"after your tests there was no database {own.database} (the one "
+                  "TEST_DB_NAME named) with Alembic's table alembic_version", OWN_DATABASE_HINT)
+
+
+def mutant_caught(mutant: Mutant, run: Run, suite_passes: bool) -> Result:
+    if not suite_passes or run.exitstatus is None:  # a failure on a bug would say nothing
         return Result(mutant.requirement, False, "not tried: your tests must pass on your app first",
                       mutant.hint)
     if run.exitstatus == -1:
