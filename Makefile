@@ -119,7 +119,7 @@ bench-ship: setup
 # Lesson 24 under storms (signups, logins, chats on a hung LLM): GET /api/me p99 during each; prints a
 # table, writes build/bench-protect.json.
 bench-protect: setup
-	@$(SHARED) bench-protect $(PROTECT_ARGS)
+	@$(SHARED) bench-protect -- $(PROTECT_ARGS)
 
 # Schemathesis against a running lesson (a database of its own), anonymous and logged in: every
 # answer checked against the OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path

@@ -229,7 +229,7 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--lesson", default="24", help="the lesson to bench (24; 23 for the lesson before)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each storm; the median p99 counts (3)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # make passes a -- first
     lesson = find(args.lesson)
     coach, coach_port, _ = start([sys.executable, str(COACH), "--port", "{port}"], ROOT, dict(os.environ),
                                  "the offline coach")
