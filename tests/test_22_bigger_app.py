@@ -7,8 +7,10 @@ environment over .env over the defaults), and dependency_overrides swapping the 
 settings of a running app, with no re-import and no environment to change.
 """
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -72,16 +74,19 @@ def socket_answer(client, token: str, message: str = ASKED) -> str:
 def test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic(lesson, app):
     """The app is the package app/: main, config, db, models, schemas, security, deps, llm, routers/.
     app/routers/ holds users, auth, chat and ws, each with an APIRouter named `router`; no main.py
-    is left at the top of the folder.
-    Hint: every folder Python imports from needs an __init__.py (it may be empty)."""
+    is left at the top of the folder."""
     from importlib import import_module
 
     folder = lesson.path / "app"
     assert [m for m in MODULES if not (folder / f"{m}.py").is_file()] == []
-    assert (folder / "__init__.py").is_file() and (folder / "routers" / "__init__.py").is_file()
+    assert [f"{part}/__init__.py" for part in ("app", "app/routers")
+            if not (lesson.path / part / "__init__.py").is_file()] == [], \
+        "app/ and app/routers/ each need an __init__.py (it may be empty): it makes the folder a package"
     for name in ROUTERS:
-        assert isinstance(import_module(f"app.routers.{name}").router, APIRouter), name
-    assert not (lesson.path / "main.py").exists()  # moved into the package: one app, one place
+        assert isinstance(getattr(import_module(f"app.routers.{name}"), "router", None), APIRouter), \
+            f"app/routers/{name}.py has no APIRouter named router"
+    assert not (lesson.path / "main.py").exists(), \
+        "main.py is still at the top of the folder: the app is made in app/main.py now, delete the old one"
 
 
 def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
@@ -97,15 +102,46 @@ def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
     assert all(tags.values()), tags  # every endpoint sits under a heading
 
 
+# What reads the environment: os.getenv and os.environ (however os or they were imported), and the
+# libraries made for it: python-dotenv (load_dotenv) and pydantic-settings.
+OS_READERS = {"getenv", "getenvb", "environ", "environb"}
+ENV_LIBRARIES = {"dotenv", "pydantic_settings"}
+
+
+def environment_reads(source: str) -> list[str]:
+    """Where a module's code reads the environment, as "line N: what" (from its syntax tree)."""
+    tree = ast.parse(source)
+    os_names, found = {"os"}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in ENV_LIBRARIES:
+                    found.append(f"line {node.lineno}: import {alias.name}")
+                elif alias.name == "os" or alias.name.startswith("os.") and not alias.asname:
+                    os_names.add(alias.asname or "os")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            from_os = node.module == "os" and names & (OS_READERS | {"*"})
+            if node.module.split(".")[0] in ENV_LIBRARIES or from_os:
+                found.append(f"line {node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+    found += [f"line {node.lineno}: {node.value.id}.{node.attr}" for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and node.attr in OS_READERS
+              and isinstance(node.value, ast.Name) and node.value.id in os_names]
+    return found
+
+
 def test_only_config_reads_the_environment(lesson):
     """Only app/config.py reads the environment: no os.getenv, os.environ or load_dotenv elsewhere."""
     # The app's code: the package, the modules beside it (lesson 21's main.py, auth.py, ...) and
-    # alembic/env.py; not a test suite of the folder's own, which may well set the environment.
+    # alembic/env.py; not a test suite of the folder's own (tests/ from lesson 23, or test files
+    # beside app/), which may well set the environment.
     folder = lesson.path
-    code = [*(folder / "app").rglob("*.py"), *folder.glob("*.py"), folder / "alembic" / "env.py"]
-    readers = [str(path.relative_to(folder)) for path in code if path != folder / "app" / "config.py"
-               and any(word in path.read_text() for word in ("os.getenv", "os.environ", "load_dotenv"))]
-    assert readers == []
+    beside = [path for path in folder.glob("*.py") if not path.name.startswith(("test_", "conftest"))]
+    code = [*(folder / "app").rglob("*.py"), *beside, folder / "alembic" / "env.py"]
+    readers = {str(path.relative_to(folder)): reads for path in code
+               if path != folder / "app" / "config.py" and path.is_file()
+               and (reads := environment_reads(path.read_text()))}
+    assert readers == {}, "only app/config.py may read the environment: take the setting from get_settings()"
 
 
 def test_alembic_reads_the_package_and_finds_the_models_and_the_migrations_agree(lesson, app):
@@ -147,19 +183,41 @@ def test_the_environment_wins_over_dot_env_which_wins_over_the_defaults(app, tmp
     assert settings.CORS_ORIGINS == ["http://localhost:8001", "https://coach.example"]
 
 
+def test_the_dot_env_read_is_the_one_beside_app_wherever_the_app_starts(lesson, app, tmp_path):
+    """The .env read is the one beside app/, wherever the app is started from.
+    A copy of app/ with a .env beside it, started from another folder that holds a .env too."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    shutil.copytree(lesson.path / "app", project / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".env").write_text("OPENAI_MODEL=model-beside-app\n")
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("OPENAI_MODEL=model-of-the-folder-it-started-in\n")
+    env = {name: value for name, value in os.environ.items() if name != "OPENAI_MODEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", "from app.config import get_settings; "
+                           "print(get_settings().OPENAI_MODEL)"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "model-beside-app", \
+        "the .env read is the one of the folder the app started in: give env_file the path beside app/"
+
+
+# (the bad setting, how the line starts, what it says after that). Pydantic's own words for its
+# own rules; our validators' words (JWT_SECRET, CORS_ORIGINS) right after the name, without the
+# "Value error, " pydantic puts before a ValueError's text.
 BAD_SETTINGS = {
-    "short secret": ({"JWT_SECRET": "short"}, "JWT_SECRET", "at least 32 bytes"),
-    "zero timeout": ({"OPENAI_TIMEOUT": "0"}, "OPENAI_TIMEOUT", "greater than 0"),
-    "timeout not a number": ({"OPENAI_TIMEOUT": "soon"}, "OPENAI_TIMEOUT", "number"),
-    "negative expiry": ({"EXPIRY_MINUTES": "-5"}, "EXPIRY_MINUTES", "greater than 0"),
-    "port not a number": ({"DB_PORT": "five"}, "DB_PORT", "integer"),
-    "origin without scheme": ({"CORS_ORIGINS": "localhost:8001"}, "CORS_ORIGINS", "localhost:8001"),
-    "url without scheme": ({"OPENAI_BASE_URL": "localhost:11434/v1"}, "OPENAI_BASE_URL", "URL"),
+    "short secret": ({"JWT_SECRET": "short"}, "JWT_SECRET: at least 32 bytes", ""),
+    "zero timeout": ({"OPENAI_TIMEOUT": "0"}, "OPENAI_TIMEOUT: ", "greater than 0"),
+    "timeout not a number": ({"OPENAI_TIMEOUT": "soon"}, "OPENAI_TIMEOUT: ", "number"),
+    "negative expiry": ({"EXPIRY_MINUTES": "-5"}, "EXPIRY_MINUTES: ", "greater than 0"),
+    "port not a number": ({"DB_PORT": "five"}, "DB_PORT: ", "integer"),
+    "origin without scheme": ({"CORS_ORIGINS": "localhost:8001"},
+                              "CORS_ORIGINS: 'localhost:8001' is not an origin", ""),
+    "url without scheme": ({"OPENAI_BASE_URL": "localhost:11434/v1"}, "OPENAI_BASE_URL: ", "URL"),
 }
 
 
-@pytest.mark.parametrize("env, name, why", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
-def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, name, why):
+@pytest.mark.parametrize("env, starts, says", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, starts, says):
     """A bad setting stops the import of app.main: SystemExit with one line, NAME: what is wrong.
     Hint: catch pydantic's ValidationError where the settings are read (get_settings) and
     raise SystemExit(...) with a message built from error.errors(), `from None`."""
@@ -167,7 +225,8 @@ def test_a_bad_setting_stops_the_app_with_one_line_naming_it(fresh_app, env, nam
         fresh_app(**env)
     message = str(stopped.value.code)
     assert len(message.splitlines()) == 1, message
-    assert message.startswith(f"{name}: ") and why in message, message
+    assert message.startswith(starts), f"the line should start with {starts!r}; it is: {message}"
+    assert says in message, f"the line should say {says!r}; it is: {message}"
 
 
 def test_two_bad_settings_are_named_in_the_same_line(fresh_app):
@@ -188,7 +247,7 @@ def test_uvicorn_stops_with_one_line_when_jwt_secret_is_short(lesson, db_env):
         pytest.fail("the app started with a 5-byte JWT_SECRET")
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1, lines
-    assert lines[0].startswith("JWT_SECRET: ") and "at least 32 bytes" in lines[0], lines
+    assert lines[0].startswith("JWT_SECRET: at least 32 bytes"), lines
 
 
 def test_cors_origins_come_from_the_settings(fresh_app):
