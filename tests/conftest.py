@@ -20,7 +20,8 @@ Fixtures:
   fresh_app     fresh_app(NAME=value, ...) -> a new app from the lesson's modules imported again
                 with those environment variables (settings read at import): no uvicorn to start
   servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
-  live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...})
+  live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...});
+                .url, .stop(), .log() (what it printed)
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
   pages         (module) the lesson's frontend/ served from http://localhost:P with a live API
                 that allows that origin; config.js points at it: .url, .api, .folder, .port
@@ -57,12 +58,14 @@ pytest.register_assert_rewrite("helpers")
 from helpers import (  # noqa: E402
     IN_CI,
     JWT_SECRET,
+    LIVE_LOGS,
     ROOT,
     Servers,
     alembic,
     connect,
     pages_and_api,
     serve_folder,
+    traceback_end,
     user_with_token,
 )
 from shared.ground import devdb, results  # noqa: E402
@@ -103,7 +106,25 @@ def lesson(request):
     registered = find(number)
     folder = Path(os.environ.get("LESSON_DIR") or registered.path).resolve()
     sys.path.insert(0, str(folder))  # the lesson folder is the import root of its app
+    forget_course_modules_named_like(folder)
     return LessonUnderTest(registered.number, registered.folder, registered.needs, registered.app, folder)
+
+
+def forget_course_modules_named_like(folder: Path) -> None:
+    """The folder's own modules are the ones its code imports, never the course's: a module of
+    the folder (a .py file, or a package) whose name this process already imported from the
+    course (tests/helpers.py, conftest, the shared package) leaves the import cache, so the
+    folder's `import helpers` finds its own helpers.py, as it does under uvicorn. The tests keep
+    the modules they already imported (they hold them). Hence no test imports course code
+    inside a function: what it would get is the folder's."""
+    own = {path.stem for path in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
+    course = [ROOT / "tests", ROOT / "shared"]
+    for name in own:
+        origin = getattr(sys.modules.get(name), "__file__", None) or ""
+        if origin and any(Path(origin).resolve().is_relative_to(part) for part in course) \
+                and not Path(origin).resolve().is_relative_to(folder):
+            for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                del sys.modules[loaded]
 
 
 @dataclass(frozen=True)
@@ -206,15 +227,20 @@ class LiveApi:
     def stop(self):
         self._servers.stop(self.proc)
 
+    def log(self) -> str:
+        """What uvicorn printed so far (its terminal): all of it once stopped."""
+        return self._servers.log(self.proc)
+
 
 @pytest.fixture
 def live_api(lesson, servers, request):
-    """live_api(env=None) -> LiveApi with .url ("http://127.0.0.1:PORT") and .stop()."""
+    """live_api(env=None) -> LiveApi with .url ("http://127.0.0.1:PORT"), .stop() and .log()."""
     if "db" in lesson.needs:
         request.getfixturevalue("db_env")
 
     def start(env=None):
-        port, proc = servers.start(lesson.uvicorn, cwd=lesson.path, env=env, what="the lesson's API")
+        port, proc = servers.start(lesson.uvicorn, cwd=lesson.path, env=env, what="the lesson's API",
+                                   keep_log=True)
         return LiveApi(f"http://127.0.0.1:{port}", proc, servers)
 
     return start
@@ -353,6 +379,7 @@ def coach(coach_server):
 # held), so no tool ever parses pytest's text.
 
 PHASES = pytest.StashKey[dict]()
+STARTED = pytest.StashKey[float]()
 _compared: list = []  # (op, actual, expected) of the last failing comparison, until its report
 _collect_errors: list[str] = []
 
@@ -405,7 +432,7 @@ def response_in(frames) -> dict | None:
     return None
 
 
-def failure_of(call, report, phase: str) -> results.Failure:
+def failure_of(call, report, phase: str, started: float) -> results.Failure:
     excinfo = call.excinfo
     error = excinfo.value
     entries = list(excinfo.traceback)
@@ -415,8 +442,17 @@ def failure_of(call, report, phase: str) -> results.Failure:
         return Path(str(entry.path)).resolve()
 
     ours = [e for e in entries if path_of(e).is_relative_to(tests_dir)]
+    module = type(error).__module__
     failure = results.Failure(exception=type(error).__name__, message=str(error)[:4000], phase=phase,
+                              module="" if module in ("builtins", "_pytest.outcomes") else module,
                               report=report.longreprtext[-4000:])
+    # A server this test talked to (uvicorn) that logged a traceback meanwhile: a 500's reason.
+    server_error, server_frames = "", []
+    for log in list(LIVE_LOGS):
+        end, frames = traceback_end(log.text(since=started))
+        if end:
+            server_error, server_frames = end, frames
+    failure.server_error = server_error[:500]
     if ours:
         entry = ours[-1]
         failure.statement = " ".join(str(entry.statement).split())[:300]
@@ -431,9 +467,18 @@ def failure_of(call, report, phase: str) -> results.Failure:
         source = Path(error.filename).resolve() if isinstance(error, SyntaxError) and error.filename else None
         if source and source.is_relative_to(folder):  # a syntax error: the file and line it names
             where.append((source, error.lineno or 0))
+        if not where:  # in a server's traceback, or one quoted in the error (a server that exited)
+            frames = server_frames or traceback_end(str(error))[1]
+            where = [(Path(file).resolve(), line) for file, line in frames
+                     if Path(file).resolve().is_relative_to(folder) and "site-packages" not in file]
         if where:
             failure.learner_at = f"{relative(where[-1][0], folder)}:{where[-1][1]}"
     return failure
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[STARTED] = time.monotonic()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -446,7 +491,7 @@ def pytest_runtest_makereport(item, call):
     phases["seconds"] += report.duration
     if report.failed and phases["failure"] is None:
         phases["outcome"] = "failed"
-        phases["failure"] = failure_of(call, report, call.when)
+        phases["failure"] = failure_of(call, report, call.when, item.stash.get(STARTED, 0.0))
     elif report.skipped and phases["outcome"] == "passed":
         phases["outcome"] = "skipped"
         phases["skip"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

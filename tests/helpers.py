@@ -29,6 +29,7 @@ Helpers and what they do:
   pages_and_api      a folder of pages on one free port and the lesson's API on another, allowing
                      the origins you name (the `pages` fixture is the usual case of it)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
+  traceback_end      the exception a traceback in a text ends with, and its frames (a server's log)
   exit_or_listen     runs a server until it exits (its code and output) or listens (None): a test
                      that wants an app to refuse to start fails as soon as the app starts instead
 
@@ -42,6 +43,7 @@ import io
 import logging
 import logging.config
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -284,7 +286,8 @@ def pages_and_api(folder: Path, app_folder: Path, origins: Callable[[int], str],
     try:
         api_port, _ = servers.start(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "{port}"],
-            cwd=app_folder, env={"CORS_ORIGINS": origins(files.server_port)}, what="the lesson's API")
+            cwd=app_folder, env={"CORS_ORIGINS": origins(files.server_port)}, what="the lesson's API",
+            keep_log=True)
         yield files.server_port, f"http://127.0.0.1:{api_port}"
     finally:
         servers.stop_all()
@@ -309,16 +312,68 @@ def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
+    """Until PROC listens on PORT. When it exits first, the error's first line names the
+    exception it ended with (the last line of its traceback), its whole output follows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early:\n{proc.stdout.read()}")
+            output = proc.stdout.read()
+            end = traceback_end(output)[0] or next(iter(output.strip().splitlines()[-1:]), "no output")
+            raise RuntimeError(f"{what} exited early: {end}\n{output}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
+
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\):")
+FRAME = re.compile(r'^\s+File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def traceback_end(text: str) -> tuple[str, list[tuple[str, int]]]:
+    """The last traceback in TEXT (a server's log, an error's message): the exception it ended
+    with, as its last line says it ("ValueError: bad value"), and its frames (file, line),
+    innermost last. ("", []) when TEXT holds no traceback."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if TRACEBACK.search(line)]
+    if not starts:
+        return "", []
+    frames = []
+    for line in lines[starts[-1] + 1:]:
+        if match := FRAME.match(line):
+            frames.append((match["file"], int(match["line"])))
+        elif line.strip() and not line[0].isspace():
+            return line.strip(), frames
+    return "", frames
+
+
+class ServerLog:
+    """What a server prints, read from its pipe by a thread as it comes (a chatty server never
+    waits on a full pipe), each line with the time it came. Logs of running servers are in
+    LIVE_LOGS: conftest shows the traceback a server logged while a test failed."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[tuple[float, str]] = []
+        self.thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self.thread.start()
+        LIVE_LOGS.append(self)
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            self.lines.append((time.monotonic(), line))
+
+    def text(self, since: float = 0.0) -> str:
+        return "".join(line for at, line in list(self.lines) if at >= since)
+
+    def close(self) -> None:
+        self.thread.join(timeout=5)
+        if self in LIVE_LOGS:
+            LIVE_LOGS.remove(self)
+
+
+LIVE_LOGS: list[ServerLog] = []
 
 
 def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -> tuple[int | None, str]:
@@ -349,16 +404,24 @@ class Servers:
 
     def __init__(self):
         self.procs = []
+        self.logs: dict[int, ServerLog] = {}  # by pid, for servers started with keep_log
 
-    def start(self, argv, cwd, env=None, what="server") -> tuple[int, subprocess.Popen]:
-        """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there."""
+    def start(self, argv, cwd, env=None, what="server", keep_log=False) -> tuple[int, subprocess.Popen]:
+        """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there.
+        keep_log: its output is read as it comes, into log(proc) (else it stays in proc.stdout)."""
         port = free_port()
         argv = [a.replace("{port}", str(port)) for a in argv]
         proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.procs.append(proc)
         wait_for_port(port, proc, what)
+        if keep_log:
+            self.logs[proc.pid] = ServerLog(proc)
         return port, proc
+
+    def log(self, proc: subprocess.Popen) -> str:
+        """All a server started with keep_log printed so far (all of it, once it is stopped)."""
+        return self.logs[proc.pid].text()
 
     def stop(self, proc: subprocess.Popen) -> None:
         if proc.poll() is None:
@@ -368,6 +431,8 @@ class Servers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc.pid in self.logs:
+            self.logs[proc.pid].close()
         proc.stdout.close()
 
     def stop_all(self):

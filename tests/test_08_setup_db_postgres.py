@@ -10,6 +10,7 @@ import yaml
 from dotenv import dotenv_values
 
 from helpers import git_ignores
+from shared.ground import devdb
 from shared.ground.manifest import find
 
 POSTGRES_KEYS = ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -124,8 +125,6 @@ def test_docker_env_example_is_not_git_ignored(lesson, tmp_path):
 
 
 def test_dev_database_answers_select_now_with_these_credentials(db_env, docker_env):
-    from shared.ground import devdb
-
     server = devdb.settings()  # the server `make db` starts: host 127.0.0.1, port 5433
     conn = psycopg2.connect(host=server["host"], port=server["port"], dbname=docker_env["POSTGRES_DB"],
                             user=docker_env["POSTGRES_USER"], password=docker_env["POSTGRES_PASSWORD"],

@@ -254,8 +254,8 @@ def test_log_names_signups_logins_and_failures_but_no_password_hash_or_token(liv
     httpx2.put(f"{api.url}/api/me", headers=bearer(token), json={"password": new_password})
     httpx2.get(f"{api.url}/api/me", headers=bearer(token + "x"))
     password_hash = stored(db, user_id)[2]
-    api.proc.terminate()
-    output = api.proc.stdout.read()
+    api.stop()
+    output = api.log()
     for event in (f"signup: user {user_id}", "signup refused", f"login: user {user_id}",
                   f"login failed: wrong password for user {user_id}", f"user {user_id} changed password",
                   "token refused"):

@@ -18,8 +18,9 @@ from helpers import ROOT
 from shared.ground import results
 from shared.ground.manifest import find
 from shared.ground.paths import RESULTS
-from shared.ground.requirements import requirements
-from shared.services.grading import values_lines
+from shared.ground.requirements import requirements, text_and_hint
+from shared.ground.results import Failure
+from shared.services.grading import HINTS, error_line, hint_for, search_lines, values_lines
 
 LESSON = find("07")
 SHARED = [sys.executable, "-m", "shared"]
@@ -195,3 +196,82 @@ def test_long_values_show_where_they_first_differ(expected, actual):
     assert shown[0] != shown[1].replace("got:     ", "expected:"), shown
     first = next(i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b)
     assert f"from character {first + 1} on" in shown[-1], shown
+
+
+def test_a_folders_own_modules_are_never_the_courses(tmp_path):
+    """A learner's coach.py, llm.py, auth.py, helpers.py, shared.py or app/ is what their code
+    imports under the tests, as it is under uvicorn: never the course's module of that name."""
+    folder = tmp_path / "02-own"
+    shutil.copytree(find("02").path, folder)
+    names = ["app", "auth", "coach", "conftest", "helpers", "llm", "shared"]
+    for name in names:
+        (folder / f"{name}.py").write_text("")
+    (folder / "app.py").unlink()
+    (folder / "app").mkdir()
+    (folder / "app" / "__init__.py").write_text("")
+    (folder / "main.py").write_text(
+        "from pathlib import Path\n\n"
+        f"import {', '.join(names)}\n\n"
+        f"for own in ({', '.join(names)}):\n"
+        "    assert Path(own.__file__).resolve().is_relative_to(Path(__file__).resolve().parent), own\n\n"
+        + (find("02").path / "main.py").read_text())
+    r = exercise(tmp_path, "check", "02", "--dir", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --- what a miss says, piece by piece -------------------------------------------------------
+
+def failed(**fields) -> Failure:
+    return Failure(**{"exception": "AssertionError", "message": "assert False", **fields})
+
+
+@pytest.mark.parametrize(("failure", "words"), [
+    (failed(exception="SyntaxError", message="invalid syntax (main.py, line 3)"), "syntax error at the line"),
+    (failed(exception="SyntaxError", module="psycopg2.errors", message='syntax error at or near "Brien"'),
+     "pass values as %s parameters"),
+    (failed(exception="ProgrammingError", module="sqlalchemy.exc",
+            message='(psycopg2.errors.SyntaxError) syntax error at or near "Brien"'), "%s parameters"),
+    (failed(op="==", actual="500", expected="201", server_error="KeyError: 'name'"), "server:"),
+    (failed(op="==", actual="500", expected="503", server_error="sqlalchemy.exc.OperationalError: (psycopg2."
+            "OperationalError) connection to server failed: Connection refused"), "exception_handler"),
+    (failed(), "VERBOSE=1"),
+], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "server-500", "database-down-500",
+        "any-other"])
+def test_hints_name_what_went_wrong(failure, words):
+    assert words in hint_for(failure, LESSON, LESSON.path)
+
+
+def test_hints_point_at_the_task_not_at_the_tests_or_an_online_page():
+    for _, hint in HINTS:
+        assert "/docs" not in hint and "test named above" not in hint, hint
+
+
+def test_an_in_assert_shows_what_was_looked_for_and_where():
+    log = "\n".join([f"INFO: request {n}" for n in range(20)] + ["INFO: login ok", "INFO: shutting down"])
+    shown = search_lines("in", repr("login: user 7"), repr(log))
+    assert shown[0] == "looked for: 'login: user 7'", shown
+    assert any("INFO: login ok" in line for line in shown), shown
+    short = search_lines("in", repr("[5, 7]"), repr("Running upgrade 0002 -> 0003\nemails set to NULL"))
+    assert any("emails set to NULL" in line for line in short), short
+    leak = search_lines("not in", repr("secret123"), repr("x" * 100 + "password secret123 here" + "y" * 100))
+    assert any("password secret123 here" in line for line in leak), leak
+
+
+def test_a_long_message_shows_its_first_and_last_lines():
+    output = "\n".join(["uvicorn stopped: ValueError: no", *[f"line {n}" for n in range(10)], "the end"])
+    shown = error_line(failed(exception="Failed", message=output)).splitlines()
+    assert shown[0] == "uvicorn stopped: ValueError: no" and shown[-1].endswith("the end"), shown
+
+
+@pytest.mark.parametrize(("docstring", "text", "hint"), [
+    ("Database down gives 503\nHint: the tests change DB_PORT\nbetween requests.",
+     "Database down gives 503", "the tests change DB_PORT between requests."),
+    ("While the coach thinks, the session has given its connection back: no\nconnection sits in a "
+     "transaction. Hint: close it.", "While the coach thinks, the session has given its connection back: "
+     "no connection sits in a transaction.", "close it."),
+    ("uvicorn pings every 0.1 s here. Its\npongs are read.", "uvicorn pings every 0.1 s here.", ""),
+    ("The app is the package app/: main, routers/.\napp/routers/ holds users.",
+     "The app is the package app/: main, routers/.", ""),
+])
+def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, hint):
+    assert text_and_hint(docstring) == (text, hint)

@@ -1,8 +1,9 @@
 """A lesson's requirements in plain words, read from its test files (standard library only).
 
-One requirement per test function (the cases of a parametrised test are one requirement): its
-docstring's first line when it has one, else its name made into a sentence (test_unknown_id_is_404
--> "Unknown id is 404"). A line "Hint: ..." in the docstring is shown when the test fails first.
+One requirement per test function (the cases of a parametrised test are one requirement): the
+first sentence of its docstring (however many lines it takes) when it has one, else its name made
+into a sentence (test_unknown_id_is_404 -> "Unknown id is 404"). "Hint: ..." in the docstring, to
+the end of its paragraph, is shown when the test fails first.
 make check's checklist, make test PREVIOUS=1 and the course site all print these lines.
 
 A test file may take over an earlier lesson's tests with `from test_21_websocket import *`
@@ -11,6 +12,7 @@ its requirements too, at the place of that import.
 """
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,25 @@ class Requirement:
     inherited: str = ""  # the test file it comes from when star-imported ("test_21_websocket.py")
 
 
+# A sentence ends at . ! or ? at the end of a line, or before a space and a capital ("... pong.
+# Its pongs"); not inside "0.5 s", "app.state" or "e.g. a".
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def text_and_hint(docstring: str) -> tuple[str, str]:
+    """A docstring's first sentence, and its hint: what follows "Hint:" to the end of that
+    paragraph (the first sentence never holds the hint)."""
+    paragraphs = [part.strip().splitlines() for part in re.split(r"\n\s*\n", docstring.strip())]
+    hint = next((" ".join(" ".join(p).split("Hint:", 1)[1].split()) for p in paragraphs
+                 if "Hint:" in " ".join(p)), "")
+    lines = []
+    for line in paragraphs[0] if paragraphs else []:
+        lines.append(line.split("Hint:", 1)[0].strip())
+        if "Hint:" in line or lines[-1].endswith((".", "!", "?")):
+            break
+    return SENTENCE_END.split(" ".join(" ".join(lines).split()), maxsplit=1)[0], hint
+
+
 def sentence(name: str) -> str:
     words = [SPELLING.get(word, word) for word in name.removeprefix("test_").split("_") if word]
     text = " ".join(words).replace("dot env", ".env")
@@ -54,9 +75,7 @@ def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement
                 [alias.name for alias in node.names] == ["*"]:
             found += requirements_in(test_file.with_name(f"{node.module}.py"), collected_in or test_file.name)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
-            lines = [x.strip() for x in (ast.get_docstring(node) or "").splitlines()]
-            hint = " ".join(x.removeprefix("Hint:").strip() for x in lines if x.startswith("Hint:"))
-            first = lines[0] if lines and not lines[0].startswith("Hint:") else ""
+            first, hint = text_and_hint(ast.get_docstring(node) or "")
             text = first or sentence(node.name)
             found.append(Requirement(collected_in or test_file.name, node.name, text.rstrip("."), hint,
                                      node.lineno, test_file.name if collected_in else ""))

@@ -5,8 +5,9 @@ and bench. Nothing here parses pytest's text output.
 A test's line: its node id, file, function, parametrised case id, outcome (passed, failed,
 skipped), seconds, and for a failure what went wrong in facts: the exception, the statement in
 tests/ that failed and where, the assert's full left and right values (actual, expected), the
-HTTP response the test held (status and body), and the file and line in the graded folder where
-the error came from. A last line (kind "session") says how pytest ended.
+HTTP response the test held (status and body), the exception a server the test started logged
+meanwhile, and the file and line in the graded folder where the error came from. A last line
+(kind "session") says how pytest ended.
 """
 
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 class Failure:
     exception: str              # "AssertionError", "ImportError", "Failed" (pytest.fail), ...
     message: str                # str() of the exception (its first 4000 characters)
+    module: str = ""            # where the exception class lives, when not a builtin: "psycopg2.errors"
     statement: str = ""         # the failing statement, in the test file or tests/helpers.py
     statement_at: str = ""      # where that is: "tests/helpers.py:45"
     op: str = ""                # the compared assert's operator ("==", "in", ...), or ""
@@ -25,6 +27,8 @@ class Failure:
     expected: str | None = None  # the assert's right side, in full
     response: dict | None = None  # {"status": 422, "body": "..."} of the response the test held
     learner_at: str = ""        # "main.py:12": innermost frame inside the graded folder
+    server_error: str = ""      # a server the test started (uvicorn) logged a traceback meanwhile:
+                                # the exception it ended with, "ValueError: bad value"
     phase: str = "call"         # "setup" (a fixture failed: the app did not start), "call", "teardown"
     report: str = ""            # pytest's own short report of it, for VERBOSE=1 and make test
 

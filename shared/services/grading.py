@@ -15,6 +15,7 @@ ones as the first difference, with its position, or a diff), the answer the app 
 of the learner's own code the error came from, and for the first miss a hint from HINTS.
 """
 
+import ast
 import difflib
 import json
 import os
@@ -156,21 +157,82 @@ def values_lines(actual: str, expected: str) -> list[str]:
             f"(they differ from character {at + 1} on; lengths {len(expected)} and {len(actual)})"]
 
 
+TAIL_LINES = 8  # lines shown of the end of a long text an `in` assert searched (a log, a page)
+
+
+def as_text(value: str) -> str:
+    """A value as the plugin wrote it (a repr): a string back as its text, anything else as is."""
+    try:
+        text = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return value
+    return text if isinstance(text, str) else value
+
+
+def search_lines(op: str, needle: str, haystack: str) -> list[str]:
+    """An `in` or `not in` assert: the value looked for, and where it was looked for: for `in`
+    the end of the text searched (a log's latest lines); for `not in` the stretch where it was
+    found."""
+    wanted, text = as_text(needle), as_text(haystack)
+    lines = [f"looked for: {needle[:300]}"]
+    at = text.find(wanted) if op == "not in" and wanted and isinstance(wanted, str) else -1
+    if at >= 0:
+        start, end = max(0, at - WINDOW), min(len(text), at + len(wanted) + WINDOW)
+        part = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+        return lines + [f"found in:   {part!r}"[:400], f"(at character {at + 1} of {len(text)})"]
+    label = "found in:" if op == "not in" else "in:"
+    rows = text.rstrip("\n").splitlines()
+    word = re.match(r"\W*(\w{3,})", wanted) if op == "in" and isinstance(wanted, str) else None
+    near = [row for row in rows if word and word[1] in row] if len(rows) > TAIL_LINES else []
+    if near:  # a long log: its lines that share the first word of what was looked for
+        lines.append(f"in:         ({len(rows)} lines; those holding {word[1]!r}:)")
+        return lines + [f"  | {row[:200]}" for row in near[-TAIL_LINES:]]
+    if len(rows) > 1:
+        shown_rows = rows[-TAIL_LINES:]
+        before = len(rows) - len(shown_rows)
+        lines.append(f"{label:<11} ({before} lines before, then the last {len(shown_rows)})" if before
+                     else label)
+        return lines + [f"  | {row[:200]}" for row in shown_rows]
+    shown_text = text if len(text) <= 300 else f"...{text[-300:]} (the last 300 of {len(text)} characters)"
+    return lines + [f"{label:<11} {shown_text}"]
+
+
+def own_message(failure: Failure) -> str:
+    """The message a compared assert gives (`assert a == b, "why"`): its first line, when it
+    says more than the values and the answer shown beside it."""
+    if failure.exception != "AssertionError" or "\nassert " not in "\n" + failure.message:
+        return ""
+    first = ("\n" + failure.message).split("\nassert ")[0].strip().splitlines()
+    first = first[0].strip() if first else ""
+    shown_elsewhere = [as_text(failure.actual or ""), as_text(failure.expected or ""),
+                       (failure.response or {}).get("body", "")]
+    return "" if not first or any(first in text for text in shown_elsewhere) else first[:300]
+
+
 # (pattern, hint): the first row whose pattern matches a failure's situation gives the hint. The
-# situation is "ExceptionName: message" and, for a compared status, "status GOT expected WANT".
+# situation is "ExceptionName: message" (module.ExceptionName when not a builtin:
+# "psycopg2.errors.SyntaxError: ..."), for a compared status a line "status GOT expected WANT",
+# and when a server the test started logged a traceback, a line "server: ExceptionName: message".
 # Named groups fill the hint's {fields}, with {folder} and {number} (the lesson's).
 HINTS: list[tuple[str, str]] = [
     (r"No module named '(?P<module>main|database|models|schemas|deps|auth|app)'",
      "Python found no {module}.py in {folder}: is the file there, with that name?"),
     (r"No module named '(?P<module>[\w.]+)'",
      "your code imports {module}, which is not installed: check the spelling, or add it to requirements.txt"),
-    (r"SyntaxError|IndentationError",
+    (r"^(SyntaxError|IndentationError|TabError):",
      "fix the syntax error at the line named above (Python stops reading the file there)"),
     (r'relation "(?P<table>\w+)" does not exist',
      "there is no table {table}: your app must create it when it starts (see the task)"),
     (r'column "?(?P<column>[\w.]+)"? does not exist',
-     "the table has no column {column}: add it to the table your app creates"),
-    (r"could not connect|Connection refused",
+     "the table has no column {column}: add it to the table your app creates (or, if {column} is a "
+     "value you sent, it went into the SQL text: pass values as %s parameters)"),
+    (r"(^|server: )psycopg2\.errors\.(SyntaxError|InFailedSqlTransaction)|syntax error at or near",
+     "a value broke the SQL: pass values as %s parameters (cur.execute(sql, (value, ...))), never "
+     "put them into the SQL text with f-strings or +"),
+    (r"status 500 expected 503\n(.*\n)*server: .*OperationalError",
+     "the tests stop the database on purpose here: its error (OperationalError, on the server: line) "
+     "must become a 503 with a short detail: an @app.exception_handler for it"),
+    (r"^(?!server: ).*(could not connect|Connection refused)",
      "the database does not answer: start it with make db"),
     (r"NameError: name '(?P<name>\w+)' is not defined",
      "your code still uses {name}, which is gone (or misspelled): replace that use, at the line named above"),
@@ -183,8 +245,8 @@ HINTS: list[tuple[str, str]] = [
     (r"status 405 expected",
      "the path exists, but not for this method: add a route with its decorator (@app.put, ...)"),
     (r"status 500 expected",
-     "your code raised an error while answering: run make run LESSON={number} MINE=1, repeat the request "
-     "in /docs and read the traceback in that terminal"),
+     "your code raised an error while answering (server: above names it, your code: where): run make run "
+     "LESSON={number} MINE=1, send the same request with curl and read the traceback in that terminal"),
     (r"status \d+ expected 422",
      "bad input was accepted: a rule is missing from your model (Field(...), Literal[...])"),
     (r"status 422 expected",
@@ -194,26 +256,36 @@ HINTS: list[tuple[str, str]] = [
     (r"status \d+ expected 404",
      "an unknown id must answer 404: raise HTTPException(status_code=404, detail=...)"),
     (r"status \d+ expected (?P<want>\d+)",
-     "the answer's status should be {want}: see the task and the test named above"),
+     "the answer's status should be {want}: the task's line in the same words says when, and "
+     "docs/api.md gives the exact answer; VERBOSE=1 make check LESSON={number} shows the whole test report"),
     (r"",
-     "read the test named above: it shows exactly what is sent and what must come back"),
+     "find this line's words in the task (lessons/{lesson_folder}/README.md) and in docs/api.md: they "
+     "say what is sent and what must come back; VERBOSE=1 make check LESSON={number} shows the whole "
+     "test report"),
 ]
 
 
+def exception_name(failure: Failure) -> str:
+    return f"{failure.module}.{failure.exception}" if failure.module else failure.exception
+
+
 def situation(failure: Failure) -> str:
-    text = f"{failure.exception}: {failure.message}"
+    text = f"{exception_name(failure)}: {failure.message}"
     if failure.op == "==" and re.fullmatch(r"\d{3}", failure.actual or "") and \
             re.fullmatch(r"\d{3}", failure.expected or ""):
         text += f"\nstatus {failure.actual} expected {failure.expected}"
+    if failure.server_error:
+        text += f"\nserver: {failure.server_error}"
     return text
 
 
 def hint_for(failure: Failure, lesson: Lesson, folder: Path) -> str:
     text = situation(failure)
     for pattern, hint in HINTS:
-        match = re.search(pattern, text)
+        match = re.search(pattern, text, re.MULTILINE)
         if match:
-            return hint.format(folder=shown(folder), number=lesson.number, **match.groupdict())
+            return hint.format(folder=shown(folder), number=lesson.number, lesson_folder=lesson.folder,
+                               **match.groupdict())
     return ""
 
 
@@ -228,10 +300,22 @@ def statement_line(failure: Failure, lesson: Lesson) -> str:
 
 
 def error_line(failure: Failure) -> str:
-    first = failure.message.strip().splitlines()[0] if failure.message.strip() else ""
-    if failure.exception in ("AssertionError", "Failed"):
-        return first
-    return f"{failure.exception}: {first}" if first else failure.exception
+    """The error's message: its first line, and the last 3 lines of a longer one (where a log,
+    an output or an SQL error's pointer ends), under the exception's name unless it is an
+    assert or pytest.fail. An
+    assert's own message (`assert ok, "why"`) stands for it when it has one."""
+    text = failure.message
+    if failure.exception == "AssertionError":
+        text = ("\n" + text).split("\nassert ")[0].strip() or text
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if failure.exception not in ("AssertionError", "Failed"):
+        name = exception_name(failure)
+        first = f"{name}: {first}" if first else name
+    more = lines[1:][-3:]
+    skipped = len(lines) - 1 - len(more)
+    return "\n".join([first[:300], *([f"  ... ({skipped} lines left out)"] if skipped > 0 else []),
+                      *(f"  | {line[:200]}" for line in more)])
 
 
 def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hint: bool) -> list[str]:
@@ -248,20 +332,28 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
     lines = [f"test:     tests/{req.requirement.file}::{name} (line {req.requirement.line})"]
     if failure is None:
         return lines
-    if failure.statement:
+    said_by_fail = failure.exception == "Failed" and failure.statement.startswith("pytest.fail(")
+    if failure.statement and not said_by_fail:
         lines.append(f"checks:   {statement_line(failure, lesson)}")
     if failure.actual is not None and failure.expected is not None and failure.op == "==":
         lines += values_lines(failure.actual, failure.expected)
+    elif failure.actual is not None and failure.expected is not None and failure.op in ("in", "not in"):
+        lines += search_lines(failure.op, failure.actual, failure.expected)
     elif failure.actual is not None and failure.expected is not None:
         lines += [f"asserts:  {failure.actual[:300]} {failure.op} {failure.expected[:300]}"]
     else:
-        lines.append(f"error:    {error_line(failure)[:300]}")
+        lines += [f"error:    {line}" if i == 0 else f"          {line}"
+                  for i, line in enumerate(error_line(failure).splitlines())]
+    if failure.actual is not None and (why := own_message(failure)):
+        lines.append(f"says:     {why}")
     if failure.response and failure.response["status"] != _as_int(failure.actual):
         body = failure.response["body"]
         lines.append(f"answer:   {failure.response['status']} {body[:300]}{'...' if len(body) > 300 else ''}")
     elif failure.response and failure.response["body"]:
         body = failure.response["body"]
         lines.append(f"answer:   {body[:300]}{'...' if len(body) > 300 else ''}")
+    if failure.server_error:
+        lines.append(f"server:   your app raised {failure.server_error}")
     if failure.learner_at:
         file, _, line = failure.learner_at.rpartition(":")
         lines.append(f"your code: {file}, line {line}")
