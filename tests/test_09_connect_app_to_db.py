@@ -19,7 +19,8 @@ DB_KEYS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
 
 @pytest.fixture
 def db_down(monkeypatch, closed_port, app):
-    """The app's next connections go to a port where no database answers."""
+    """The app's next connections go to a port where no database answers: DB_PORT changes
+    between requests (an app that read its settings once, at import, never sees it)."""
     monkeypatch.setenv("DB_PORT", closed_port)
 
 
@@ -100,7 +101,23 @@ def test_50_requests_leave_no_session_open(client, db, opened_connections):
     assert sessions_on_test_db(db) <= before
 
 
+def test_app_reads_the_settings_for_each_connection(client, monkeypatch, closed_port):
+    """App reads the settings for each connection
+    Hint: call os.getenv("DB_PORT") (and the other four) inside the function that connects, not
+    once when the module is imported: the tests change DB_PORT between requests."""
+    assert client.get("/api/test-db").status_code == 200
+    monkeypatch.setenv("DB_PORT", closed_port)
+    r = client.get("/api/test-db")
+    assert r.status_code == 503, "DB_PORT now names a port where no database listens: " + r.text
+    monkeypatch.undo()
+    assert client.get("/api/test-db").status_code == 200
+
+
 def test_database_down_gives_503(client, db_down):
+    """Database down gives 503
+    Hint: the tests take the database down by changing DB_PORT between requests, so the app
+    must read the DB_* settings each time it connects (see the line above); then catch
+    psycopg2.OperationalError and answer 503 with a short detail."""
     r = client.get("/api/test-db")
     assert r.status_code == 503, r.text
 
@@ -123,14 +140,6 @@ def test_time_endpoint_works_while_database_is_down(client, db_down):
     r = client.get("/api/time")
     assert r.status_code == 200, r.text
     assert list(r.json()) == ["time"], r.text
-
-
-def test_app_reads_the_settings_for_each_connection(client, monkeypatch, closed_port):
-    assert client.get("/api/test-db").status_code == 200
-    monkeypatch.setenv("DB_PORT", closed_port)
-    assert client.get("/api/test-db").status_code == 503
-    monkeypatch.undo()
-    assert client.get("/api/test-db").status_code == 200
 
 
 def test_uvicorn_answers_503_without_a_database(live_api, closed_port):
