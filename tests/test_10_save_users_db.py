@@ -4,13 +4,15 @@ The test database persists across the tests of one run and some tests drop the t
 test assumes which ids it gets; every `client` starts the app, whose lifespan creates the table.
 """
 
+import os
 
 import httpx2
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import assert_not_found, create_user, get_user
+from helpers import assert_not_found, create_user, exit_or_listen, get_user, traceback_end
+from shared.ground import devdb
 
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "tester", "place": "Arlington"}
@@ -32,8 +34,6 @@ def users_table_exists(db) -> bool:
 
 def learners_database() -> dict:
     """What the learner's own aic_db holds, read without changing anything."""
-    from shared.ground import devdb
-
     env = devdb.dev_env()
     conn = psycopg2.connect(host=env["DB_HOST"], port=env["DB_PORT"], dbname=env["DB_NAME"],
                             user=env["DB_USER"], password=env["DB_PASSWORD"], connect_timeout=3)
@@ -249,6 +249,16 @@ def test_largest_possible_id_is_just_not_found(client):
 
 
 # The database is down
+
+
+def test_the_app_still_starts_while_the_database_is_down(lesson, closed_port, db_env):
+    """The app still starts while the database is down
+    Hint: the lifespan must not let the database's error through: catch psycopg2.OperationalError
+    around creating the table, log a warning and go on (requests answer 503 until it is back)."""
+    code, output = exit_or_listen(lesson.uvicorn, lesson.path, {**os.environ, "DB_PORT": closed_port})
+    if code is not None:
+        end = traceback_end(output)[0] or output.strip()[-300:]
+        pytest.fail(f"uvicorn stopped (exit code {code}) while the database was down: {end}\n{output}")
 
 
 def test_database_down_gives_503(live_api, closed_port):
