@@ -148,8 +148,9 @@ def test_the_token_of_a_deleted_user_closes_the_socket_with_1008(pages, coach, u
 
 
 def test_a_socket_that_sends_no_token_is_closed_with_1008_within_the_bound(pages, coach):
-    """A socket that never says who it is would stay open for as long as its client answers
-    pings. Hint: wait for the first frame with a timeout (anyio.fail_after)."""
+    """A socket that sends no token within WS_LOGIN_TIMEOUT seconds is closed with 1008.
+    Else it would stay open for as long as its client answers pings.
+    Hint: wait for the first frame with a timeout (anyio.fail_after)."""
     with connect(socket_url(pages), open_timeout=10) as ws:
         opened = time.monotonic()
         assert close_of(ws) == (1008, f"No token within {LOGIN_TIMEOUT} s")
@@ -238,7 +239,8 @@ def test_a_message_sent_mid_answer_is_told_busy_and_the_answer_goes_on(pages, co
 
 
 def test_pings_are_answered_while_an_answer_streams(live_api, coach, user):
-    """uvicorn pings every 0.1 s here and gives up on a client after 0.5 s without its pong. Its
+    """Pings are answered while an answer streams: the app reads frames all along.
+    uvicorn pings every 0.1 s here and gives up on a client after 0.5 s without its pong. Its
     pongs are read only while the app reads frames: a frame left unread mid-answer (a second
     message) stops them, and the socket is closed (1011) before its answer is done."""
     api = live_api(env={"UVICORN_WS_PING_INTERVAL": "0.1", "UVICORN_WS_PING_TIMEOUT": "0.5"})
@@ -268,6 +270,7 @@ def test_a_socket_whose_token_has_expired_is_closed_with_1008_on_its_next_messag
 
 
 def test_a_deleted_accounts_socket_is_closed_with_1008_and_the_coach_is_not_asked(pages, coach, user, db):
+    """A deleted account's socket is closed with 1008 and the coach is not asked."""
     with logged_in(pages, user) as ws:
         with db.cursor() as cur:
             cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
