@@ -58,10 +58,15 @@ def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime,
         raise not_authenticated("Invalid or expired token: log in again") from None
 
 
-# The same two with a session of their own, closed at once, for the socket (both) and the
-# chat endpoints (save_exchange), which run them in a worker thread (the queries block) and
-# must not keep a session open meanwhile: a stream lasts seconds, a socket hours, and each open
-# session holds one of the pool's connections.
+# These have a session of their own, closed at once, for the endpoints and the socket that run
+# them in a worker thread (the queries block) and then wait for something else: the LLM, a
+# stream, a socket's next frame, their turn to hash a password. Meanwhile they must not keep a
+# session open: each open session holds one of the pool's few connections.
+def user_by_email(email: str) -> models.User | None:
+    with SessionLocal() as db:
+        return db.scalar(select(models.User).where(models.User.email == email))
+
+
 def load_conversation(user_id: int, question: str, characters: int) -> list[dict]:
     with SessionLocal() as db:
         return conversation(db, user_id, question, characters)

@@ -88,7 +88,7 @@ def llm() -> FakeLLM:
 
 
 def real_llm(url: str, timeout: float = 0.2) -> LLM:
-    """The app's own LLM class, its real clients with a key, talking to the server at url and
+    """The app's own LLM class, its real client with a key, talking to the server at url and
     waiting at most `timeout` seconds for an answer."""
     return LLM(Settings(JWT_SECRET=TEST_SECRET, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=url,
                         OPENAI_TIMEOUT=timeout))

@@ -41,11 +41,14 @@ class Question:
 # byte, so a bad token is still a plain 401 and a limit a plain 429. A plain `def`: FastAPI
 # runs it in a worker thread, as SQLAlchemy's calls block.
 def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep, settings: SettingsDep) -> Question:
-    limits.take(*limits.chat_budgets(user.id, settings))
     messages = conversation(db, user.id, chat_in.message, settings.HISTORY_CHARACTERS)
     # get_db closes the session only once the response is sent, after the last token: give its
     # connection back to the pool now, so that a long answer does not hold one of the few.
+    # And before the budgets are counted, which takes a connection of its own: a request that
+    # holds one connection while it waits for another can wait forever, once every request in
+    # a storm holds one and waits (the pool has 15).
     db.close()
+    limits.take(*limits.chat_budgets(user.id, settings))
     return Question(user.id, chat_in.message, messages)
 
 
