@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -196,13 +197,26 @@ async def chat_sse(http: httpx2.AsyncClient, url: str, token: str) -> int:
     raise RuntimeError("SSE stream ended without a done event")
 
 
+# What went wrong during the bench, by kind ("chat: HTTPStatusError 500", ...): counted and
+# shown under the table, not hidden and not fatal (one failure must not cost the other numbers).
+FAILURES: Counter = Counter()
+
+
 async def chats_at_once(http, url: str, tokens: list[str]) -> tuple[float, int]:
     """(seconds until the last of these chats, all started at once, is done; tokens received)."""
     started = time.perf_counter()
-    counts = await asyncio.wait_for(asyncio.gather(*(chat_sse(http, url, t) for t in tokens)), TIMEOUT)
-    if len(set(counts)) != 1 or counts[0] < 10:
+    results = await asyncio.wait_for(
+        asyncio.gather(*(chat_sse(http, url, t) for t in tokens), return_exceptions=True), TIMEOUT)
+    counts = [r for r in results if not isinstance(r, BaseException)]
+    FAILURES.update(f"chat: {failure_name(r)}" for r in results if isinstance(r, BaseException))
+    if len(set(counts)) > 1 or not counts or counts[0] < 10:
         raise RuntimeError(f"chats got different or too few tokens: {sorted(set(counts))}")
     return time.perf_counter() - started, sum(counts)
+
+
+def failure_name(error: BaseException) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return f"{type(error).__name__} {status}" if status else f"{type(error).__name__}: {str(error)[:80]}"
 
 
 async def open_socket(url: str, token: str):
@@ -217,8 +231,12 @@ async def open_socket(url: str, token: str):
 async def me_loop(http, url: str, token: str, stop: asyncio.Event, latencies: list[float]) -> None:
     while not stop.is_set():
         started = time.perf_counter()
-        r = await http.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"})
-        r.raise_for_status()
+        try:
+            r = await http.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"})
+            r.raise_for_status()
+        except httpx2.HTTPError as error:
+            FAILURES[f"GET /api/me: {failure_name(error)}"] += 1
+            continue
         latencies.append(time.perf_counter() - started)
 
 
@@ -373,7 +391,10 @@ def table(r: dict, args) -> str:
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     note = (f"coach: {args.token_delay * 1000:.0f} ms per token; {args.sockets} sockets; "
             f"median of {args.rounds} rounds; machine: {machine()}")
-    return "\n".join([*lines, "", note])
+    failed = [f"  {count} x {what}" for what, count in FAILURES.most_common()]
+    if failed:
+        failed.insert(0, "failures (not in the numbers above):")
+    return "\n".join([*lines, "", note, *failed])
 
 
 def main(argv: list[str]) -> None:
@@ -441,6 +462,7 @@ def main(argv: list[str]) -> None:
     out.parent.mkdir(exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
     data["ship"] = {"machine": machine(), "token_delay_s": args.token_delay, "chats": args.chats,
+                    "failures": dict(FAILURES),
                     "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **result}
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
