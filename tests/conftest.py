@@ -63,6 +63,7 @@ from helpers import (  # noqa: E402
     Servers,
     alembic,
     connect,
+    frames_in,
     pages_and_api,
     serve_folder,
     traceback_end,
@@ -443,7 +444,11 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
 
     ours = [e for e in entries if path_of(e).is_relative_to(tests_dir)]
     module = type(error).__module__
-    failure = results.Failure(exception=type(error).__name__, message=str(error)[:4000], phase=phase,
+    # A long message (a server's whole output, quoted) keeps its start and its end, where a
+    # traceback ends with the exception and the frames that raised it.
+    text = str(error)
+    message = text if len(text) <= 4000 else f"{text[:1000]}\n...\n{text[-3000:]}"
+    failure = results.Failure(exception=type(error).__name__, message=message, phase=phase,
                               module="" if module in ("builtins", "_pytest.outcomes") else module,
                               report=report.longreprtext[-4000:])
     # A server this test talked to (uvicorn) that logged a traceback meanwhile: a 500's reason.
@@ -468,7 +473,7 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
         if source and source.is_relative_to(folder):  # a syntax error: the file and line it names
             where.append((source, error.lineno or 0))
         if not where:  # in a server's traceback, or one quoted in the error (a server that exited)
-            frames = server_frames or traceback_end(str(error))[1]
+            frames = server_frames or frames_in(str(error))
             where = [(Path(file).resolve(), line) for file, line in frames
                      if Path(file).resolve().is_relative_to(folder) and "site-packages" not in file]
         if where:

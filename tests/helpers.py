@@ -329,7 +329,13 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
 
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\):")
-FRAME = re.compile(r'^\s+File "(?P<file>[^"]+)", line (?P<line>\d+)')
+FRAME = re.compile(r'^\s+File "(?P<file>[^"]+)", line (?P<line>\d+)', re.MULTILINE)
+
+
+def frames_in(text: str) -> list[tuple[str, int]]:
+    """Every `File "...", line N` of TEXT (a traceback, or an error that quotes one: FastAPI's
+    ResponseValidationError names the endpoint so), in order."""
+    return [(match["file"], int(match["line"])) for match in FRAME.finditer(text)]
 
 
 def traceback_end(text: str) -> tuple[str, list[tuple[str, int]]]:
@@ -341,12 +347,21 @@ def traceback_end(text: str) -> tuple[str, list[tuple[str, int]]]:
     if not starts:
         return "", []
     frames = []
-    for line in lines[starts[-1] + 1:]:
+    for at, line in enumerate(lines[starts[-1] + 1:], starts[-1] + 1):
         if match := FRAME.match(line):
             frames.append((match["file"], int(match["line"])))
         elif line.strip() and not line[0].isspace():
-            return line.strip(), frames
+            end = line.strip()
+            if VALIDATION_ERRORS.search(end):  # pydantic's: the first field and its error follow
+                end = ": ".join([end, *(PYDANTIC_TAIL.sub("", x.strip()) for x in lines[at + 1:at + 3])])
+            return end, frames
     return "", frames
+
+
+# "1 validation error for Settings", then a line with the field's name and one with what is wrong
+# ("  Value error, at least 32 bytes [type=value_error, input_value='short', input_type=str]").
+VALIDATION_ERRORS = re.compile(r"\d+ validation errors? for \w+$")
+PYDANTIC_TAIL = re.compile(r"\s*\[type=[^\]]*\]$")
 
 
 class ServerLog:

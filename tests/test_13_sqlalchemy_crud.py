@@ -242,13 +242,19 @@ def test_user_out_reads_a_model_object(client, database, main, models):
 
 
 def test_every_session_is_closed(client, sessions):
+    """Every session is closed
+    Hint: every endpoint makes its one session with SessionLocal() (not Session(engine): the
+    tests count SessionLocal's sessions) and closes it: `with SessionLocal() as db:`."""
+    made = {"POST /api/users": 0}
     user_id = create(client)
-    client.get(f"/api/users/{user_id}")
-    client.get("/api/users")
-    client.put(f"/api/users/{user_id}", json=GRACE)
-    client.delete(f"/api/users/{user_id}")
-    assert len(sessions) == 5
-    assert [session.closed for session in sessions] == [True] * 5
+    made["POST /api/users"] = len(sessions)
+    for method, path, body in [("GET", "/api/users/{id}", None), ("GET", "/api/users", None),
+                               ("PUT", "/api/users/{id}", GRACE), ("DELETE", "/api/users/{id}", None)]:
+        before = len(sessions)
+        client.request(method, path.replace("{id}", str(user_id)), json=body)
+        made[f"{method} {path}"] = len(sessions) - before
+    assert made == dict.fromkeys(made, 1), "sessions each request made with SessionLocal()"
+    assert [session.closed for session in sessions] == [True] * 5, "closed, for each session made"
 
 
 @pytest.mark.parametrize(("method", "body"), [("GET", None), ("PUT", GRACE), ("DELETE", None)])

@@ -234,9 +234,13 @@ def failed(**fields) -> Failure:
     (failed(op="==", actual="500", expected="201", server_error="KeyError: 'name'"), "server:"),
     (failed(op="==", actual="500", expected="503", server_error="sqlalchemy.exc.OperationalError: (psycopg2."
             "OperationalError) connection to server failed: Connection refused"), "exception_handler"),
+    (failed(exception="ResponseValidationError", module="fastapi.exceptions",
+            message="1 validation errors:\n  {'type': 'get_attribute_error', 'loc': ('response', 'id'), 'msg': "
+            "'Error extracting attribute: DetachedInstanceError: Instance <User> is not bound to a Session'}"),
+     "db.refresh(obj)"),
     (failed(), "VERBOSE=1"),
 ], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "server-500", "database-down-500",
-        "any-other"])
+        "expired-orm-object", "any-other"])
 def test_hints_name_what_went_wrong(failure, words):
     assert words in hint_for(failure, LESSON, LESSON.path)
 

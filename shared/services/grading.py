@@ -20,9 +20,11 @@ import difflib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -238,6 +240,10 @@ HINTS: list[tuple[str, str]] = [
      "your code still uses {name}, which is gone (or misspelled): replace that use, at the line named above"),
     (r"exited at startup",
      "your app stopped while starting: make run LESSON={number} MINE=1 shows why in its terminal"),
+    (r"DetachedInstanceError|is not bound to a Session|ResponseValidationError[\s\S]*'get_attribute_error'",
+     "your endpoint returned a model object whose fields can no longer be read: commit() expires them "
+     "and a closed session cannot load them again: db.refresh(obj) after the commit, or return while "
+     "the session is still open (inside the with block)"),
     (r"ImportError|AttributeError",
      "a name the tests use is missing from your code: compare the spelling with the task"),
     (r"status 404 expected (?!404)",
@@ -323,7 +329,7 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
     failed = req.failed_cases
     if not failed and not req.cases and req.note and req.requirement.file.startswith("mutants/"):
         hint = req.requirement.hint if with_hint else ""
-        return [req.note] + ([f"hint:     {hint}"] if hint else [])
+        return [req.note] + (wrapped("hint:     ", hint) if hint else [])
     if not failed:
         where = f"tests/{req.requirement.file}::{req.requirement.test}"
         return [f"test:     {where} ({req.note or 'did not run'})"]
@@ -358,8 +364,16 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
         file, _, line = failure.learner_at.rpartition(":")
         lines.append(f"your code: {file}, line {line}")
     if with_hint:
-        lines.append(f"hint:     {req.requirement.hint or hint_for(failure, lesson, folder)}")
+        lines += wrapped("hint:     ", req.requirement.hint or hint_for(failure, lesson, folder))
     return lines
+
+
+def wrapped(label: str, text: str) -> list[str]:
+    """LABEL and TEXT in lines as wide as the terminal (less the checklist's indent), broken
+    between words and indented under the text: a long hint reads whole, never cut off."""
+    width = max(60, shutil.get_terminal_size((100, 24)).columns - 6)
+    return textwrap.wrap(text, width, initial_indent=label, subsequent_indent=" " * len(label),
+                         break_long_words=False, break_on_hyphens=False) or [label.rstrip()]
 
 
 def _as_int(text: str | None) -> int | None:
