@@ -235,8 +235,9 @@ def failed(**fields) -> Failure:
     (failed(op="==", actual="500", expected="503", server_error="sqlalchemy.exc.OperationalError: (psycopg2."
             "OperationalError) connection to server failed: Connection refused"), "exception_handler"),
     (failed(exception="ResponseValidationError", module="fastapi.exceptions",
-            message="1 validation errors:\n  {'type': 'get_attribute_error', 'loc': ('response', 'id'), 'msg': "
-            "'Error extracting attribute: DetachedInstanceError: Instance <User> is not bound to a Session'}"),
+            message="1 validation errors:\n  {'type': 'get_attribute_error', 'loc': ('response', 'id'), "
+            "'msg': 'Error extracting attribute: DetachedInstanceError: Instance <User> is not bound to a "
+            "Session'}"),
      "db.refresh(obj)"),
     (failed(), "VERBOSE=1"),
 ], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "server-500", "database-down-500",
