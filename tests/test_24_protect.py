@@ -307,8 +307,9 @@ def test_the_daily_token_budget_counts_the_tokens_the_llm_reports(app, overrides
         # What the first question of a new user costs, as the coach counts it: the same every time.
         client.post("/api/chat", json={"message": ASKED}, headers=bearer(token_for(insert_user(db))))
         used = usage_of(coach.requests()[-1]["messages"])
-        for path, budget, next_status in [("/api/chat", used, 200), ("/api/chat", used - 1, 429),
-                                          ("/api/chat/stream", used - 1, 429)]:
+        cases = [("/api/chat", used, 200), ("/api/chat", used - 1, 429),
+                 ("/api/chat/stream", used, 200), ("/api/chat/stream", used - 1, 429)]
+        for path, budget, next_status in cases:
             with_settings(overrides, CHAT_TOKENS_PER_DAY=budget)
             headers = bearer(token_for(insert_user(db)))
             assert client.post(path, json={"message": ASKED}, headers=headers).status_code == 200
