@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-from shared.services import mutation
+from shared.ground import mutants
 
-MUTANTS = mutation.load(mutation.mutants_file("23-testing"))
+MUTANTS = mutants.load(mutants.mutants_file("23-testing"))
 SIGNUP_ONLY = '''
 from helpers import PASSWORD
 
@@ -70,7 +70,7 @@ def test_every_mutant_applies_to_the_model_app_and_changes_it(lesson, tmp_path):
     for mutant in MUTANTS:
         folder = tmp_path / mutant.name
         shutil.copytree(lesson.path / "app", folder / "app")
-        mutation.plant(mutant, folder)  # MutantError when an edit's text is not found exactly once
+        mutants.plant(mutant, folder)  # MutantError when an edit's text is not found exactly once
         changed = {edit.file for edit in mutant.edits}
         assert all(not filecmp.cmp(lesson.path / f, folder / f, shallow=False) for f in changed), mutant.name
 
@@ -89,7 +89,7 @@ def test_the_model_suite_passes_on_the_model_app_with_90_percent_branch_coverage
 
 def test_the_model_suite_makes_its_own_database_and_catches_every_mutant(model_grade):
     grade, printed = model_grade
-    assert met(grade) == {line: True for line in mutation.requirements(MUTANTS)}, printed
+    assert met(grade) == {line: True for line in mutants.requirements(MUTANTS)}, printed
     assert f"{len(MUTANTS) + 2} of {len(MUTANTS) + 2} requirements met" in printed
 
 
@@ -102,7 +102,7 @@ def test_make_start_and_an_empty_tests_folder_catch_no_mutant(lesson, tmp_path):
     folder = workspace / "23-testing"
     (folder / "tests").mkdir()
     grade, printed = graded(folder, tmp_path)
-    assert met(grade) == {line: False for line in mutation.requirements(MUTANTS)}, printed
+    assert met(grade) == {line: False for line in mutants.requirements(MUTANTS)}, printed
     assert "pytest found no tests" in printed
     for mutant in MUTANTS:
         assert f"\u2718 Your tests catch: {mutant.bug}" in printed
@@ -115,5 +115,5 @@ def test_a_suite_that_tests_only_signup_misses_the_login_history_and_stream_bugs
     missed = ["any_password", "others_history", "history_reversed", "stream_no_done"]
     grade, printed = graded(folder, tmp_path, only=[*missed, "hash_shown"])
     bugs = {m.name: m.requirement for m in MUTANTS}
-    assert met(grade) == {mutation.OWN_PASSES: True, mutation.OWN_DATABASE: True,
+    assert met(grade) == {mutants.OWN_PASSES: True, mutants.OWN_DATABASE: True,
                           **{bugs[name]: False for name in missed}, bugs["hash_shown"]: True}, printed

@@ -24,8 +24,7 @@ import pytest
 from helpers import ROOT
 from shared.ground.files import task_text
 from shared.ground.manifest import all_lessons
-from shared.ground.requirements import requirements
-from shared.services import mutation
+from shared.ground.requirements import checklist_requirements
 
 API_DOC = ROOT / "docs" / "api.md"
 MESSAGE_KEYS = ("detail", "error")  # the keys whose exact text a learner must be told
@@ -139,9 +138,8 @@ def links_the_contract(task: str) -> bool:
 def checklist_lines(lesson) -> list[str]:
     """make check's lines: the tests' first docstring lines, or for a lesson graded by mutants
     (lesson 23: the learner writes the tests) the bugs its tests must catch."""
-    if lesson.grader == "mutants":
-        return mutation.requirements(mutation.load(mutation.mutants_file(lesson.folder)))
-    return [r.text for r in requirements(lesson) if not r.inherited]  # taken over: the earlier task's
+    # A requirement taken over (star-imported) is the earlier task's.
+    return [r.text for r in checklist_requirements(lesson) if not r.inherited]
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.number for lesson in LESSONS])

@@ -29,7 +29,7 @@ from shared.ground.files import (
 )
 from shared.ground.manifest import Lesson, UnknownLesson, all_lessons, find, following, previous
 from shared.ground.paths import ROOT, shown
-from shared.ground.requirements import requirements
+from shared.ground.requirements import checklist_requirements
 from shared.services.grading import NO, OK, checklist, grade
 from shared.services.run import CannotRun, run_folder
 
@@ -104,7 +104,7 @@ def cmd_start(args) -> None:
     print(f"Your folder: {shown(target)}, {origin}, {len(copied)} files.\n")
     print(task_text(lesson) or f"(lesson {lesson.number}'s README has no \"Your task\" section yet: "
           f"the goal is {lesson.summary})")
-    count = len(requirements(lesson))
+    count = len(checklist_requirements(lesson))
     print(f"\nThe full lesson text: lessons/{lesson.folder}/README.md (the model answer follows the task)."
           f"\nNext:\n"
           f"  make run LESSON={lesson.number} MINE=1    run your folder\n"

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.ground import mutants
 from shared.ground.manifest import Lesson
 
 # Words a test name can only spell in lower case.
@@ -85,3 +86,16 @@ def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement
 def requirements(lesson: Lesson) -> list[Requirement]:
     """The requirements of the lesson's test file (with those it star-imports)."""
     return requirements_in(lesson.test_file)
+
+
+def checklist_requirements(lesson: Lesson) -> list[Requirement]:
+    """The lines make check grades a learner's folder by: the lesson's requirements; for a lesson
+    graded by mutants (the learner writes the tests), one per line of its mutants file."""
+    if lesson.grader != "mutants":
+        return requirements(lesson)
+    path = mutants.mutants_file(lesson.folder)
+    bugs = mutants.load(path)
+    hints = ["", mutants.OWN_DATABASE_HINT, *(m.hint for m in bugs)]
+    lines = zip(mutants.requirements(bugs), hints, strict=True)
+    return [Requirement(f"mutants/{path.name}", f"requirement-{i}", text, hint, i)
+            for i, (text, hint) in enumerate(lines, 1)]

@@ -36,7 +36,7 @@ from shared.ground import devdb
 from shared.ground.files import changed_files, steps_table
 from shared.ground.manifest import Lesson, all_lessons, following, previous
 from shared.ground.paths import BUILD, ROOT, SHARED, shown
-from shared.ground.requirements import requirements
+from shared.ground.requirements import checklist_requirements
 
 SOURCE = BUILD / "site-src"
 SITE = BUILD / "site"
@@ -280,9 +280,11 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson]) -> str:
     if lesson.flow:
         title, diagram = FLOWS[lesson.flow]
         flow = f"### {title}\n\n```mermaid\n{diagram}\n```\n\n"
-    checklist = "".join(f"- [ ] {html.escape(r.text)}\n" for r in requirements(lesson))
+    lines = "".join(f"- [ ] {html.escape(r.text)}\n" for r in checklist_requirements(lesson))
+    source = (f"`tests/{lesson.test_file.name}`" if lesson.grader != "mutants" else
+              f"your own tests and the bugs of `shared/mutants/{lesson.folder}.toml`")
     check = (f"## The checklist\n\n`make check LESSON={lesson.number}` grades your folder against these "
-             f"lines, made from `tests/{lesson.test_file.name}`:\n\n{checklist or '- (no tests yet)'}\n\n")
+             f"lines, made from {source}:\n\n{lines or '- (no tests yet)'}\n\n")
     diff = (f"## The step, line by line\n\n`make diff LESSON={lesson.number}` prints the same "
             f"{'changes' if before else 'files'}"
             f"{f' (lesson {before.number} left, lesson {lesson.number} right)' if before else ''}."
