@@ -1,5 +1,6 @@
 """Repo-wide checks: the manifest against the folders, READMEs, pins, and the Makefile's front door."""
 
+import importlib.util
 import os
 import re
 import shutil
@@ -526,6 +527,27 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
     assert f"(nginx on :{env['AIC_API_PORT']} -> 2 uvicorn workers on :{workers})" in output, output
     assert not port_in_use(int(env["AIC_API_PORT"])), "nginx still listens after Ctrl-C"
     assert not port_in_use(workers), "the workers still listen after Ctrl-C"
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
+def test_each_relationship_step_of_lesson_19s_demo_does_what_its_readme_says(step, capsys):
+    """Lesson 19's relationships_demo.py (the course's, not a learner's) does at each step what its
+    README says: a claim of the lesson text, so a repo check, not a requirement of the task."""
+    demo = find("19").path / "relationships_demo.py"
+    spec = importlib.util.spec_from_file_location("relationships_demo", demo)
+    relationships_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relationships_demo)
+    results = relationships_demo.run(step)
+    works = {what for what, ok in results.items() if ok}
+    expected = {
+        1: {"filter by user_id"},
+        2: {"filter by user_id", "msg.user.name"},
+        3: {"filter by user_id", "msg.user.name", "user.messages", "msg.user_id after the flush"},
+        4: {"filter by user_id", "msg.user.name", "user.messages",
+            "msg.user = user, then msg in user.messages", "msg.user_id after the flush"},
+        5: set(results) - {"msg.user_id before the flush"},
+    }[step]
+    assert works == expected, capsys.readouterr().out
 
 
 def test_the_manifest_is_opened_in_one_place():
