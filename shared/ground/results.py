@@ -18,7 +18,7 @@ from pathlib import Path
 @dataclass
 class Failure:
     exception: str              # "AssertionError", "ImportError", "Failed" (pytest.fail), ...
-    message: str                # str() of the exception (its first 4000 characters)
+    message: str                # str() of the exception (a long one: its first 1000 and last 3000 characters)
     module: str = ""            # where the exception class lives, when not a builtin: "psycopg2.errors"
     statement: str = ""         # the failing statement, in the test file or tests/helpers.py
     statement_at: str = ""      # where that is: "tests/helpers.py:45"
