@@ -26,4 +26,6 @@ engine = create_engine(
 )
 
 # A session factory: every SessionLocal() is a new Session bound to our engine.
-SessionLocal = sessionmaker(bind=engine)
+# expire_on_commit=False: objects keep the values they were loaded with after a commit, so that
+# get_current_user (deps.py) can end its read at once and the endpoint still has the user.
+SessionLocal = sessionmaker(bind=engine, expire_on_commit=False)
