@@ -120,6 +120,13 @@ def grade_with_mutants(lesson: Lesson, folder: Path) -> Grade:
     if data.get("coverage") is not None:
         notes.append(f"Your tests ran {data['coverage']:.0f} % of app/ (branches counted: coverage.py):")
         notes += [f"  {line}" for line in data.get("coverage_table", "").splitlines()]
+    # pytest's report on the learner's app: of its first failure, or with VERBOSE=1 the whole run's.
+    own = data["own"]
+    if os.environ.get("VERBOSE") and own.get("output"):
+        notes += ["pytest on your app:", *own["output"].rstrip().splitlines()]
+    elif own.get("first_report"):
+        notes += [f"pytest on your app, the first failure ({own['first_failure'].split(': ')[0]}):",
+                  *(f"  {line}" for line in own["first_report"].splitlines()[-40:])]
     return Grade(lesson, folder, results, time.monotonic() - started, notes=notes)
 
 

@@ -87,6 +87,7 @@ class Run:
     output: str = ""
     counts: dict = field(default_factory=lambda: {"passed": 0, "failed": 0, "skipped": 0})
     first_failure: str = ""          # "tests/test_auth.py::test_x: assert 200 == 401"
+    first_report: str = ""           # pytest's report of that failure (its traceback and asserts)
 
 
 @dataclass
@@ -232,8 +233,13 @@ def read_junit(run: Run) -> None:
         run.counts["failed" if bad else "skipped" if skipped else "passed"] += 1
         if bad and not run.first_failure:
             test = (case.get("classname") or "").replace(".", "/") + ".py::" + (case.get("name") or "")
-            why = (bad[0].get("message") or bad[0].tag).strip().splitlines()
-            run.first_failure = test + (f": {why[0][:200]}" if why else "")
+            # The message's first line, and the assert pytest explains ("assert 409 == 410") when
+            # the test added a message of its own (`assert ..., r.text`) before it.
+            message = bad[0].get("message") or bad[0].tag
+            why = [line.strip()[:200] for line in message.splitlines() if line.strip()]
+            shown = why[:1] + [line for line in why[1:2] if line.startswith("assert ")]
+            run.first_failure = test + (f": {' / '.join(shown)}" if shown else "")
+            run.first_report = (bad[0].text or "").strip()
 
 
 def read_coverage(grade: Grade) -> None:
@@ -437,7 +443,8 @@ def main(argv: list[str]) -> None:
                    only=only)
     if args.results:
         data = asdict(result)
-        data["own"]["folder"] = data["own"]["output"] = None
+        data["own"]["folder"] = None
+        data["own"]["output"] = result.own.output[-6000:]  # pytest's report on the learner's app
         Path(args.results).write_text(json.dumps(data, indent=1, default=str) + "\n")
     report(result, folder, bool(os.environ.get("VERBOSE")))
     sys.exit(0 if result.met == len(result.results) else 1)
