@@ -129,3 +129,22 @@ def test_every_diagram_parses(site_page, site_url):
         return errors;
     }""", diagrams)
     assert errors == {}
+
+
+def test_no_label_sits_on_an_arrow(site_page, site_url):
+    """The pictures' arrows carry no label (Mermaid draws one on top of its arrow); a list under
+    each picture says what every arrow carries."""
+    site_page.goto(lesson_url(site_url, "21"))
+    svg = site_page.locator(".mermaid svg").first
+    svg.wait_for()
+    assert [t for t in svg.locator(".edgeLabel").all_text_contents() if t.strip()] == []
+    legend = site_page.locator("article li", has_text="\u2192")
+    assert legend.count() == len(LESSONS[20].picture.edges), legend.all_inner_texts()
+
+
+def test_from_a_file_the_site_says_to_serve_it_for_search(page, site, site_url):
+    page.goto((site / "index.html").as_uri())
+    assert page.locator("#file-note").is_visible()
+    assert "make site-serve" in page.locator("#file-note").inner_text()
+    page.goto(f"{site_url}/index.html")
+    assert page.locator("#file-note").is_hidden()

@@ -85,7 +85,8 @@ SHAPES = {"browser": ('(["', '"])'), "db": ('[("', '")]'), "llm": ('{{"', '"}}')
 
 def picture(lesson: Lesson) -> str:
     """The lesson's picture from the manifest as a Mermaid flowchart; what differs from the
-    lesson before (a node's label, an edge) is drawn in orange."""
+    lesson before (a node's label, an edge) is drawn in orange. The edges carry no label (Mermaid
+    draws one on top of its arrow): what each carries is in picture_legend(), under it."""
     nodes, edges = lesson.picture.nodes, lesson.picture.edges
     before = previous(lesson)
     old_nodes, old_edges = (before.picture.nodes, before.picture.edges) if before else ({}, ())
@@ -93,8 +94,8 @@ def picture(lesson: Lesson) -> str:
     for node, label in nodes.items():
         left, right = SHAPES.get(node, ('["', '"]'))
         lines.append(f"    {node}{left}{label.replace('{db_port}', str(devdb.PORT))}{right}")
-    for source, target, label in edges:
-        lines.append(f'    {source} -->|"{label}"| {target}')
+    for source, target, _ in edges:
+        lines.append(f"    {source} --> {target}")
     lines.append("    classDef new fill:#fff3bf,stroke:#e67700,stroke-width:3px,color:#000")
     new_nodes = [n for n, label in nodes.items() if old_nodes.get(n) != label and n != "browser"]
     if new_nodes:
@@ -103,6 +104,19 @@ def picture(lesson: Lesson) -> str:
         if edge not in old_edges:
             lines.append(f"    linkStyle {i} stroke:#e67700,stroke-width:3px")
     return "\n".join(lines)
+
+
+def picture_legend(lesson: Lesson) -> str:
+    """What each arrow of the picture carries, one line each, the new ones marked."""
+    nodes, before = lesson.picture.nodes, previous(lesson)
+    old_edges = before.picture.edges if before else ()
+
+    def name(node: str) -> str:
+        return nodes[node].split("<br/>")[0].replace("{db_port}", str(devdb.PORT))
+
+    return "".join(f"- {name(source)} &rarr; {name(target)}: {html.escape(label.replace('<br/>', '; '))}"
+                   f"{' **(new)**' if (source, target, label) not in old_edges else ''}\n"
+                   for source, target, label in lesson.picture.edges)
 
 
 # Sequence diagrams for lessons about a flow: lessons.toml's `flow = "<name>"` picks one.
@@ -275,7 +289,8 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson]) -> str:
     rest = [s for s in sections if not s.lower().startswith("## your task")]
     new_label = f"lesson {before.number}" if before else "nothing"
     pic = (f"## The app at this stage\n\nWhat talks to what in lesson {lesson.number}; "
-           f"what is new since {new_label} is drawn in orange.\n\n```mermaid\n{picture(lesson)}\n```\n\n")
+           f"what is new since {new_label} is drawn in orange.\n\n```mermaid\n{picture(lesson)}\n```\n\n"
+           f"What each arrow carries:\n\n{picture_legend(lesson)}\n")
     flow = ""
     if lesson.flow:
         title, diagram = FLOWS[lesson.flow]
