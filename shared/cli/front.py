@@ -15,6 +15,19 @@ from shared.ground.manifest import (
     valid_list,
 )
 
+
+class Stop(Exception):
+    """Ends a command of the learner's or the maintainer's command line: its message (if any) on
+    stderr and its exit code: BAD_ARGUMENT for a value that names nothing, RED for a command that
+    ran and failed (a red check, a failing test run)."""
+
+    BAD_ARGUMENT, RED = 2, 1
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 # `make help`, in two groups: what a learner types, then what an instructor or maintainer types.
 # One line per target: (group, target, what it does). Add yours with a small edit.
 LEARN, MAINTAIN = "Learning (start here)", "Teaching and maintaining"

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.cli.front import Stop
 from shared.ground import devdb
 from shared.ground.files import (
     copy_files,
@@ -37,13 +38,6 @@ WORKSPACE = Path(os.environ.get("AIC_WORKSPACE") or ROOT / "workspace")
 PROGRESS = WORKSPACE / ".progress.json"
 
 
-class Stop(Exception):
-    """Ends a command with one line on stderr and an exit code (2: a bad argument, 1: red)."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
-
 
 def workspace_folder(lesson: Lesson) -> Path:
     return WORKSPACE / lesson.folder
@@ -58,7 +52,7 @@ def resolve_folder(lesson: Lesson, given: str) -> Path:
             problem += f": make start LESSON={lesson.number} creates it"
         elif not given:
             problem += f"; the task is at the top of lessons/{lesson.folder}/README.md"
-        raise Stop(problem)
+        raise Stop(problem, code=Stop.BAD_ARGUMENT)
     return folder.resolve()
 
 
@@ -70,7 +64,7 @@ def cmd_run(args) -> None:
     try:
         run_folder(lesson, folder)
     except CannotRun as error:
-        raise Stop(str(error), code=1) from None
+        raise Stop(str(error), code=Stop.RED) from None
 
 
 def cmd_diff(args) -> None:
@@ -81,7 +75,7 @@ def cmd_diff(args) -> None:
         old = previous(new) or new
     print(diff_header(old, new), flush=True)
     if lesson_diff(old, new, color=sys.stdout.isatty()) > 1:
-        raise Stop("git diff failed", code=1)
+        raise Stop("git diff failed", code=Stop.RED)
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -92,7 +86,7 @@ def cmd_start(args) -> None:
     target = workspace_folder(lesson)
     if target.exists() and any(target.iterdir()) and not args.force:
         raise Stop(f"{shown(target)} already exists and holds your work: keep going, or start over "
-                   f"with make start LESSON={lesson.number} FORCE=1 (deletes it)")
+                   f"with make start LESSON={lesson.number} FORCE=1 (deletes it)", code=Stop.BAD_ARGUMENT)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -142,7 +136,7 @@ def cmd_check(args) -> None:
     if verbose and result.run:
         print(result.run.output)
     if result.problem:
-        raise Stop(result.problem, code=1)
+        raise Stop(result.problem, code=Stop.RED)
     print("\n".join(checklist(result)))
     if result.notes:
         print("\n" + "\n".join(result.notes))
@@ -155,7 +149,7 @@ def cmd_check(args) -> None:
         return
     print(f"Fix the first {NO}, then run make check LESSON={lesson.number} again"
           + ("" if verbose else " (VERBOSE=1 shows pytest's full report)") + ".")
-    raise Stop("", code=1)
+    raise Stop("", code=Stop.RED)
 
 
 # --- solution, progress ---------------------------------------------------------------------
@@ -209,7 +203,7 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     try:
         if args.command not in ("progress", "diff") and not args.lesson.strip():
-            raise Stop(f"which lesson? e.g. make {args.command} LESSON=07")
+            raise Stop(f"which lesson? e.g. make {args.command} LESSON=07", code=Stop.BAD_ARGUMENT)
         args.func(args)
     except Stop as stop:
         if str(stop):

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.cli.front import Stop
 from shared.ground import devdb
 from shared.ground.files import diff_header, folder_problem, lesson_diff, steps_table
 from shared.ground.manifest import UnknownLesson, all_lessons, check_jobs, find, find_check, previous
@@ -31,15 +32,6 @@ from shared.services.grading import failing_requirements
 from shared.services.settings import write_settings
 from shared.services.site import SiteError, build, vendor
 from shared.tools import bench, bench_protect, bench_ship, bench_stream
-
-
-class Stop(Exception):
-    """Ends a command with its message on stderr and exit code 1 (2 for a bad argument)."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
 
 # --- make test ------------------------------------------------------------------------------
 
@@ -68,10 +60,11 @@ def cmd_test(args) -> None:
         return against_previous(lessons)
     if args.dir:
         if check or not args.job:
-            raise Stop("DIR= grades one folder: name the lesson whose tests to use (LESSON=NN)", code=2)
+            raise Stop("DIR= grades one folder: name the lesson whose tests to use (LESSON=NN)",
+                       code=Stop.BAD_ARGUMENT)
         problem = folder_problem(lessons[0], Path(args.dir))
         if problem:
-            raise Stop(problem, code=2)
+            raise Stop(problem, code=Stop.BAD_ARGUMENT)
     folder = Path(args.dir).resolve() if args.dir else None
     pairs = [(check, None)] if check else [(x, folder) for x in lessons]
     if not args.job:
@@ -82,7 +75,7 @@ def cmd_test(args) -> None:
     if not args.job:
         testrun.write_summary(runs, wall, args.jobs, load_before)
     if not print_runs(runs, wall):
-        raise Stop("", code=1)
+        raise Stop("", code=Stop.RED)
 
 
 def against_previous(lessons) -> None:
@@ -104,7 +97,8 @@ def against_previous(lessons) -> None:
                   "what this step adds (or say why in lessons.toml: skip_check_unsolved = \"...\")")
             unexplained += [] if reason else [lesson.number]
     if unexplained:
-        raise Stop(f"lessons whose tests need nothing of their own step: {' '.join(unexplained)}")
+        raise Stop(f"lessons whose tests need nothing of their own step: {' '.join(unexplained)}",
+                   code=Stop.RED)
 
 
 # --- site, diffs, table ---------------------------------------------------------------------
@@ -113,7 +107,7 @@ def cmd_site(args) -> None:
     try:
         vendor() if args.vendor_only else build()
     except SiteError as error:
-        raise Stop(str(error)) from None
+        raise Stop(str(error), code=Stop.RED) from None
 
 
 def cmd_diffs(_args) -> None:
@@ -148,9 +142,9 @@ def cmd_fuzz(args) -> None:
     try:
         report = Path(args.report) if args.report else None
         if fuzz(lesson, folder, args.max_examples, args.st_args, report):
-            raise Stop("", code=1)
+            raise Stop("", code=Stop.RED)
     except CannotFuzz as error:
-        raise Stop(str(error)) from None
+        raise Stop(str(error), code=Stop.RED) from None
 
 
 def cmd_db(args) -> None:
@@ -163,7 +157,7 @@ def cmd_db(args) -> None:
             answering, line = devdb.status()
             print(line)
             if not answering:
-                raise Stop("", code=1)
+                raise Stop("", code=Stop.RED)
         elif args.action == "reset":
             print(devdb.reset(os.environ.get("CONFIRM") == "1"))
         elif args.action == "url":
@@ -172,7 +166,7 @@ def cmd_db(args) -> None:
             print(devdb.ensure_running(), file=sys.stderr)
             devdb.psql(args.args)
     except devdb.DevDBError as error:
-        raise Stop(f"devdb: {error}") from None
+        raise Stop(f"devdb: {error}", code=Stop.RED) from None
 
 
 def cmd_alembic(args) -> None:

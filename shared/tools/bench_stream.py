@@ -166,7 +166,7 @@ async def me_per_second(http: httpx2.AsyncClient, api_url: str, token: str, unti
 
 # --- setting up one lesson ------------------------------------------------------------------
 
-def prepare(lesson: Lesson, folder: Path, coach: Server, users: int) -> tuple[Server, list[str]]:
+def start_api_with_users(lesson: Lesson, folder: Path, coach: Server, users: int) -> tuple[Server, list[str]]:
     """Fresh database, migrations, the API on a free port, `users` users with their tokens."""
     db_env = devdb.create_test_database(DATABASE)
     secret = secrets.token_hex(32)
@@ -289,7 +289,7 @@ def main(argv: list[str]) -> None:
         for kind, folder in folders.items():
             users = 1 + args.rounds * (sum(sizes) + 1) + 20  # every chat a new user's first
             try:
-                api, tokens = prepare(lessons[kind], folder.resolve(), coach, users)
+                api, tokens = start_api_with_users(lessons[kind], folder.resolve(), coach, users)
             except ServerFailed as error:
                 raise SystemExit(str(error)) from None
             try:
