@@ -80,7 +80,9 @@ def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement
             text = first or sentence(node.name)
             found.append(Requirement(collected_in or test_file.name, node.name, text.rstrip("."), hint,
                                      node.lineno, test_file.name if collected_in else ""))
-    return found
+    # A test defined again after a star import replaces the one imported (as in the module pytest
+    # collects): one requirement per name, the last definition's, where the first one stood.
+    return list({requirement.test: requirement for requirement in found}.values())
 
 
 def requirements(lesson: Lesson) -> list[Requirement]:
