@@ -53,6 +53,8 @@ class Lesson:
     # How make check grades a folder: "pytest" (the lesson's tests against it) or "mutants"
     # (the learner's own tests against the model answer and small bugs planted in it).
     grader: str = "pytest"
+    # Options make run gives uvicorn besides the app, host and port ("--limit-concurrency", "500").
+    server_options: tuple[str, ...] = ()
     picture: Picture = field(default_factory=lambda: Picture({}, ()), compare=False, repr=False)
 
     @property
@@ -153,7 +155,8 @@ def _lesson(entry: dict, before: Picture) -> Lesson:
                             f"(known: {', '.join(sorted(known))})")
     if not set(entry["needs"]) <= set(NEEDS) or entry.get("grader", "pytest") not in GRADERS:
         raise ManifestError(f"lesson {entry['number']}: needs must be among {NEEDS}, grader among {GRADERS}")
-    values = {**entry, "needs": tuple(entry["needs"]), "picture": _picture(entry, before)}
+    values = {**entry, "needs": tuple(entry["needs"]), "picture": _picture(entry, before),
+              "server_options": tuple(entry.get("server_options", ()))}
     return Lesson(**values)
 
 

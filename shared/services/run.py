@@ -95,7 +95,7 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
             "with no proxy in front)"))
     elif has_api:
         commands.append((["-m", "uvicorn", lesson.app, "--reload", "--host", "127.0.0.1",
-                          "--port", str(API_PORT)], folder))
+                          "--port", str(API_PORT), *lesson.server_options], folder))
         print(f"  API docs: http://localhost:{API_PORT}/docs  (Swagger UI: try every endpoint)")
     else:
         commands.append((["-m", "http.server", str(API_PORT), "--bind", "127.0.0.1"], folder))
