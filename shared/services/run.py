@@ -88,7 +88,8 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
     if shaped:
         port = WORKERS_PORT if behind_nginx else API_PORT
         commands.append((["-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", str(port),
-                          "--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE)], folder))
+                          "--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE),
+                          *lesson.server_options], folder))
         print(f"  API docs: http://localhost:{API_PORT}/docs  " + (
             f"(nginx on :{API_PORT} -> {WORKERS} uvicorn workers on :{WORKERS_PORT})" if behind_nginx else
             f"(nginx is not installed, apt-get install nginx: {WORKERS} uvicorn workers on :{API_PORT} "
