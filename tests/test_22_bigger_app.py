@@ -127,7 +127,7 @@ def environment_reads(source: str) -> list[str]:
     found += [f"line {node.lineno}: {node.value.id}.{node.attr}" for node in ast.walk(tree)
               if isinstance(node, ast.Attribute) and node.attr in OS_READERS
               and isinstance(node.value, ast.Name) and node.value.id in os_names]
-    return found
+    return sorted(found, key=lambda where: int(where.split()[1].rstrip(":")))
 
 
 def test_only_config_reads_the_environment(lesson):
