@@ -223,7 +223,12 @@ def main(argv: list[str]) -> int:
     p.set_defaults(func=lambda a: bench_protect.main(a.rest))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     st_args = argv[argv.index("--") + 1:] if argv[0] == "fuzz" and "--" in argv else []  # for `st run`
-    args = parser.parse_args(argv[:argv.index("--")] if st_args or argv[-1:] == ["--"] else argv)
+    ours = argv[:argv.index("--")] if st_args or argv[-1:] == ["--"] else argv
+    args, unknown = parser.parse_known_args(ours)
+    if unknown and hasattr(args, "rest"):  # a tool's options: REMAINDER leaves them out when they come first
+        args.rest = [*unknown, *args.rest]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if st_args:
         args.st_args = st_args
     os.chdir(ROOT)
