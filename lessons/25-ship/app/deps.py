@@ -88,9 +88,10 @@ def get_current_user(db: SessionDep, settings: SettingsDep, credentials: Credent
         raise not_authenticated("Not logged in")
     user = authenticate(db, credentials.credentials, settings)
     # End the read now: the session gives its connection back to the pool before FastAPI runs
-    # the request's next step in another worker thread. Held across that hop, with 40 threads
-    # and 15 connections per worker, a crowd of requests deadlocks: threads waiting for a
-    # connection, connections waiting for a thread (lesson 25's README; its bench found it).
+    # the request's next step, in another worker thread or on the event loop while it waits for
+    # something else (the LLM, its turn to hash). Held across that, with 40 threads and 15
+    # connections, a storm of requests deadlocks: threads waiting for a connection, connections
+    # held by requests waiting for a thread.
     db.commit()
     if user is None:
         logger.warning("token refused: invalid, expired, revoked, or its user is gone")

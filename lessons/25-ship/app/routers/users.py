@@ -83,10 +83,6 @@ async def update_me(changes: UserUpdate, user: CurrentUser, request: Request, db
                     settings: SettingsDep):
     fields = changes.model_dump(exclude_none=True, exclude={"current_password"})
     changed = ", ".join(fields) or "nothing"  # for the log: which fields, never their values
-    # Hashing below waits its turn, seconds in a storm: meanwhile the session gives its
-    # connection back to the pool. `user` keeps what was loaded, and db.add() below takes it
-    # (and what changed in it) back into the session for the UPDATE.
-    await run_in_threadpool(db.close)
     if "email" in fields or "password" in fields:
         await check_current_password(changes.current_password, user, request, settings)
         # A new email or password ends every token issued before, this one too: whoever copied
@@ -97,7 +93,7 @@ async def update_me(changes: UserUpdate, user: CurrentUser, request: Request, db
         user.password_hash = await hash_password(fields.pop("password"))
     for name, value in fields.items():
         setattr(user, name, value)
-    db.add(user)  # the row it was loaded from: committing is an UPDATE
+    # `user` came from this same session (one get_db per request): committing is an UPDATE.
     await run_in_threadpool(commit_or_409, db, f"update of user {user.id}")
     await run_in_threadpool(db.refresh, user)
     logger.info("profile updated: user %s changed %s", user.id, changed)
