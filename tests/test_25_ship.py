@@ -5,7 +5,7 @@ keeps, and the folder's own suite), but two this lesson changes, adapted here: t
 /docs (now with /healthz and /readyz) and the log lines of two workers (now JSON).
 Then the lesson's own. Most run the production shape on this machine, as `make run LESSON=25`
 does: uvicorn with two workers, and in front of them a real nginx with the lesson's nginx.conf
-(shared/proxy.py fills it in and starts nginx). The Dockerfile and the compose file cannot run
+(shared/services/proxy.py fills it in and starts nginx). The Dockerfile and the compose file cannot run
 here (no Docker engine): they are read and checked as files, and CI builds and runs them.
 """
 
