@@ -57,9 +57,9 @@ app.add_middleware(SecurityHeaders)
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed: the pages' origins, CORS_ORIGINS (config.py), and only those.
-# Outermost, so that every answer carries the header, a 413 or a 429 too: else the page could
-# not read them. expose_headers: a page's script may read Retry-After and X-Request-ID (by default
-# it sees only a few plain headers such as Content-Type).
+# Around all the rest but the request ids (below), so that every answer carries the header, a
+# 413 or a 429 too: else the page could not read them. expose_headers: a page's script may read
+# Retry-After and X-Request-ID (by default it sees only a few plain headers such as Content-Type).
 app.add_middleware(
     CORSMiddleware,
     allow_origins=settings.CORS_ORIGINS,
