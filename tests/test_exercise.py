@@ -280,3 +280,13 @@ def test_a_long_message_shows_its_first_and_last_lines():
 ])
 def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, hint):
     assert text_and_hint(docstring) == (text, hint)
+
+
+@pytest.mark.parametrize(("failure", "words"), [
+    (Failure("TimeoutError", "Page.wait_for_url: Timeout 5000ms exceeded."), "browser's console"),
+    (Failure("ModuleNotFoundError", "No module named 'main'"), "no main.py"),
+    (Failure("AssertionError", "assert 404 == 201", op="==", actual="404", expected="201"), "add the route"),
+])
+def test_hints_come_from_the_table(failure, words):
+    assert all(isinstance(pattern, str) and isinstance(hint, str) for pattern, hint in HINTS)
+    assert words in hint_for(failure, LESSON, LESSON.path)

@@ -251,6 +251,9 @@ HINTS: list[tuple[str, str]] = [
      "your endpoint returned a model object whose fields can no longer be read: commit() expires them "
      "and a closed session cannot load them again: db.refresh(obj) after the commit, or return while "
      "the session is still open (inside the with block)"),
+    (r"TimeoutError: (?:Page|Locator|Frame)\.",
+     "the page never got there: open it under make run LESSON={number} MINE=1 and watch the browser's "
+     "console (F12) while you do what the test does"),
     (r"ImportError|AttributeError",
      "a name the tests use is missing from your code: compare the spelling with the task"),
     (r"status 404 expected (?!404)",
