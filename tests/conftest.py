@@ -422,9 +422,15 @@ def relative(path: Path, folder: Path) -> str:
 
 def response_in(frames) -> dict | None:
     """The HTTP response the failing test (or helper) held: status and body."""
+    def is_response(value) -> bool:
+        try:  # a streamed response whose body was never read raises on .text (not AttributeError)
+            return isinstance(getattr(value, "status_code", None), int) and hasattr(value, "text")
+        except Exception:
+            return isinstance(getattr(value, "status_code", None), int)
+
     for frame in frames:
-        found = [value for name, value in frame.f_locals.items() if not name.startswith("_")
-                 and isinstance(getattr(value, "status_code", None), int) and hasattr(value, "text")]
+        found = [value for name, value in frame.f_locals.items()
+                 if not name.startswith("_") and is_response(value)]
         if found:
             try:
                 return {"status": found[-1].status_code, "body": found[-1].text[:2000]}

@@ -18,6 +18,9 @@ Helpers and what they do:
   history_page       GET /api/chat/history?QUERY through a client, as a user: one page (19 on)
   WATCH_ANSWER       page script: window.shown records each text the newest answer shows (20 on)
   wait_for           polls a condition until it holds, or fails the test naming what never happened
+  answer_times, answer_times_while_a_chat_waits_for_the_database
+                     time a cheap request while the app waits (for the coach, for the database):
+                     its event loop must stay free (20 on)
   text_when          an element's text once it shows the outcome a test waits for (not a "Sending…")
   alembic            `alembic ARGS` for a lesson folder, run in this process (fast); returns its output
   git_ignores        whether git ignores a lesson folder's file (also under workspace/ or outside the repo)
@@ -453,6 +456,108 @@ class Servers:
     def stop_all(self):
         for proc in self.procs:
             self.stop(proc)
+
+
+# --- the event loop stays free (lessons 20 on) ---------------------------------------------
+# An async app answers everyone from one thread, the event loop: a call that blocks it (a
+# synchronous OpenAI client waiting for a token, a database call made straight in an async
+# handler) holds every other request until it returns. These helpers make such a wait long
+# (a coach slow between tokens, tables the test holds) and time a cheap request meanwhile: an
+# app that awaits answers it in milliseconds, one that blocks only when the wait is over. The
+# bounds are ratios with wide margins (a quarter of the wait), never tiny absolute times.
+
+def answer_times(url: str, count: int, every: float) -> list[float]:
+    """Seconds each of COUNT GET requests to URL took, one sent every EVERY seconds (or as soon
+    as the one before came back, when it took longer); each must answer 200."""
+    import httpx2
+
+    took = []
+    for _ in range(count):
+        started = time.monotonic()
+        r = httpx2.get(url, timeout=30)
+        took.append(time.monotonic() - started)
+        assert r.status_code == 200, r.text
+        time.sleep(max(0.0, every - took[-1]))
+    return took
+
+
+class HeldTables:
+    """A lock on some tables, held by a transaction of the test: the app's statements on them
+    wait, as on a busy database, until release()."""
+
+    def __init__(self, db_env: dict, tables: str, mode: str):
+        self.conn = connect(db_env)
+        self.conn.autocommit = False
+        self._guard = threading.Lock()
+        with self.conn.cursor() as cur:
+            cur.execute(f"LOCK TABLE {tables} IN {mode} MODE")
+
+    def release(self) -> None:
+        with self._guard:
+            if not self.conn.closed:
+                self.conn.rollback()
+                self.conn.close()
+
+
+@contextmanager
+def tables_held(db_env: dict, tables: str, mode: str = "ACCESS EXCLUSIVE") -> Iterator[HeldTables]:
+    """Holds TABLES ("users, messages") locked in MODE for the block: ACCESS EXCLUSIVE stops
+    reads and writes, SHARE only writes."""
+    held = HeldTables(db_env, tables, mode)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+def the_app_waits_for(db, table: str) -> bool:
+    """Whether a connection to the test database waits for a lock on TABLE (one the test holds)."""
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE NOT granted "
+                    "AND relation = %s::regclass AND datname = current_database()", (table,))
+        return cur.fetchone()[0] > 0
+
+
+def seconds_to_answer_while_held(url: str, *held: HeldTables, give_up: float = 2.0) -> float:
+    """GET URL while the app waits for tables the test holds: how long the answer took. All of
+    HELD go after GIVE_UP seconds if it has not come by then (an app whose event loop waits too
+    answers only then)."""
+    import httpx2
+
+    timer = threading.Timer(give_up, lambda: [tables.release() for tables in held])
+    timer.start()
+    started = time.monotonic()
+    try:
+        r = httpx2.get(url, timeout=give_up + 30)
+    finally:
+        timer.cancel()
+    assert r.status_code == 200, r.text
+    return time.monotonic() - started
+
+
+def answer_times_while_a_chat_waits_for_the_database(db, db_env: dict, url: str,
+                                                     ask: Callable[[], None]) -> dict[str, float]:
+    """Seconds a GET of URL took while a chat, started by ASK(), waited for the database at each
+    of its steps: its login check (the users table held), its history (messages held), and
+    storing the answer (messages held for writes only). Each table is taken before the chat can
+    reach it; the coach must write its answer slowly enough (half a second) for the last step.
+    A step whose request had to wait for the tables to go ends the watch there."""
+    took = {}
+    with tables_held(db_env, "users") as users, tables_held(db_env, "messages") as messages:
+        ask()
+        wait_for(lambda: the_app_waits_for(db, "users"), "the chat waits for users (checking the login)")
+        took["checking the login"] = seconds_to_answer_while_held(url, users, messages)
+        users.release()
+        if took["checking the login"] >= 1:
+            return took
+        wait_for(lambda: the_app_waits_for(db, "messages"), "the chat waits for messages (its history)")
+        took["reading the history"] = seconds_to_answer_while_held(url, messages)
+    if took["reading the history"] >= 1:
+        return took
+    with tables_held(db_env, "messages", "SHARE") as held:  # reads go on, writes wait
+        wait_for(lambda: the_app_waits_for(db, "messages"), "the chat waits to store its answer", seconds=10)
+        took["storing the answer"] = seconds_to_answer_while_held(url, held)
+    return took
 
 
 # --- the history's pages (lessons 19 on) ---------------------------------------------------

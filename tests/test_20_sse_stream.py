@@ -3,20 +3,34 @@
 The streams run against a real uvicorn (the module's `pages` API) and the offline coach
 (shared/coach.py), whose stats say whether a stream to it is still running, completed, or was
 cancelled because its client went away: that is how these tests see order, never by timing.
+Only the event loop's tests time something: a cheap request while the app waits for a slow
+coach or for tables the test holds, against bounds that are a quarter of that wait or more.
 """
 
 import json
 import os
+import statistics
+import threading
 
 import httpx2
 import pytest
 
-from helpers import WATCH_ANSWER, bearer, history_page, insert_messages, log_in_page, wait_for
+from helpers import (
+    WATCH_ANSWER,
+    answer_times,
+    answer_times_while_a_chat_waits_for_the_database,
+    bearer,
+    history_page,
+    insert_messages,
+    log_in_page,
+    wait_for,
+)
 from helpers import chat_history as history
 from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
+GAP = 0.6  # seconds between tokens while the event loop is watched (within OPENAI_TIMEOUT, 1 s here)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -133,7 +147,8 @@ def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, 
 
 def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
     """Nobody is reading any more: the app closes its stream to the LLM, which stops writing.
-    Hint: `async with` the stream, so that leaving the generator closes it."""
+    Hint: AsyncOpenAI (a synchronous client blocks the event loop, and nothing can cancel it),
+    and `async with` its stream, so that leaving the generator closes it."""
     coach.mode("ok", token_delay=0.5)  # a whole answer would take far longer than the wait below
     with open_stream(pages, user) as r:
         next(events(r))
@@ -168,12 +183,55 @@ def test_an_account_deleted_mid_stream_ends_it_with_an_error_event(pages, coach,
 
 
 def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
-    coach.mode("ok", token_delay=0.05)
+    """Other requests are answered while a stream runs.
+
+    While the coach waits GAP s between tokens, GET /api/time, sent five times, must come back
+    in well under the gap (half of them in under a quarter of it): a synchronous client would
+    hold the event loop until the next token, and every request with it.
+    Hint: AsyncOpenAI, with `await` and `async for`: a synchronous OpenAI client's wait for the
+    next token blocks the event loop, so every other request waits with it."""
+    coach.mode("ok", token_delay=GAP)
     with open_stream(pages, user) as r:
-        next(events(r))
-        me = httpx2.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=5)
+        received = events(r)
+        next(received)  # the first token: the coach writes the next in GAP s
+        me = httpx2.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=30)
         assert me.status_code == 200, me.text
-        assert coach.stats()["completed"] == 0  # the stream was still running
+        took = answer_times(f"{pages.api}/api/time", count=5, every=GAP / 3)
+        after = next(received, None)
+    assert after is not None and after[0] == "message", f"the stream was to go on meanwhile; it sent {after}"
+    median = statistics.median(took)
+    assert median < GAP / 4, (f"GET /api/time took {median:.2f} s (the middle of "
+                              f"{', '.join(f'{t:.2f}' for t in took)}) while the coach waited {GAP} s "
+                              "between tokens: the event loop waited with it")
+
+
+def test_other_requests_are_answered_while_the_stream_waits_for_the_database(pages, coach, user, db, db_env):
+    """Other requests are answered while the stream waits for the database.
+
+    The test holds the users table, then the messages table, while a stream starts (its login
+    check and its history wait for them), then the messages table while it stores the answer:
+    GET /api/time meanwhile must come back at once, not when the test lets go after 2 s.
+    Hint: the database's calls block: run them in a worker thread (`await run_in_threadpool(...)`,
+    or a plain `def` dependency), never straight inside the async endpoint."""
+    coach.mode("ok", token_delay=0.005)  # about half a second before the answer is stored
+    got = []
+
+    def chat():
+        try:
+            got.extend(chat_stream(pages, user))
+        except Exception as error:  # shown by the assert below, not lost in the thread
+            got.append(("failed", repr(error)))
+
+    stream = threading.Thread(target=chat)
+    try:
+        took = answer_times_while_a_chat_waits_for_the_database(
+            db, db_env, f"{pages.api}/api/time", stream.start)
+    finally:
+        if stream.ident is not None:
+            stream.join(timeout=30)
+    slow = {step: round(seconds, 1) for step, seconds in took.items() if seconds >= 1}
+    assert slow == {}, f"seconds GET /api/time took while the stream waited for the database: {slow}"
+    assert got[-1] == ("done", {}), got
 
 
 def test_the_openapi_document_describes_the_stream_as_server_sent_events(app):
@@ -226,7 +284,8 @@ def test_the_answer_appears_on_the_page_piece_by_piece(pages, page, coach, user)
 
 def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
     """While nothing else is sent for 15 s (a slow model), FastAPI sends the comment `: ping`
-    so that no proxy closes a quiet connection. Hint: a block without a `data:` line is no token."""
+    so that no proxy closes a quiet connection. Hint: skip every block without a `data:` line
+    (`: ping` is a comment, not a token): read a token only from a block's `data:` line."""
     body = (': ping\n\ndata: {"token": "Hi"}\n\n: ping\n\n'
             'data: {"token": " there"}\n\nevent: done\ndata: {}\n\n')
 

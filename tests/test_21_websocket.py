@@ -2,23 +2,29 @@
 
 The sockets talk to a real uvicorn (the module's `pages` API) and the offline coach
 (shared/coach.py). Order is shown by the order frames arrive in and by the coach's stats
-(running, completed, cancelled streams), never by timing.
+(running, completed, cancelled streams), never by timing. Only the event loop's tests time
+something: a cheap request while the app waits for a slow coach or for tables the test holds,
+against bounds that are a quarter of that wait or more.
 """
 
 import asyncio
 import json
 import os
+import statistics
 import time
 from contextlib import contextmanager
 
 import jwt
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from helpers import (
     WATCH_ANSWER,
+    answer_times,
+    answer_times_while_a_chat_waits_for_the_database,
     bearer,
     history_page,
     insert_messages,
@@ -32,6 +38,7 @@ from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
+GAP = 0.6  # seconds between tokens while the event loop is watched (within OPENAI_TIMEOUT, 1 s here)
 COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again later"}
 BUSY = {"type": "error", "detail": "An answer is still coming: send the next message after it is done"}
 LOGIN_TIMEOUT = 1  # seconds a socket has for its first frame in these tests (WS_LOGIN_TIMEOUT)
@@ -312,6 +319,46 @@ def test_two_chats_at_once_are_not_served_one_after_the_other(pages, coach, db, 
     assert seen.count(("A", "done")) == seen.count(("B", "done")) == 1
 
 
+def test_other_requests_are_answered_while_a_sockets_answer_streams(pages, coach, user):
+    """Other requests are answered while a socket's answer streams.
+
+    While the coach waits GAP s between tokens, GET /api/time, sent five times, must come back
+    in well under the gap (half of them in under a quarter of it): a synchronous client would
+    hold the event loop until the next token, and every request and socket with it.
+    Hint: AsyncOpenAI, with `await` and `async for`: a synchronous OpenAI client's wait for the
+    next token blocks the event loop, so everyone else waits with it."""
+    coach.mode("ok", token_delay=GAP)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"  # the first: the coach writes the next in GAP s
+        took = answer_times(f"{pages.api}/api/time", count=5, every=GAP / 3)
+        after = receive(ws)
+    assert after["type"] == "token", f"the answer was to go on meanwhile; the socket sent {after}"
+    median = statistics.median(took)
+    assert median < GAP / 4, (f"GET /api/time took {median:.2f} s (the middle of "
+                              f"{', '.join(f'{t:.2f}' for t in took)}) while the coach waited {GAP} s "
+                              "between tokens: the event loop waited with it")
+
+
+def test_other_requests_are_answered_while_a_socket_waits_for_the_database(pages, coach, user, db, db_env):
+    """Other requests are answered while a socket waits for the database.
+
+    The test holds the users table, then the messages table, while a question comes in (the
+    token's check and the history wait for them), then the messages table while the answer is
+    stored: GET /api/time meanwhile must come back at once, not when the test lets go after 2 s.
+    Hint: the database's calls block: run them in a worker thread (`await run_in_threadpool(...)`),
+    never straight inside the socket's async handler."""
+    coach.mode("ok", token_delay=0.005)  # about half a second before the answer is stored
+    with logged_in(pages, user) as ws:
+        took = answer_times_while_a_chat_waits_for_the_database(
+            db, db_env, f"{pages.api}/api/time", lambda: ws.send(json.dumps({"message": QUESTION})))
+        while (last := receive(ws))["type"] == "token":
+            pass
+    slow = {step: round(seconds, 1) for step, seconds in took.items() if seconds >= 1}
+    assert slow == {}, f"seconds GET /api/time took while the socket waited for the database: {slow}"
+    assert last == {"type": "done"}, last
+
+
 # --- the page -----------------------------------------------------------------------------------
 
 def open_home(page, pages, user) -> list:
@@ -353,6 +400,25 @@ def test_the_page_reconnects_when_the_socket_drops(pages, page, coach, user):
     send_and_wait(page, QUESTION, 1)
     assert len(sockets) == 2
     assert page.locator("#chat li.assistant").all_text_contents()[0].startswith('You wrote: "')
+
+
+def test_the_page_logs_out_when_the_socket_is_closed_with_1008(pages, page, coach, user, db):
+    """The page logs out when the socket is closed with 1008, instead of reconnecting.
+
+    1008 says the token is no good (expired, or its account gone): another socket would only
+    be closed the same way. The page removes the token and opens login.html.
+    Hint: in the socket's close handler, look at event.code before reconnecting."""
+    sockets = open_home(page, pages, user)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+    page.fill("#ask textarea", QUESTION)
+    page.click("#ask button[type=submit]")  # the token is checked again: closed with 1008
+    try:
+        page.wait_for_url("**/login.html*")
+    except PlaywrightTimeout:
+        pytest.fail(f"the page stayed at {page.url} after the close with 1008 ({len(sockets)} sockets)")
+    assert page.evaluate("localStorage.getItem('token')") is None
+    assert len(sockets) == 1, f"the page opened {len(sockets)} sockets: it reconnected after the 1008"
 
 
 # --- the history, a page at a time (lesson 19's keyset paging, kept) ---------------------------
