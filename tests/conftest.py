@@ -502,7 +502,12 @@ def pytest_runtest_makereport(item, call):
     phases["seconds"] += report.duration
     if report.failed and phases["failure"] is None:
         phases["outcome"] = "failed"
-        phases["failure"] = failure_of(call, report, call.when, item.stash.get(STARTED, 0.0))
+        try:
+            phases["failure"] = failure_of(call, report, call.when, item.stash.get(STARTED, 0.0))
+        except Exception as error:  # the facts are a help: never let them break the test run
+            phases["failure"] = results.Failure(exception=type(call.excinfo.value).__name__,
+                                                message=f"{call.excinfo.value} (details lost: {error!r})",
+                                                phase=call.when, report=report.longreprtext[-4000:])
     elif report.skipped and phases["outcome"] == "passed":
         phases["outcome"] = "skipped"
         phases["skip"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
