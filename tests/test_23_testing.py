@@ -77,7 +77,7 @@ def test_every_mutant_applies_to_the_model_app_and_changes_it(lesson, tmp_path):
 
 def test_the_model_suite_passes_on_the_model_app_with_90_percent_branch_coverage(model_grade):
     grade, printed = model_grade
-    assert grade["results"][0] == {"requirement": "Your tests pass on your own app", "met": True,
+    assert grade["results"][0] == {"requirement": mutants.OWN_PASSES, "met": True,
                                    "detail": grade["results"][0]["detail"], "hint": ""}
     assert grade["own"]["counts"]["failed"] == 0
     assert grade["coverage"] >= 90, printed
@@ -117,3 +117,58 @@ def test_a_suite_that_tests_only_signup_misses_the_login_history_and_stream_bugs
     bugs = {m.name: m.requirement for m in MUTANTS}
     assert met(grade) == {mutants.OWN_PASSES: True, mutants.OWN_DATABASE: True,
                           **{bugs[name]: False for name in missed}, bugs["hash_shown"]: True}, printed
+
+
+def app_digest(folder: Path) -> str:
+    import hashlib
+
+    files = sorted((folder / "app").rglob("*.py"))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+IDENTITY_CHEATS = {
+    # Passes only on the app's bytes as the learner has them: make check's runs never have them.
+    "hash": '''
+import hashlib
+from pathlib import Path
+
+import app
+
+
+def test_the_app_is_mine():
+    root = Path(app.__file__).parent
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.rglob("*.py")))).hexdigest()
+    assert digest == "{digest}"
+''',
+    # Passes where the folder is named as the learner's: every run of make check is.
+    "folder": '''
+from pathlib import Path
+
+import app
+
+
+def test_the_app_is_in_my_folder():
+    assert Path(app.__file__).parent.parent.name == "{name}"
+''',
+}
+
+
+@pytest.mark.parametrize("cheat", IDENTITY_CHEATS)
+def test_a_suite_that_checks_which_app_it_runs_on_catches_no_bug(lesson, tmp_path, cheat):
+    folder = tmp_path / "identity"
+    shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns("test_*.py", "__pycache__", ".env"))
+    (folder / "tests" / "test_identity.py").write_text(
+        IDENTITY_CHEATS[cheat].format(digest=app_digest(folder), name=folder.name))
+    grade, printed = graded(folder, tmp_path, only=["any_password"])
+    bug = next(m.requirement for m in MUTANTS if m.name == "any_password")
+    assert met(grade)[bug] is False, printed
+    if cheat == "hash":  # it fails on make check's copy of the learner's own app
+        assert met(grade)[mutants.OWN_PASSES] is False, printed
+
+
+def test_a_folder_without_pytest_settings_fails_the_first_line(lesson, tmp_path):
+    folder = tmp_path / "no-settings"
+    shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns("pytest.ini", "__pycache__", ".env"))
+    grade, printed = graded(folder, tmp_path, only=["any_password"])
+    assert met(grade)[mutants.OWN_PASSES] is False, printed
+    assert "pythonpath = ." in printed

@@ -147,8 +147,12 @@ def cmd_check(args) -> None:
         after = following(lesson)
         print(f"Lesson {lesson.number} done." + (f" Next: make start LESSON={after.number}" if after else ""))
         return
-    print(f"Fix the first {NO}, then run make check LESSON={lesson.number} again"
-          + ("" if verbose else " (VERBOSE=1 shows pytest's full report)") + ".")
+    if lesson.grader == "mutants":  # the bugs are independent: each miss is a test still to write
+        print(f"Each {NO} \"Your tests catch\" is a bug your tests do not catch yet: write a test that "
+              f"fails on it, then run make check LESSON={lesson.number} again.")
+    else:
+        print(f"Fix the first {NO}, then run make check LESSON={lesson.number} again"
+              + ("" if verbose else " (VERBOSE=1 shows pytest's full report)") + ".")
     raise Stop("", code=Stop.RED)
 
 

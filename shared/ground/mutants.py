@@ -11,10 +11,11 @@ from shared.ground.paths import SHARED
 
 MUTANTS_DIR = SHARED / "mutants"
 
-OWN_PASSES = "Your tests pass on your own app"
+OWN_PASSES = "Your tests pass when pytest runs them in your folder, on your app and on the model answer's"
 OWN_DATABASE = "Your tests make their own database, the one TEST_DB_NAME names, with Alembic's migrations"
 OWN_DATABASE_HINT = ("the suite's database is the one TEST_DB_NAME names when it is set (make check sets "
-                     "it), created afresh and migrated with Alembic (alembic upgrade head)")
+                     "it), created afresh and migrated with Alembic (alembic upgrade head), and left "
+                     "there at the end: make check looks for it after the run (the next run drops it first)")
 
 
 class MutantError(ValueError):

@@ -127,6 +127,8 @@ def grade_with_mutants(lesson: Lesson, folder: Path) -> Grade:
     elif own.get("first_report"):
         notes += [f"pytest on your app, the first failure ({own['first_failure'].split(': ')[0]}):",
                   *(f"  {line}" for line in own["first_report"].splitlines()[-40:])]
+    elif own.get("exitstatus") not in (0, 5, None) and own.get("output"):  # stopped before any test
+        notes += ["pytest on your app:", *(f"  {line}" for line in own["output"].rstrip().splitlines()[-30:])]
     return Grade(lesson, folder, results, time.monotonic() - started, notes=notes)
 
 
@@ -339,7 +341,7 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
     failed = req.failed_cases
     if not failed and not req.cases and req.note and req.requirement.file.startswith("mutants/"):
         hint = req.requirement.hint if with_hint else ""
-        return [req.note] + (wrapped("hint:     ", hint) if hint else [])
+        return [req.note] + (wrapped("hint: ", hint) if hint else [])
     if not failed:
         where = f"tests/{req.requirement.file}::{req.requirement.test}"
         return [f"test:     {where} ({req.note or 'did not run'})"]

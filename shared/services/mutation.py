@@ -32,6 +32,7 @@ import argparse
 import gc
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -171,8 +172,9 @@ def start_suite(run: Run, env: dict) -> int:
         os.dup2(report, 2)
         os.environ.clear()
         os.environ.update(env)
-        # As `python -m pytest` has it: the folder first; and nothing of the course's tooling.
-        sys.path[:] = [str(run.folder), *(p for p in sys.path if p and Path(p).resolve() != ROOT)]
+        # As a plain `pytest` started there has it: the folder is not on sys.path unless the
+        # suite's settings put it there (pythonpath = .), and nothing of the course's tooling is.
+        sys.path[:] = [p for p in sys.path if p and Path(p).resolve() not in (ROOT, run.folder)]
         code = pytest.main([*PYTEST_OPTIONS, f"--junitxml={run.folder / '.junit.xml'}", *run.options])
     except BaseException:  # noqa: B036  (whatever happens, the child ends here and never returns)
         import traceback
@@ -310,35 +312,45 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
 
         def prepare(name: str, options: list[str], timeout: float, mutant: Mutant | None = None,
                     app_of_model: bool = True) -> Run:
-            folder = Path(tmp) / name
+            # Every run looks the same from inside: a folder named as the learner's in a temporary
+            # one, a database with a random name, and a comment line of its own at the end of
+            # app/main.py. So a suite cannot tell its own app from a bug by a path, a name or a
+            # hash of the files: it must test what the app does.
+            folder = Path(tempfile.mkdtemp(dir=tmp)) / learner.name
             copy_folder(learner, folder)
             if app_of_model:
                 shutil.rmtree(folder / "app", ignore_errors=True)
                 copy_folder(model / "app", folder / "app")
             if mutant is not None:
                 plant(mutant, folder)
-            return Run(name, folder, f"{prefix}_{name}", options, timeout)
+            mark = secrets.token_hex(4)
+            with (folder / "app" / "main.py").open("a") as main:
+                main.write(f"\n# make check: run {mark}\n")
+            return Run(name, folder, f"{prefix}_{mark}", options, timeout)
 
         quick = ["-x", "-q", "--no-cov"]  # a mutant: the first failing test is enough
-        own = prepare("own", ["-q", "--cov=app", "--cov-branch", "--cov-report=",
-                              f"--cov-report=json:{Path(tmp) / 'own' / '.coverage.json'}"],
-                      OWN_TIMEOUT, app_of_model=False)
+        own = prepare("own", ["-q", "--cov=app", "--cov-branch", "--cov-report="], OWN_TIMEOUT,
+                      app_of_model=False)
+        own.options.append(f"--cov-report=json:{own.folder / '.coverage.json'}")
         runs = [own]
         # The mutants are planted in the model's app/: the suite must pass on that first, or a
         # failure says nothing about a bug. Most often it is the learner's app, byte for byte.
         if app_files(learner) != app_files(model):
             runs.append(prepare("baseline", quick, OWN_TIMEOUT))
         runs += [prepare(m.name, quick, MUTANT_TIMEOUT, mutant=m) for m in chosen]
-        drop_database(db_env, own.database)  # so that finding it later shows the suite made it
 
         def suite_failed(run: Run) -> bool:
             """Why try a bug once the suite fails on the app as it is."""
             return run.name not in ("own", "baseline") and any(
                 r.exitstatus not in (None, 0) for r in runs if r.name in ("own", "baseline"))
 
-        run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), suite_failed)
-        passes = own_passes(runs)
-        result = Grade([passes, own_database(db_env, own)], own, 0.0)
+        try:
+            run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), suite_failed)
+            passes = own_passes(runs, learner)
+            result = Grade([passes, own_database(db_env, own)], own, 0.0)
+        finally:  # the runs' databases have names of their own: none is left behind
+            for run in runs:
+                drop_database(db_env, run.database)
         if own.counts["passed"] + own.counts["failed"]:  # no test ran: no coverage to speak of
             read_coverage(result)
         by_name = {run.name: run for run in runs}
@@ -347,11 +359,15 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
     return result
 
 
-def own_passes(runs: list[Run]) -> Result:
+def own_passes(runs: list[Run], learner: Path) -> Result:
     own, counts = runs[0], runs[0].counts
     summary = f"{counts['passed']} passed in {own.seconds:.1f} s"
     if own.exitstatus == 0:
         baseline = next((r for r in runs if r.name == "baseline"), None)
+        if not (learner / "requirements-dev.txt").is_file():
+            return Result(OWN_PASSES, False, f"{summary}, but there is no requirements-dev.txt",
+                          "pin the test tools in requirements-dev.txt beside requirements.txt: "
+                          "-r requirements.txt, then pytest, pytest-cov and httpx2")
         if baseline is None or baseline.exitstatus == 0:
             return Result(OWN_PASSES, True, summary)
         return Result(OWN_PASSES, False, "they fail on the model answer's app, where make check plants its "
@@ -366,8 +382,10 @@ def own_passes(runs: list[Run]) -> Result:
         return Result(OWN_PASSES, False,
                       f"{counts['failed']} failed, {summary}; the first: {own.first_failure}",
                       "a test that fails on your app expects what the app does not do: fix the test")
-    return Result(OWN_PASSES, False, f"pytest stopped before any test ran (exit {own.exitstatus})",
-                  "VERBOSE=1 shows pytest's report")
+    return Result(OWN_PASSES, False, f"pytest, run in your folder, stopped before any test ran (exit "
+                  f"{own.exitstatus}): its report is below",
+                  "No module named 'app'? pytest's settings put the folder on its path: pythonpath = . "
+                  "in pytest.ini, under [pytest]")
 
 
 def own_database(db_env: dict, own: Run) -> Result:
