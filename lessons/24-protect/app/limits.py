@@ -20,7 +20,7 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.config import Settings
 from app.db import engine
@@ -226,6 +226,6 @@ async def clean_up_every(seconds: float) -> None:
     while True:
         try:
             await run_in_threadpool(forget_expired)
-        except OperationalError:
-            logger.warning("clean-up skipped: database unavailable")
+        except SQLAlchemyError as error:  # down, or not migrated yet: the requests will say so
+            logger.warning("clean-up skipped: %s", type(error).__name__)
         await anyio.sleep(seconds)
