@@ -69,7 +69,7 @@ class Problem(BaseModel):
 
 # Every endpoint with a body: one that cannot be read, or one too large to be read at all.
 UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"},
-              413: {"model": Problem, "description": "The body is larger than MAX_BODY_BYTES: refused unread"}}
+              413: {"model": Problem, "description": "The body is over MAX_BODY_BYTES: refused unread"}}
 DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
 WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
 NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
