@@ -153,7 +153,7 @@ def preload() -> None:
 
 
 def start_suite(run: Run, env: dict) -> int:
-    """Fork a child that runs pytest in run.folder, as `python -m pytest` started there would;
+    """Fork a child that runs pytest in run.folder, as a plain `pytest` started there would;
     returns the child's pid. The child writes its report to .pytest-output.txt there."""
     import pytest
 
