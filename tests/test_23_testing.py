@@ -3,9 +3,11 @@
 The lesson's folder is the model answer: lesson 22's app, unchanged, and a suite in tests/. The
 grader (shared/services/mutation.py) runs a suite on its own app, then on the model app with each bug of
 shared/mutants/23-testing.toml planted. These tests hold the model suite to its budget, every
-mutant to applying and being caught, and the grader to its verdicts on an empty suite and on
-one that tests signup only. The grader forks, so it runs as its own command line here, as
-`make check` runs it, and reports through its JSON results file.
+mutant to applying and being caught, and the grader to its verdicts on an empty suite, on one
+that tests signup only, on suites that check which app they run on (a hash of app/, the folder's
+name) instead of what it does, and on a folder without pytest's settings. The grader forks, so it
+runs as its own command line here, as `make check` runs it, and reports through its JSON results
+file.
 """
 
 import filecmp
