@@ -80,7 +80,10 @@ def requirement_results(lesson: Lesson, run: RunResults) -> list[RequirementResu
         elif cases and all(c.outcome != "failed" for c in cases):
             found.append(RequirementResult(req, "met", cases))
         else:
-            found.append(RequirementResult(req, "missed", cases, "" if cases else "the test did not run"))
+            # No result at all: not collected, or the run stopped (a crash, the time limit) before
+            # this test's end was recorded; a test that ran and failed always has one.
+            note = "" if cases else "no result recorded: not collected, or the run stopped before it ended"
+            found.append(RequirementResult(req, "missed", cases, note))
     return found
 
 
@@ -342,12 +345,13 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
     if not failed and not req.cases and req.note and req.requirement.file.startswith("mutants/"):
         hint = req.requirement.hint if with_hint else ""
         return [req.note] + (wrapped("hint: ", hint) if hint else [])
+    # Where the test is written: a star-imported one is in the file it comes from (its line is that file's).
+    file = req.requirement.inherited or req.requirement.file
     if not failed:
-        where = f"tests/{req.requirement.file}::{req.requirement.test}"
-        return [f"test:     {where} ({req.note or 'did not run'})"]
+        return [f"test:     tests/{file}::{req.requirement.test} ({req.note or 'no result recorded for it'})"]
     case, failure = failed[0], failed[0].failure
     name = f"{req.requirement.test}[{case.case}]" if case.case is not None else req.requirement.test
-    lines = [f"test:     tests/{req.requirement.file}::{name} (line {req.requirement.line})"]
+    lines = [f"test:     tests/{file}::{name} (line {req.requirement.line})"]
     if failure is None:
         return lines
     said_by_fail = failure.exception == "Failed" and failure.statement.startswith("pytest.fail(")
