@@ -100,10 +100,16 @@ class LoginForm(BaseModel):
 # (it may have been copied from a browser left open), and whoever holds the email and password
 # owns the account.
 class UserUpdate(BaseModel):
+    # In the OpenAPI document: sending email or password makes current_password required
+    # (JSON Schema's dependentRequired), so that a client or a fuzzer reading it knows the rule.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"email": ["current_password"],
+                                                                       "password": ["current_password"]}})
+
     name: str | None = Field(default=None, min_length=2, max_length=10, pattern=NO_NUL)
     email: Email | None = None
     password: Password | None = None
-    current_password: Password | None = Field(
+    # Not nullable: sent, it is a password. (Left out, it is None, as the other fields.)
+    current_password: Password = Field(
         default=None, description="The account's password now; needed to change the email or the password")
 
     @model_validator(mode="after")
