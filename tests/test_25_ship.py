@@ -1,8 +1,9 @@
 """Lesson 25: the app shipped: several workers behind nginx, health checks, request ids, a clean stop.
 
 Lesson 24's tests run here unchanged (the import below: with them 21's and the 22's that 24
-keeps, and the folder's own suite), but two this lesson changes, adapted here: the paths in
-/docs (now with /healthz and /readyz) and the log lines of two workers (now JSON).
+keeps, and the folder's own suite), but three this lesson changes, adapted here: the paths in
+/docs (now with /healthz and /readyz), the log lines of two workers (now JSON) and the folder's
+own suite (now with a test that asks /healthz or /readyz).
 Then the lesson's own. Most run the production shape on this machine, as `make run LESSON=25`
 does: uvicorn with two workers, and in front of them a real nginx with the lesson's nginx.conf
 (shared/services/proxy.py fills it in and starts nginx). The Dockerfile and the compose file cannot run
@@ -27,8 +28,10 @@ import bcrypt
 import httpx2
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
+import test_24_protect
 from helpers import IN_CI, bearer, free_port, insert_user, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
@@ -56,9 +59,13 @@ class Stack:
                  "--port", str(self.app_port), "--workers", str(WORKERS),
                  "--timeout-graceful-shutdown", str(GRACE)],
                 # Quick signups, and lesson 24's budget of signups per address (the inherited
-                # tests set a huge one in the environment).
+                # tests set a huge one in the environment). The workers trust X-Forwarded-For from
+                # any address, as in compose (FORWARDED_ALLOW_IPS): uvicorn then takes the header's
+                # first address, so only an nginx that sets it, not one that appends to the
+                # client's, keeps a made-up address out.
                 cwd=lesson.path, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, "BCRYPT_ROUNDS": "4", "SIGNUPS_PER_ADDRESS": str(SIGNUPS)})
+                env={**os.environ, "BCRYPT_ROUNDS": "4", "SIGNUPS_PER_ADDRESS": str(SIGNUPS),
+                     "FORWARDED_ALLOW_IPS": "*"})
         self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
 
     def start(self) -> "Stack":
@@ -193,6 +200,15 @@ def test_the_docs_list_every_endpoint_grouped_by_router_tags(app):
     assert all(tags.values()), tags
 
 
+def test_the_folders_own_tests_pass(lesson, db_env):
+    """The folder's own tests (tests/, from lesson 23) pass, grown with tests of this lesson.
+    They run as you run them, `pytest` in the folder, on a test database of their own; one of
+    them at least asks /healthz or /readyz. (Lesson 24's test, with that added.)"""
+    suite = " ".join(path.read_text() for path in (lesson.path / "tests").glob("test_*.py"))
+    assert "/healthz" in suite or "/readyz" in suite, "no test in tests/ asks /healthz or /readyz"
+    test_24_protect.test_the_folders_own_tests_pass(lesson, db_env)
+
+
 # --- health ------------------------------------------------------------------------------------
 
 def test_healthz_answers_200_status_ok_through_the_proxy(stack):
@@ -308,6 +324,23 @@ def test_the_app_echoes_an_x_request_id_or_makes_one(client):
     assert client.get("/healthz").headers["X-Request-ID"] != made  # a new one for each request
     replaced = client.get("/api/me", headers={"X-Request-ID": "not an id\r"}).headers["X-Request-ID"]
     assert REQUEST_ID.fullmatch(replaced), replaced
+
+
+def test_the_request_id_wraps_cors_and_the_body_limit_and_pages_may_read_it(fresh_app):
+    """CORS lets pages read X-Request-ID, and the app's own 413 and a refused preflight carry one.
+    The header is in Access-Control-Expose-Headers; the CorrelationIdMiddleware, added after
+    CORS and the body limit, is outside them, so their own answers get an id too."""
+    client = TestClient(fresh_app(CORS_ORIGINS="http://a.example:8001"))
+    r = client.get("/healthz", headers={"Origin": "http://a.example:8001"})
+    exposed = [name.strip().lower() for name in r.headers.get("Access-Control-Expose-Headers", "").split(",")]
+    assert "x-request-id" in exposed, r.headers
+    r = client.post("/api/users", content=b"x" * (65 * 1024), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
+    preflight = {"Origin": "http://b.example", "Access-Control-Request-Method": "GET"}
+    r = client.options("/api/me", headers=preflight)
+    assert r.status_code == 400, r.text  # the origin is not allowed: CORS answers itself
+    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
 
 
 def test_the_request_id_goes_through_the_proxy_both_ways(stack):
@@ -433,7 +466,9 @@ def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(st
     connections open to the workers, so both workers take some): each address gets ten 201s
     and two 429s with Retry-After, even though each signup claims a made-up X-Forwarded-For;
     the answers came from both workers; a fourth address still signs up (the app sees the
-    client's address, which nginx passes on, not nginx's own)."""
+    client's address, which nginx passes on, not nginx's own). The workers trust the header from
+    any address, as in compose: nginx must set it to the address it saw ($remote_addr), since
+    appending to the client's ($proxy_add_x_forwarded_for) lets its first address through."""
     addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
     with ThreadPoolExecutor(len(addresses)) as pool:
         batches = list(pool.map(lambda a: signup_from(stack.url, a, SIGNUPS + 2, forwarded_for=True),
@@ -582,7 +617,8 @@ def test_compose_keeps_the_data_in_a_named_volume_and_the_api_behind_the_proxy(l
 
 def test_compose_runs_several_workers_with_settings_from_the_environment(lesson):
     """The app service runs two workers or more, with its settings from the environment.
-    WEB_CONCURRENCY is 2 or more and DB_HOST is db (under environment:); stop_grace_period is
+    WEB_CONCURRENCY is 2 or more, DB_HOST is db and FORWARDED_ALLOW_IPS is set (the proxy is
+    not at 127.0.0.1 in compose; under environment:); stop_grace_period is
     longer than the Dockerfile's --timeout-graceful-shutdown; the proxy mounts nginx.conf into
     /etc/nginx/templates/ with APP_ADDRESS app:8000."""
     services = compose(lesson)["services"]
@@ -590,6 +626,7 @@ def test_compose_runs_several_workers_with_settings_from_the_environment(lesson)
     environment = app["environment"]
     assert int(environment["WEB_CONCURRENCY"]) >= 2, environment
     assert environment["DB_HOST"] == "db", environment
+    assert environment.get("FORWARDED_ALLOW_IPS"), f"the app trusts no proxy's X-Forwarded-For: {environment}"
     command = json.loads(next(args for name, args in reversed(dockerfile(lesson)) if name == "CMD"))
     grace = int(command[command.index("--timeout-graceful-shutdown") + 1])
     assert seconds(app["stop_grace_period"]) > grace, app.get("stop_grace_period")
