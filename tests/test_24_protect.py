@@ -174,7 +174,8 @@ def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
     with ThreadPoolExecutor(10) as pool:
         statuses = Counter(pool.map(wrong_password, range(20)))
     assert statuses == {401: 5, 429: 15}
-    pids = set(re.findall(r"\[(\d+)\] app\.\S+: (?:login failed|rate limit)", two_workers.log()))
+    pids = set(re.findall(r"\[(\d+)\][^\n]*? app\.\S+: (?:login failed|rate limit)", two_workers.log()))
+    assert pids, "no log line [<pid>] ... app.<logger>: login failed / rate limit: check the log format"
     assert len(pids) == 2, f"one worker answered them all: {pids}"
 
 
