@@ -243,6 +243,20 @@ def test_the_openapi_document_describes_the_stream_as_server_sent_events(app):
     assert set(operation["responses"]) == {"200", "400", "401", "422", "503"}
 
 
+def test_the_openapi_document_gives_the_streams_errors_as_json(app):
+    """The errors come before the stream starts, as {"detail": ...} JSON: the document says so,
+    not text/event-stream (the route's media type, which FastAPI would use for a `model`)."""
+    responses = app.openapi()["paths"]["/api/chat/stream"]["post"]["responses"]
+    media_types = {status: list(response["content"]) for status, response in responses.items()}
+    assert media_types == {"200": ["text/event-stream"], "400": ["application/json"],
+                           "401": ["application/json"], "422": ["application/json"],
+                           "503": ["application/json"]}
+    for status in ["400", "401", "503"]:
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema["properties"]["detail"]["type"] == "string", schema
+        assert schema["required"] == ["detail"], schema
+
+
 def test_the_stream_needs_a_login(pages, coach):
     r = httpx2.post(f"{pages.api}/api/chat/stream", json={"message": QUESTION}, timeout=10)
     assert r.status_code == 401, r.text

@@ -369,6 +369,15 @@ def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -
         store_exchange(db, user_id, question, asked_at, reply)
 
 
+# The stream's errors come before its first byte, as JSON ({"detail": "..."}) like any other.
+# But FastAPI files a `model` in `responses=` under the route's own media type, text/event-stream
+# here, which would tell clients to read these errors as events: so each one names its media
+# type itself, application/json, with the Problem schema.
+PROBLEM_JSON = {"application/json": {"schema": Problem.model_json_schema()}}
+STREAM_ERRORS = {status: {"description": error["description"], "content": PROBLEM_JSON}
+                 for status, error in {**UNREADABLE, **NOT_LOGGED_IN, **DB_DOWN}.items()}
+
+
 # The same chat, but the answer is sent token by token while the coach writes it, as
 # Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
 # with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
@@ -385,7 +394,7 @@ def save_exchange(user_id: int, question: str, asked_at: datetime, reply: str) -
 @app.post("/api/chat/stream", response_class=EventSourceResponse,
           response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
                                'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
-          responses={**UNREADABLE, **NOT_LOGGED_IN, **DB_DOWN})
+          responses=STREAM_ERRORS)
 async def chat_stream(
     chat_in: ChatIn, start: Annotated[tuple[int, list[dict]], Depends(start_chat)]
 ) -> AsyncIterator[ServerSentEvent]:

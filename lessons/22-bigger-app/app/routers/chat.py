@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from app import models
 from app.crud import conversation, save_exchange, store_exchange
 from app.deps import CurrentUser, LLMDep, SessionDep
-from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, UNREADABLE, ChatIn, ChatOut, MessageOut
+from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, UNREADABLE, ChatIn, ChatOut, MessageOut, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int,
     return user.id, messages
 
 
+# The stream's errors come before its first byte, as JSON ({"detail": "..."}) like any other.
+# But FastAPI files a `model` in `responses=` under the route's own media type, text/event-stream
+# here, so each one names its media type itself; the route's entries replace the router's.
+PROBLEM_JSON = {"application/json": {"schema": Problem.model_json_schema()}}
+STREAM_ERRORS = {status: {"description": error["description"], "content": PROBLEM_JSON}
+                 for status, error in {**UNREADABLE, **NOT_LOGGED_IN, **DB_DOWN}.items()}
+
+
 # The same chat, but the answer is sent token by token while the coach writes it, as
 # Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
 # with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
@@ -67,7 +75,7 @@ def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int,
 @router.post("/stream", response_class=EventSourceResponse,
              response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
                                   'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
-             responses=UNREADABLE)
+             responses=STREAM_ERRORS)
 async def chat_stream(
     chat_in: ChatIn, start: Annotated[tuple[int, list[dict]], Depends(start_chat)], llm: LLMDep
 ) -> AsyncIterator[ServerSentEvent]:

@@ -17,7 +17,17 @@ from app import limits, models
 from app.crud import conversation, save_exchange
 from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
 from app.llm import Usage
-from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, TOO_MANY, UNREADABLE, ChatIn, ChatOut, MessageOut
+from app.schemas import (
+    DB_DOWN,
+    LLM_DOWN,
+    NOT_LOGGED_IN,
+    TOO_MANY,
+    UNREADABLE,
+    ChatIn,
+    ChatOut,
+    MessageOut,
+    Problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,17 @@ async def chat_seat(user: CurrentUser, settings: SettingsDep) -> AsyncIterator[l
         yield seat
 
 
+# The stream's errors come before its first byte, as JSON ({"detail": "..."}) like any other.
+# But FastAPI files a `model` in `responses=` under the route's own media type, text/event-stream
+# here, so each one names its media type itself; the route's entries replace the router's.
+# Everything else in an entry stays (the 429's Retry-After header).
+PROBLEM_JSON = {"application/json": {"schema": Problem.model_json_schema()}}
+STREAM_ERRORS = {
+    status: {**{key: value for key, value in error.items() if key != "model"}, "content": PROBLEM_JSON}
+    for status, error in {**UNREADABLE, **NOT_LOGGED_IN, **DB_DOWN, **TOO_MANY}.items()
+}
+
+
 # The same chat, but the answer is sent token by token while the coach writes it, as
 # Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
 # with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
@@ -96,7 +117,7 @@ async def chat_seat(user: CurrentUser, settings: SettingsDep) -> AsyncIterator[l
 @router.post("/stream", response_class=EventSourceResponse,
              response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
                                   'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
-             responses={**UNREADABLE, **TOO_MANY})
+             responses=STREAM_ERRORS)
 async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question: AskedQuestion, llm: LLMDep,
                       settings: SettingsDep) -> AsyncIterator[ServerSentEvent]:
     reply, usage = [], Usage()
