@@ -46,11 +46,6 @@ def test_a_lesson_with_a_login_is_fuzzed_anonymously_and_with_a_valid_token_on_e
     assert no_token == [], passes["logged in"]
 
 
-ST105 = ("lesson 21's OpenAPI document gives POST /api/chat/stream's 401 as text/event-stream, the API "
-         "answers JSON (ST105): for lessons 20 on to fix")
-
-
-@pytest.mark.xfail(reason=ST105, strict=True)
 def test_schemathesis_flags_nothing_in_lesson_21(fuzzed_21):
     r, report = fuzzed_21
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
