@@ -244,8 +244,10 @@ def test_the_openapi_document_describes_the_stream_as_server_sent_events(app):
 
 
 def test_the_openapi_document_gives_the_streams_errors_as_json(app):
-    """The errors come before the stream starts, as {"detail": ...} JSON: the document says so,
-    not text/event-stream (the route's media type, which FastAPI would use for a `model`)."""
+    """The OpenAPI document gives the stream's errors as JSON.
+
+    They come before the stream starts, as {"detail": ...}: not text/event-stream (the route's
+    media type, which FastAPI would use for a `model`)."""
     responses = app.openapi()["paths"]["/api/chat/stream"]["post"]["responses"]
     media_types = {status: list(response["content"]) for status, response in responses.items()}
     assert media_types == {"200": ["text/event-stream"], "400": ["application/json"],
