@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -57,19 +58,30 @@ def assert_red_with_a_hint(r, folder):
     return int(r.stdout.split(" of ")[-2].split()[-1])  # "N of M requirements met"
 
 
-def test_lesson_07_from_start_to_green(workspace):
-    r = exercise(workspace, "start", "07")
+@pytest.fixture(scope="module")
+def started_07(tmp_path_factory):
+    """`make start LESSON=07` in a fresh workspace, then what a learner runs before changing a
+    line: start again, solution and check (the check grades lesson 06's code as lesson 07).
+    Run once: the tests below read these outputs; only the first goes on to change the folder."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    start = exercise(workspace, "start", "07")
+    return workspace, start, {args: exercise(workspace, *args) for args in
+                              [("start", "07"), ("solution", "07"), ("check", "07")]}
+
+
+def test_lesson_07_from_start_to_green(started_07):
+    workspace, r, first = started_07
     assert r.returncode == 0, r.stderr
     folder = workspace / LESSON.folder
     assert "## Your task" not in r.stdout and "Pydantic model" in r.stdout, r.stdout  # the task
     assert "make check LESSON=07" in r.stdout
     assert sorted(p.name for p in folder.iterdir()) == ["main.py", "requirements.txt"]
 
-    again = exercise(workspace, "start", "07")
+    again = first["start", "07"]
     assert again.returncode == 2 and "FORCE=1" in again.stderr  # work is never overwritten
 
     # The copy of lesson 06 does not do lesson 07 yet.
-    r = exercise(workspace, "check", "07")
+    r = first["check", "07"]
     met_at_start = assert_red_with_a_hint(r, folder)
     assert "expected: 422" in r.stdout and "got:      201" in r.stdout, r.stdout
 
@@ -100,9 +112,8 @@ def test_lesson_07_from_start_to_green(workspace):
     assert "Your folder has the same files" in exercise(workspace, "solution", "07").stdout
 
 
-def test_solution_shows_what_is_left(workspace):
-    exercise(workspace, "start", "07")
-    r = exercise(workspace, "solution", "07")
+def test_solution_shows_what_is_left(started_07):
+    r = started_07[2]["solution", "07"]
     assert r.returncode == 0, r.stderr
     assert "(yours) -> lessons/07-validate-with-pydantic (the model answer)" in r.stdout
     assert "+class User(BaseModel):" in r.stdout
@@ -138,14 +149,32 @@ def pairs_shown(output: str) -> list[tuple[str, str]]:
             for a, b in zip(lines, lines[1:], strict=False) if "expected: " in a and "got:      " in b]
 
 
-@pytest.fixture(scope="module")
-def lesson_16_on_15(tmp_path_factory):
-    """make check LESSON=16 on a copy of lesson 15, as a learner starts it: (output, results)."""
+@pytest.fixture(scope="module", autouse=True)
+def lesson_16_check_going(request, tmp_path_factory):
+    """make check LESSON=16 on a copy of lesson 15, as a learner starts it, started before this
+    module's first test: the red run spends most of its time waiting (for an app that cannot
+    start, for pages that never change), and the tests before it use that time."""
+    if not any("lesson_16_on_15" in item.fixturenames for item in request.session.items):
+        yield None
+        return
     workspace = tmp_path_factory.mktemp("workspace")
     assert exercise(workspace, "start", "16").returncode == 0
-    r = exercise(workspace, "check", "16")
+    env = dict(os.environ, AIC_WORKSPACE=str(workspace))
+
+    def check():
+        r = subprocess.run([*SHARED, "check", "16"], cwd=ROOT, env=env, capture_output=True, text=True)
+        return r, results.read(RESULTS / "16-check.jsonl")  # at once: the next check 16 rewrites it
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(check)
+
+
+@pytest.fixture(scope="module")
+def lesson_16_on_15(lesson_16_check_going):
+    """That check's output and structured results."""
+    r, run = lesson_16_check_going.result()
     assert r.returncode == 1, r.stdout + r.stderr
-    return r.stdout, results.read(RESULTS / "16-check.jsonl")
+    return r.stdout, run
 
 
 def test_a_parametrised_requirement_names_its_failing_cases(lesson_16_on_15):
@@ -175,9 +204,9 @@ def test_no_line_points_into_installed_packages(lesson_16_on_15):
     assert "hint:" in output
 
 
-def test_a_failing_assert_in_helpers_shows_both_values(tmp_path):
+def test_a_failing_assert_in_helpers_shows_both_values(started_07):
     """Lesson 07 on 06's code: helpers.broken_fields asserts the 422 (tests/helpers.py)."""
-    r = exercise(tmp_path, "check", "07", "--dir", str(find("06").path))
+    r = started_07[2]["check", "07"]
     in_helpers = [i for i, line in enumerate(r.stdout.splitlines()) if "(tests/helpers.py, line" in line]
     assert in_helpers, r.stdout
     after = r.stdout.splitlines()[in_helpers[0] + 1:in_helpers[0] + 3]

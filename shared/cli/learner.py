@@ -32,7 +32,6 @@ from shared.ground.manifest import Lesson, UnknownLesson, all_lessons, find, fol
 from shared.ground.paths import ROOT, shown
 from shared.ground.requirements import checklist_requirements
 from shared.services.grading import NO, OK, checklist, grade
-from shared.services.run import CannotRun, run_folder
 
 WORKSPACE = Path(os.environ.get("AIC_WORKSPACE") or ROOT / "workspace")
 PROGRESS = WORKSPACE / ".progress.json"
@@ -59,6 +58,10 @@ def resolve_folder(lesson: Lesson, given: str) -> Path:
 # --- run, diff ------------------------------------------------------------------------------
 
 def cmd_run(args) -> None:
+    # Imported here, not at the top: make run brings Alembic and SQLAlchemy (0.3 s of imports),
+    # which start, check, solution, progress and diff never use; make check stays that much faster.
+    from shared.services.run import CannotRun, run_folder
+
     lesson = find(args.lesson)
     folder = resolve_folder(lesson, args.dir) if args.mine or args.dir else lesson.path
     try:
