@@ -4,7 +4,7 @@
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship bench-protect fuzz db db-stop db-status db-reset psql \
+.PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship bench-protect bench-pool fuzz db db-stop db-status db-reset psql \
 	alembic clean start check solution progress site site-serve
 
 PYTHON ?= python3
@@ -120,6 +120,11 @@ bench-ship: setup
 # table, writes build/bench-protect.json.
 bench-protect: setup
 	@$(SHARED) bench-protect -- $(PROTECT_ARGS)
+
+# A hundred requests at once per kind (me, PUT me, chat, history, stream) on lessons 17 on, or
+# LESSON=NN: do the worker threads and the pool's connections deadlock? Prints a table.
+bench-pool: setup
+	@$(SHARED) bench-pool $(if $(LESSON),--lesson "$(LESSON)") $(POOL_ARGS)
 
 # Schemathesis against a running lesson (a database of its own), anonymous and logged in: every
 # answer checked against the OpenAPI document. EXAMPLES=n sets the budget per operation, DIR=path

@@ -13,7 +13,7 @@ COMMANDS = {
     "front": ["help", "validate-make-args", "numbers", "checks"],
     "learner": ["run", "diff", "start", "check", "solution", "progress"],
     "maintainer": ["test", "site", "diffs", "table", "bench", "bench-stream", "bench-ship", "bench-protect",
-                   "fuzz", "db", "alembic", "mutants"],
+                   "bench-pool", "fuzz", "db", "alembic", "mutants"],
 }
 
 

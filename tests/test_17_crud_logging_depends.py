@@ -200,7 +200,8 @@ def test_get_db_closes_its_session_however_the_request_ends(client, user, db, mo
             closed.append(self)
             super().close()
 
-    monkeypatch.setattr(deps, "SessionLocal", sessionmaker(bind=database.engine, class_=Watched))
+    # The lesson's own sessionmaker settings (expire_on_commit...), with the watched class.
+    monkeypatch.setattr(deps, "SessionLocal", sessionmaker(**{**database.SessionLocal.kw, "class_": Watched}))
     with db.cursor() as cur:
         cur.execute("INSERT INTO users (name, email) VALUES ('Bo', 'bo-watched@example.com')")
     answers = [client.get("/api/me", headers=bearer(user["token"])).status_code,  # 200
@@ -209,6 +210,40 @@ def test_get_db_closes_its_session_however_the_request_ends(client, user, db, mo
                client.get("/api/test-db").status_code]  # 200
     assert answers == [200, 401, 409, 200]
     assert len(opened) == 4 and closed == opened
+
+
+def test_no_request_holds_a_connection_while_it_waits_for_a_worker_thread(client, user, monkeypatch):
+    """No request holds a connection while it waits for a worker thread.
+
+    FastAPI runs each `def` dependency, each `def` endpoint and the check of its answer in a
+    worker thread, one step at a time, from a pool of 40; the engine lends 15 connections. A
+    request that keeps its connection from one step to the next makes a crowd deadlock: a
+    hundred GET /api/me at once, every thread waiting for a connection and every connection
+    held by a request waiting for a thread, until the pool gives up after 30 s (make bench-pool).
+    So here every step is watched, one request at a time: when it asks for a thread, this
+    request's session must hold none of the pool's connections.
+    Hint: end get_current_user's read with db.commit() (SessionLocal with
+    expire_on_commit=False keeps the user's values), and answer signup and PUT /api/me without
+    db.refresh(), which would read again and keep the connection while the answer is checked."""
+    import anyio.to_thread
+
+    import database
+
+    held = []  # the pool's connections checked out at each step that asks for a worker thread
+    run_sync = anyio.to_thread.run_sync
+
+    async def watched(function, *args, limiter=None, **kwargs):
+        if limiter is None:  # the 40 threads (a yield dependency's exit has a limiter of its own)
+            held.append(database.engine.pool.checkedout())
+        return await run_sync(function, *args, limiter=limiter, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", watched)
+    signup = {"name": "Bo", "email": f"{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD}
+    answers = [client.get("/api/me", headers=bearer(user["token"])).status_code,
+               put_me(client, user, {"name": "Grace"}).status_code,
+               client.post("/api/users", json=signup).status_code]
+    assert answers == [200, 200, 201]
+    assert len(held) >= 9 and set(held) == {0}, f"connections held at each step: {held}"
 
 
 def test_get_db_can_be_swapped_and_a_database_down_is_503(app, client, user, closed_port):

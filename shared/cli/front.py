@@ -56,6 +56,7 @@ TARGETS = [
     (MAINTAIN, "bench-stream", "streaming under load, lessons 20-21 (STREAM_ARGS=..)"),
     (MAINTAIN, "bench-ship", "lesson 25 behind nginx: workers, memory, connections (SHIP_ARGS=..)"),
     (MAINTAIN, "bench-protect", "lesson 24 under storms: GET /api/me p99 (PROTECT_ARGS=..)"),
+    (MAINTAIN, "bench-pool", "100 requests at once, lessons 17 on (LESSON=NN, POOL_ARGS=..)"),
     (MAINTAIN, "fuzz LESSON=NN", "Schemathesis against the lesson's API, logged in (EXAMPLES=n, ARGS=..)"),
     (MAINTAIN, "table", "the README's lesson table, from shared/lessons.toml"),
 ]

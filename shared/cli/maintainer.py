@@ -8,6 +8,7 @@
     python -m shared bench-stream [...]         streaming under load (tools/bench_stream.py)
     python -m shared bench-ship [...]           lesson 25 behind nginx (tools/bench_ship.py)
     python -m shared bench-protect [...]        lesson 24 under storms (tools/bench_protect.py)
+    python -m shared bench-pool [...]           100 requests at once, lessons 17 on (tools/bench_pool.py)
     python -m shared fuzz NN [--max-examples N] [--dir F] [-- ST-ARGS]   Schemathesis
     python -m shared db up|stop|status|reset|psql|url     the development Postgres
     python -m shared alembic NN [ARGS...]       alembic in a lesson folder, with make run's .env
@@ -31,7 +32,7 @@ from shared.services.fuzzing import CannotFuzz, fuzz
 from shared.services.grading import failing_requirements
 from shared.services.settings import write_settings
 from shared.services.site import SiteError, build, vendor
-from shared.tools import bench, bench_protect, bench_ship, bench_stream
+from shared.tools import bench, bench_pool, bench_protect, bench_ship, bench_stream
 
 # --- make test ------------------------------------------------------------------------------
 
@@ -221,6 +222,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p = sub.add_parser("bench-protect", add_help=False)
     p.set_defaults(func=lambda a: bench_protect.main(a.rest))
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = sub.add_parser("bench-pool", add_help=False)
+    p.set_defaults(func=lambda a: bench_pool.main(a.rest))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     st_args = argv[argv.index("--") + 1:] if argv[0] == "fuzz" and "--" in argv else []  # for `st run`
     ours = argv[:argv.index("--")] if st_args or argv[-1:] == ["--"] else argv
