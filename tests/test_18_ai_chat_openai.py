@@ -106,7 +106,8 @@ def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
 
 def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, user):
     """While the coach is thinking, the request's session has given its connection back: no
-    connection of the app sits in an open transaction. Hint: close the session before the call."""
+    connection of the app sits in an open transaction. Hint: get_current_user ends its read
+    (db.commit(), lesson 17); any other read before the call needs db.close() after it."""
     coach.mode("slow", seconds=0.5)
     waiting = threading.Thread(target=chat, args=(client, user))  # answers 200 or 504: not the point
     waiting.start()

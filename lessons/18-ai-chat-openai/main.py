@@ -220,8 +220,10 @@ def test_db(db: SessionDep):
 def create_user(user: UserCreate, db: SessionDep):
     new_user = models.User(name=user.name, email=user.email, password_hash=pwd_context.hash(user.password))
     db.add(new_user)  # staged: nothing is written yet
-    commit_or_409(db, "signup")  # INSERT ... now the row exists
-    db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+    # INSERT ... now the row exists, and new_user has the id Postgres gave it. No db.refresh():
+    # new_user keeps its values (expire_on_commit=False), and a refresh would take a connection
+    # again and hold it while FastAPI turns new_user into JSON, in another worker thread.
+    commit_or_409(db, "signup")
     logger.info("signup: user %s", new_user.id)
     return new_user
 
@@ -262,8 +264,8 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
     for name, value in fields.items():
         setattr(user, name, value)
     # `user` came from this same session (one get_db per request): committing is an UPDATE.
+    # It keeps the values just written; no refresh (see signup).
     commit_or_409(db, f"update of user {user.id}")
-    db.refresh(user)
     logger.info("profile updated: user %s changed %s", user.id, changed)
     return user
 
@@ -284,10 +286,9 @@ def delete_me(user: CurrentUser, db: SessionDep):
 # starts a new conversation.
 @app.post("/api/chat", response_model=ChatOut,
           responses={**UNREADABLE, **NOT_LOGGED_IN, **LLM_DOWN, **DB_DOWN})
-def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep):
-    # The LLM may take many seconds. The session is done with the database (it only loaded the
-    # user): close it now, so its connection goes back to the pool for other requests.
-    db.close()
+def chat(chat_in: ChatIn, user: CurrentUser):
+    # The LLM may take many seconds, and this request holds no database connection meanwhile:
+    # get_current_user gave its connection back to the pool as soon as it had the user.
     messages = [
         {"role": "system", "content": llm.SYSTEM_PROMPT},
         {"role": "user", "content": chat_in.message},
