@@ -127,8 +127,14 @@ def test_readme_lesson_table_is_generated_from_the_manifest():
     assert table in (ROOT / "README.md").read_text()
 
 
-def test_make_help_lists_every_lesson_and_target():
-    r = make()
+@pytest.fixture(scope="module")
+def make_help():
+    """What `make` (no target: help) prints, run once for the tests that read it."""
+    return make()
+
+
+def test_make_help_lists_every_lesson_and_target(make_help):
+    r = make_help
     assert r.returncode == 0, r.stderr
     for lesson in LESSONS:
         assert f"{lesson.number}  {lesson.title}" in r.stdout
@@ -203,15 +209,15 @@ def test_make_run_serves_the_lesson_and_stops_cleanly(lesson, url, text):
     assert not port_in_use(8000), "something still listens on 8000 after Ctrl-C"
 
 
-def test_make_help_puts_learner_commands_before_the_maintainers():
-    out = make().stdout
+def test_make_help_puts_learner_commands_before_the_maintainers(make_help):
+    out = make_help.stdout
     learn, maintain = out.index("Learning"), out.index("Teaching and maintaining")
     assert learn < out.index("make run LESSON=NN") < out.index("make psql") < maintain, out
     assert maintain < out.index("make diffs ") and maintain < out.index("make bench"), out
 
 
-def test_make_help_names_every_makefile_target():
-    out = make().stdout
+def test_make_help_names_every_makefile_target(make_help):
+    out = make_help.stdout
     targets = re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M)
     assert [t for t in targets if not re.search(rf"^  make (\S+ / )*{t}\b", out, re.M)] == []
 

@@ -15,6 +15,7 @@ to use `make site-serve` (shared/site/overrides/main.html).
 
 import base64
 import difflib
+import functools
 import hashlib
 import html
 import os
@@ -189,18 +190,24 @@ FLOWS = {
 
 # --- the diff, side by side with syntax colour ---------------------------------------------
 
-def highlighted_lines(text: str, filename: str) -> list[str]:
+@functools.cache
+def lexer_for(filename: str):
     try:
-        lexer = get_lexer_for_filename(filename, stripnl=False, ensurenl=False)
+        return get_lexer_for_filename(filename, stripnl=False, ensurenl=False)
     except ClassNotFound:
-        lexer = TextLexer(stripnl=False, ensurenl=False)
+        return TextLexer(stripnl=False, ensurenl=False)
+
+
+@functools.cache  # a lesson's new files are the next lesson's old ones: each text coloured once
+def highlighted_lines(text: str, filename: str) -> tuple[str, ...]:
+    lexer = lexer_for(filename)
     if not text:
-        return []
+        return ()
     out = highlight(text, lexer, HtmlFormatter(nowrap=True))
     lines = out.split("\n")
     if text.endswith("\n") and lines and lines[-1] == "":
         lines.pop()
-    return lines
+    return tuple(lines)
 
 
 def cell(number, code, kind) -> str:
@@ -262,6 +269,27 @@ def diff_html(old: Path | None, new: Path) -> str:
 
 # --- pages --------------------------------------------------------------------------------
 
+# The diff's tables are HTML already, thousands of tags a lesson: Markdown and the search index
+# would parse them all (most of a build's time) only to pass them through and leave them out of
+# search (data-search-exclude). So a page holds a placeholder, and build() puts each diff there
+# in the HTML mkdocs wrote.
+def diff_placeholder(lesson: Lesson) -> str:
+    return f'<div class="diff-placeholder" data-lesson="{lesson.number}"></div>'
+
+
+def diff_fragment(source: Path, lesson: Lesson) -> Path:
+    return source / "diffs" / f"{lesson.folder}.html"
+
+
+def insert_diffs(source: Path, site: Path) -> None:
+    for lesson in all_lessons():
+        page = site / page_name(lesson).replace(".md", ".html")
+        text = page.read_text()
+        if text.count(diff_placeholder(lesson)) != 1:
+            raise SiteError(f"{shown(page)}: no single place for the diff")
+        page.write_text(text.replace(diff_placeholder(lesson), diff_fragment(source, lesson).read_text()))
+
+
 def rewrite_links(text: str, known: dict[str, str]) -> str:
     """Links between README files become links between pages; other relative links to files
     the site does not hold become plain text (mkdocs --strict refuses broken links)."""
@@ -303,7 +331,7 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson]) -> str:
     diff = (f"## The step, line by line\n\n`make diff LESSON={lesson.number}` prints the same "
             f"{'changes' if before else 'files'}"
             f"{f' (lesson {before.number} left, lesson {lesson.number} right)' if before else ''}."
-            f"\n\n{diff_html(before.path if before else None, lesson.path)}\n\n")
+            f"\n\n{diff_placeholder(lesson)}\n\n")
     links = []
     if before:
         links.append(f"[&larr; {before.number} {html.escape(before.title)}]({before.folder}.md)")
@@ -333,8 +361,11 @@ def write_sources(source: Path = SOURCE) -> None:
     front = rewrite_links((ROOT / "README.md").read_text(), known)
     (docs / "index.md").write_text(front)
     (docs / "contributing.md").write_text(rewrite_links((ROOT / "CONTRIBUTING.md").read_text(), {}))
+    (source / "diffs").mkdir()
     for lesson in lessons:
         (docs / page_name(lesson)).write_text(lesson_page(lesson, lessons))
+        before = previous(lesson)
+        diff_fragment(source, lesson).write_text(diff_html(before.path if before else None, lesson.path))
 
     nav = ["  - Home: index.md", "  - Lessons:"]
     nav += [f"    - \"{x.number} {x.title}\": {page_name(x)}" for x in lessons]
@@ -355,7 +386,8 @@ class SiteError(Exception):
 
 
 def build(source: Path = SOURCE, site: Path = SITE) -> float:
-    """Write the pages to `source` and build them into `site` with `mkdocs build --strict`."""
+    """Write the pages to `source`, build them into `site` with `mkdocs build --strict`, then put
+    each lesson's diff into its page."""
     started = time.monotonic()
     write_sources(source)
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
@@ -363,6 +395,7 @@ def build(source: Path = SOURCE, site: Path = SITE) -> float:
                              "-f", str(source / "mkdocs.yml"), "-d", str(site)], env=env, check=False)
     if result.returncode:
         raise SiteError("mkdocs build --strict failed (see above)")
+    insert_diffs(source, site)
     seconds = time.monotonic() - started
     print(f"built the course site in {seconds:.1f} s: {shown(site)}/index.html "
           f"({len(all_lessons())} lessons)")
