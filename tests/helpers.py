@@ -577,3 +577,35 @@ def history_page(client, user: dict, query: str = "") -> list[dict]:
     r = client.get(f"/api/chat/history{query}", headers=bearer(user["token"]))
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def history_read_in_pages(client, db, user: dict) -> None:
+    """250 stored messages read back in pages of 100 (?limit=100, then &before=<the oldest id of
+    the page before>): pages of 100, 100 and 50, every message once, none lost."""
+    ids = insert_messages(db, user["id"], 250)
+    pages = [history_page(client, user, "?limit=100")]
+    while len(pages[-1]) == 100:  # a full page: there may be more before it
+        pages.append(history_page(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
+    assert [len(page) for page in pages] == [100, 100, 50]
+    read = [m["id"] for page in reversed(pages) for m in page]  # the earliest page first
+    assert read == ids
+
+
+def earlier_messages_load_on_the_page(pages, page, db, user: dict) -> None:
+    """120 stored messages (the second is markup): the home page shows the latest 50, and each
+    click on #earlier puts the 50 before them above, as text, until all are shown and it goes."""
+    insert_messages(db, user["id"], 1)
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO messages (user_id, role, content) VALUES (%s, 'assistant', %s)",
+                    (user["id"], "<b>first</b> answer"))
+    insert_messages(db, user["id"], 118)
+    log_in_page(page, pages, user, "home.html")
+    earlier = page.locator("#earlier")
+    for shown in (50, 100, 120):
+        page.wait_for_function(f"document.querySelectorAll('#chat li').length === {shown}")
+        if shown < 120:
+            earlier.click()
+    texts = page.locator("#chat li").all_text_contents()
+    assert texts == ["message 0", "<b>first</b> answer", *[f"message {n}" for n in range(118)]]
+    assert page.locator("#chat b").count() == 0
+    assert earlier.is_hidden()

@@ -17,7 +17,9 @@ import pytest
 from helpers import (
     alembic,
     bearer,
+    earlier_messages_load_on_the_page,
     history_page,
+    history_read_in_pages,
     insert_messages,
     log_in_page,
     user_with_token,
@@ -115,13 +117,7 @@ def test_before_gives_the_limit_messages_just_before_that_id(client, db, user):
 
 
 def test_250_messages_read_in_pages_of_100_none_twice_none_lost(client, db, user):
-    ids = insert_messages(db, user["id"], 250)
-    pages = [history_page(client, user, "?limit=100")]
-    while len(pages[-1]) == 100:  # a full page: there may be more before it
-        pages.append(history_page(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
-    assert [len(page) for page in pages] == [100, 100, 50]
-    read = [m["id"] for page in reversed(pages) for m in page]  # the earliest page first
-    assert read == ids
+    history_read_in_pages(client, db, user)
 
 
 @pytest.mark.parametrize("query", ["?limit=101", "?limit=0", "?limit=-5", "?limit=ten", "?before=0"])
@@ -263,21 +259,7 @@ def test_the_page_loads_earlier_messages_a_page_at_a_time(pages, page, db, user)
     """120 stored messages: the page shows the latest 50 and a "load earlier" button; each click
     puts the 50 before them above, as text, until the first message is shown and the button goes.
     Hint: GET /api/chat/history?before=<the oldest id shown>, prepend, hide on a short page."""
-    insert_messages(db, user["id"], 1)
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO messages (user_id, role, content) VALUES (%s, 'assistant', %s)",
-                    (user["id"], "<b>first</b> answer"))
-    insert_messages(db, user["id"], 118)
-    log_in_page(page, pages, user, "home.html")
-    earlier = page.locator("#earlier")
-    for shown in (50, 100, 120):
-        page.wait_for_function(f"document.querySelectorAll('#chat li').length === {shown}")
-        if shown < 120:
-            earlier.click()
-    texts = page.locator("#chat li").all_text_contents()
-    assert texts == ["message 0", "<b>first</b> answer", *[f"message {n}" for n in range(118)]]
-    assert page.locator("#chat b").count() == 0
-    assert earlier.is_hidden()
+    earlier_messages_load_on_the_page(pages, page, db, user)
 
 
 def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach):

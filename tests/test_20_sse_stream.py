@@ -20,8 +20,8 @@ from helpers import (
     answer_times,
     answer_times_while_a_chat_waits_for_the_database,
     bearer,
-    history_page,
-    insert_messages,
+    earlier_messages_load_on_the_page,
+    history_read_in_pages,
     log_in_page,
     wait_for,
 )
@@ -324,12 +324,7 @@ def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
 # --- the history, a page at a time (lesson 19's keyset paging, kept) ---------------------------
 
 def test_250_messages_read_in_pages_of_100_none_twice_none_lost(client, db, user):
-    ids = insert_messages(db, user["id"], 250)
-    pages = [history_page(client, user, "?limit=100")]
-    while len(pages[-1]) == 100:  # a full page: there may be more before it
-        pages.append(history_page(client, user, f"?limit=100&before={pages[-1][0]['id']}"))
-    assert [len(page) for page in pages] == [100, 100, 50]
-    assert [m["id"] for page in reversed(pages) for m in page] == ids
+    history_read_in_pages(client, db, user)
 
 
 def test_a_history_limit_over_100_is_422(client, user):
@@ -340,17 +335,4 @@ def test_a_history_limit_over_100_is_422(client, user):
 def test_the_page_still_loads_earlier_messages_a_page_at_a_time(pages, page, db, user):
     """120 stored messages: the latest 50, then 50 more and the first 20 above them, one click
     on #earlier each, as text; then the button goes."""
-    insert_messages(db, user["id"], 1)
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO messages (user_id, role, content) VALUES (%s, 'assistant', %s)",
-                    (user["id"], "<b>first</b> answer"))
-    insert_messages(db, user["id"], 118)
-    log_in_page(page, pages, user, "home.html")
-    for shown in (50, 100, 120):
-        page.wait_for_function(f"document.querySelectorAll('#chat li').length === {shown}")
-        if shown < 120:
-            page.click("#earlier")
-    texts = page.locator("#chat li").all_text_contents()
-    assert texts == ["message 0", "<b>first</b> answer", *[f"message {n}" for n in range(118)]]
-    assert page.locator("#chat b").count() == 0
-    assert page.locator("#earlier").is_hidden()
+    earlier_messages_load_on_the_page(pages, page, db, user)
