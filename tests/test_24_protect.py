@@ -303,8 +303,10 @@ def test_the_daily_token_budget_counts_the_tokens_the_llm_reports(app, overrides
     """The LLM's tokens per user and day (CHAT_TOKENS_PER_DAY) are counted from the usage the LLM reports.
     An answer that takes the budget past its end is still given (its size is known only at the
     end); the next question gets 429. The stream asks for its usage too (include_usage).
-    Hint: completion.usage.total_tokens; stream=True with stream_options={"include_usage": True}
-    sends it in a last chunk with no choices."""
+    Hint: refuse a question only once the tokens used today are over the budget (used > budget,
+    not >=: with exactly the budget used, one more question is still asked); the tokens come from
+    completion.usage.total_tokens, and with stream=True from the last chunk (no choices) that
+    stream_options={"include_usage": True} adds."""
     with TestClient(app) as client:
         # What the first question of a new user costs, as the coach counts it: the same every time.
         client.post("/api/chat", json={"message": ASKED}, headers=bearer(token_for(insert_user(db))))
