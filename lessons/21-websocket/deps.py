@@ -58,6 +58,13 @@ def get_current_user(
         raise not_authenticated("Not logged in")
     user_id = decode_token(credentials.credentials)
     user = db.get(models.User, user_id) if user_id is not None else None  # by primary key
+    # End the read now: the session gives its connection back to the pool (the session and
+    # `user` stay usable: expire_on_commit=False in database.py). The endpoint runs next, in a
+    # worker thread it may have to wait for: there are 40 threads and 15 connections. Were
+    # each request to keep its connection while it waits for a thread, a hundred at once would
+    # deadlock: every thread waiting for a connection, every connection held by a request
+    # waiting for a thread, until the pool gives up after 30 seconds.
+    db.commit()
     if user is None:  # forged, expired, or a valid token for an account deleted since
         logger.warning("token refused: invalid, expired, or its user is gone")
         raise not_authenticated("Invalid or expired token: log in again")
