@@ -81,6 +81,13 @@ def get_current_user(
     if credentials is None:
         raise not_authenticated("Not logged in")
     user = authenticate(db, credentials.credentials, settings)
+    # End the read now: the session gives its connection back to the pool (the session and
+    # `user` stay usable: expire_on_commit=False in db.py). The endpoint runs next, in a
+    # worker thread it may have to wait for: there are 40 threads and 15 connections. Were
+    # each request to keep its connection while it waits for a thread, a hundred at once would
+    # deadlock: every thread waiting for a connection, every connection held by a request
+    # waiting for a thread, until the pool gives up after 30 seconds.
+    db.commit()
     if user is None:
         logger.warning("token refused: invalid, expired, or its user is gone")
         raise not_authenticated("Invalid or expired token: log in again")

@@ -32,8 +32,10 @@ def commit_or_409(db: Session, action: str) -> None:
 def create_user(user: UserCreate, db: SessionDep):
     new_user = models.User(name=user.name, email=user.email, password_hash=pwd_context.hash(user.password))
     db.add(new_user)  # staged: nothing is written yet
-    commit_or_409(db, "signup")  # INSERT ... now the row exists
-    db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+    # INSERT ... now the row exists, and new_user has the id Postgres gave it. No db.refresh():
+    # new_user keeps its values (expire_on_commit=False), and a refresh would take a connection
+    # again and hold it while FastAPI turns new_user into JSON, in another worker thread.
+    commit_or_409(db, "signup")
     logger.info("signup: user %s", new_user.id)
     return new_user
 
@@ -57,8 +59,8 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
     for name, value in fields.items():
         setattr(user, name, value)
     # `user` came from this same session (one get_db per request): committing is an UPDATE.
+    # It keeps the values just written; no refresh (see signup).
     commit_or_409(db, f"update of user {user.id}")
-    db.refresh(user)
     logger.info("profile updated: user %s changed %s", user.id, changed)
     return user
 
