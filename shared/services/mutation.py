@@ -23,13 +23,27 @@ a closed port, so no test reaches a paid LLM. A run on a mutant stops at the fir
 count it (a hang is a failure a person notices). Results come from pytest's junit XML and
 coverage's JSON report, never from their text.
 
+Most of a check's time went into mutant runs passing the tests that come before the one that
+catches the bug (a run stops at its first failure). So the run on the learner's app records which
+test ran which line (coverage's dynamic contexts, --cov-context=test), and a mutant's run starts
+with the tests that run the lines its edits change (for a line that runs at import, a class body
+say, any line of its file), then the others, each group in the suite's own order.
+A test that fails there fails in the suite's order as well, but only when the tests do not lean on
+each other (a user an earlier test signed up, a row it left): beside the run on the learner's
+app, the suite runs once more in reverse order on the model's app (-x), and only when that passes
+too are the mutants' runs reordered. Nothing is left out: a run that catches nothing has run
+every test, as before.
+
 Hand-made: mutation testing tools (mutmut, cosmic-ray) plant every mutation they can generate and
 report a score; this course wants a few chosen bugs, named in words, each a line of a checklist.
 grade() forks (see start_suite): call it in a process of its own, such as this command line.
 """
 
 import argparse
+import ast
+import contextlib
 import gc
+import io
 import json
 import os
 import secrets
@@ -82,6 +96,7 @@ class Run:
     database: str
     options: list[str]
     timeout: float
+    order: "Order | None" = None     # the tests' order, when not the suite's own (see Order)
     exitstatus: int | None = None    # None: not run; -1: stopped, out of time
     seconds: float = 0.0
     cpu: float = 0.0                 # seconds of CPU it used (user and system)
@@ -128,11 +143,16 @@ def app_files(folder: Path) -> dict[str, bytes]:
 # imports them once and forks a child per run, which starts from there and imports only the
 # learner's app and tests, fresh, in its own folder. (pytest-xdist spreads one suite's tests over
 # processes, not one suite over many folders.)
-PRELOAD = ["pytest", "_pytest.main", "pytest_cov.plugin", "pytest_timeout", "anyio.pytest_plugin",
+PRELOAD = ["pytest", "_pytest.main", "_pytest.junitxml", "_pytest.faulthandler", "_pytest.helpconfig",
+           "_pytest.pastebin", "_pytest.setuponly", "_pytest.setupplan", "_pytest.skipping",
+           "_pytest.threadexception", "_pytest.tracemalloc", "_pytest.unittest",
+           "_pytest.unraisableexception", "_pytest.warnings", "pdb", "pytest_cov.plugin",
+           "pytest_timeout", "xdist.plugin", "xdist.looponfail", "anyio.pytest_plugin",
            "platformdirs.pytest_plugin", "coverage", "fastapi", "fastapi.testclient", "fastapi.sse",
-           "starlette.testclient", "anyio._backends._asyncio", "sqlalchemy", "sqlalchemy.orm",
-           "sqlalchemy.dialects.postgresql.psycopg2", "psycopg2", "openai", "alembic.command",
-           "alembic.config", "alembic.runtime.migration", "alembic.operations", "alembic.script",
+           "fastapi.middleware.cors", "starlette.testclient", "anyio._backends._asyncio", "sqlalchemy",
+           "sqlalchemy.orm", "sqlalchemy.dialects.postgresql.psycopg2", "psycopg2", "psycopg2.extras",
+           "openai", "httpcore2", "h11", "truststore", "pydantic.v1", "alembic.command", "alembic.config",
+           "alembic.runtime.migration", "alembic.operations", "alembic.script", "logging.config",
            "pydantic_settings", "jwt", "passlib.context", "passlib.handlers.bcrypt", "bcrypt",
            "email_validator"]
 
@@ -150,6 +170,20 @@ def preload() -> None:
         except ImportError:  # not installed here: a suite that needs it imports it itself
             pass
     gc.freeze()
+
+
+@dataclass(frozen=True)
+class Order:
+    """A run's order of the collected tests: in reverse, or those whose node ids are in `first`
+    ahead of the others, the suite's own order within each group."""
+    reverse: bool = False
+    first: frozenset[str] = frozenset()
+
+    def sort(self, items: list) -> None:
+        if self.reverse:
+            items.reverse()
+        else:
+            items.sort(key=lambda item: item.nodeid not in self.first)  # a stable sort
 
 
 def start_suite(run: Run, env: dict) -> int:
@@ -175,7 +209,15 @@ def start_suite(run: Run, env: dict) -> int:
         # As a plain `pytest` started there has it: the folder is not on sys.path unless the
         # suite's settings put it there (pythonpath = .), and nothing of the course's tooling is.
         sys.path[:] = [p for p in sys.path if p and Path(p).resolve() not in (ROOT, run.folder)]
-        code = pytest.main([*PYTEST_OPTIONS, f"--junitxml={run.folder / '.junit.xml'}", *run.options])
+        order = run.order
+
+        class Reorder:  # a plugin: after pytest's own ordering (by fixtures), hence trylast
+            @pytest.hookimpl(trylast=True)
+            def pytest_collection_modifyitems(self, items: list) -> None:
+                order.sort(items)
+
+        code = pytest.main([*PYTEST_OPTIONS, f"--junitxml={run.folder / '.junit.xml'}", *run.options],
+                           plugins=[Reorder()] if order else None)
     except BaseException:  # noqa: B036  (whatever happens, the child ends here and never returns)
         import traceback
 
@@ -194,15 +236,23 @@ def run_env(run: Run, db_env: dict) -> dict:
     return env
 
 
-def run_all(runs: list[Run], db_env: dict, workers: int, skip: Callable[[Run], bool]) -> None:
-    """Run them, `workers` at a time, in the order of the list. skip(run), asked just before a run
-    would start, may leave it not run."""
+START, SKIP, WAIT = "start", "skip", "wait"
+
+
+def run_all(runs: list[Run], db_env: dict, workers: int, before: Callable[[Run], str]) -> None:
+    """Run them, `workers` at a time, in the order of the list. before(run), asked just before a
+    run would start, says START (it may get the run ready first), SKIP (it is left not run) or
+    WAIT (until one that is running ends)."""
     preload()
     waiting, running = list(runs), {}
     while waiting or running:
         while waiting and len(running) < workers:
+            decision = before(waiting[0])
+            if decision == WAIT:
+                assert running, f"{waiting[0].name} waits for runs that are not running"
+                break
             run = waiting.pop(0)
-            if not skip(run):
+            if decision != SKIP:
                 started = time.monotonic()
                 running[start_suite(run, run_env(run, db_env))] = (run, started)
         pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -252,12 +302,15 @@ def read_coverage(grade: Grade) -> None:
     if not report.exists():
         return
     grade.coverage = json.loads(report.read_text())["totals"]["percent_covered"]
-    import subprocess
+    import coverage
 
-    table = subprocess.run([sys.executable, "-m", "coverage", "report", "--show-missing", "--skip-covered",
-                            f"--data-file={folder / '.coverage'}"],
-                           cwd=folder, capture_output=True, text=True, check=False)
-    grade.coverage_table = table.stdout.rstrip()
+    # `coverage report --show-missing --skip-covered` run in the folder, without a Python of its own
+    table = io.StringIO()
+    with contextlib.chdir(folder):
+        data = coverage.Coverage(data_file=str(folder / ".coverage"))
+        data.load()
+        data.report(file=table, show_missing=True, skip_covered=True)
+    grade.coverage_table = table.getvalue().rstrip()
 
 
 def connect(db_env: dict, database: str):
@@ -283,14 +336,16 @@ def database_made(db_env: dict, database: str) -> bool:
         conn.close()
 
 
-def drop_database(db_env: dict, database: str) -> None:
+def drop_databases(db_env: dict, databases: list[str]) -> None:
     from psycopg2 import sql
 
     conn = connect(db_env, "postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            for database in databases:
+                name = sql.Identifier(database)
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
     finally:
         conn.close()
 
@@ -309,6 +364,7 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
     started = time.monotonic()
     chosen = [m for m in mutants if only is None or m.name in only]
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copies: dict[str, Callable[[], None]] = {}  # per run: makes its folder, just before it starts
 
         def prepare(name: str, options: list[str], timeout: float, mutant: Mutant | None = None,
                     app_of_model: bool = True) -> Run:
@@ -317,46 +373,100 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
             # app/main.py. So a suite cannot tell its own app from a bug by a path, a name or a
             # hash of the files: it must test what the app does.
             folder = Path(tempfile.mkdtemp(dir=tmp)) / learner.name
-            copy_folder(learner, folder)
-            if app_of_model:
-                shutil.rmtree(folder / "app", ignore_errors=True)
-                copy_folder(model / "app", folder / "app")
-            if mutant is not None:
-                plant(mutant, folder)
             mark = secrets.token_hex(4)
-            with (folder / "app" / "main.py").open("a") as main:
-                main.write(f"\n# make check: run {mark}\n")
+
+            def copy() -> None:
+                copy_folder(learner, folder)
+                if app_of_model:
+                    shutil.rmtree(folder / "app", ignore_errors=True)
+                    copy_folder(model / "app", folder / "app")
+                if mutant is not None:
+                    plant(mutant, folder)
+                with (folder / "app" / "main.py").open("a") as main:
+                    main.write(f"\n# make check: run {mark}\n")
+
+            copies[name] = copy
             return Run(name, folder, f"{prefix}_{mark}", options, timeout)
 
         quick = ["-x", "-q", "--no-cov"]  # a mutant: the first failing test is enough
-        own = prepare("own", ["-q", "--cov=app", "--cov-branch", "--cov-report="], OWN_TIMEOUT,
-                      app_of_model=False)
+        own = prepare("own", ["-q", "--cov=app", "--cov-branch", "--cov-report=", "--cov-context=test"],
+                      OWN_TIMEOUT, app_of_model=False)
         own.options.append(f"--cov-report=json:{own.folder / '.coverage.json'}")
         runs = [own]
         # The mutants are planted in the model's app/: the suite must pass on that first, or a
-        # failure says nothing about a bug. Most often it is the learner's app, byte for byte.
-        if app_files(learner) != app_files(model):
-            runs.append(prepare("baseline", quick, OWN_TIMEOUT))
+        # failure says nothing about a bug. Most often it is the learner's app, byte for byte: then
+        # the run in reverse order shows it, and whether the mutants' runs may be reordered.
+        same_app = app_files(learner) == app_files(model)
+        check = prepare("reversed" if same_app else "baseline", quick, OWN_TIMEOUT)
+        check.order = Order(reverse=True) if same_app else None
+        runs.append(check)
         runs += [prepare(m.name, quick, MUTANT_TIMEOUT, mutant=m) for m in chosen]
+        by_name = {run.name: run for run in runs}
+        mutant_of = {m.name: m for m in chosen}
+        started_runs: list[Run] = []
 
-        def suite_failed(run: Run) -> bool:
-            """Why try a bug once the suite fails on the app as it is."""
-            return run.name not in ("own", "baseline") and any(
-                r.exitstatus not in (None, 0) for r in runs if r.name in ("own", "baseline"))
+        def failed(run: Run) -> bool:
+            return run.exitstatus not in (None, 0)
+
+        def before(run: Run) -> str:
+            if run.name in mutant_of:
+                if failed(own) or (not same_app and failed(check)):
+                    return SKIP  # why try a bug once the suite fails on the app as it is
+                if same_app and not failed(check):  # the tests do not lean on each other (yet)
+                    if own.exitstatus is None or check.exitstatus is None:
+                        return WAIT  # the order comes from the run on the learner's app
+                    first = tests_running_edits(mutant_of[run.name], model, own.folder)
+                    run.order = Order(first=first) if first else None
+            copies[run.name]()
+            started_runs.append(run)
+            return START
 
         try:
-            run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), suite_failed)
+            run_all(runs, db_env, max(1, workers or os.cpu_count() or 2), before)
             passes = own_passes(runs, learner)
             result = Grade([passes, own_database(db_env, own)], own, 0.0)
         finally:  # the runs' databases have names of their own: none is left behind
-            for run in runs:
-                drop_database(db_env, run.database)
+            drop_databases(db_env, [run.database for run in started_runs])
         if own.counts["passed"] + own.counts["failed"]:  # no test ran: no coverage to speak of
             read_coverage(result)
-        by_name = {run.name: run for run in runs}
         result.results += [mutant_caught(m, by_name[m.name], passes.met) for m in chosen]
     result.seconds = time.monotonic() - started
     return result
+
+
+def tests_running_edits(mutant: Mutant, model: Path, measured: Path) -> frozenset[str]:
+    """The node ids of the tests likely to catch the mutant, from the coverage contexts of the run
+    in the folder `measured` (on an app byte for byte the model's): those that ran a statement its
+    edits change, or for a statement that ran at import (a class body, a default value) those that
+    ran any line of its file. Empty when an edit is not in Python or no test ran one."""
+    import coverage
+
+    data = coverage.CoverageData(basename=str(measured / ".coverage"))
+    data.read()
+    tests: set[str] = set()
+    for edit in mutant.edits:
+        if not edit.file.endswith(".py"):
+            return frozenset()
+        text = (model / edit.file).read_text()
+        first = text.count("\n", 0, text.index(edit.old)) + 1
+        last = first + edit.old.rstrip("\n").count("\n")
+        contexts = data.contexts_by_lineno(os.path.realpath(measured / edit.file))
+        ran = {c for line in statement_lines(ast.parse(text), first, last) for c in contexts.get(line, [])}
+        if "" in ran:  # at import, before any test
+            ran = {c for line_contexts in contexts.values() for c in line_contexts}
+        tests |= {context.rsplit("|", 1)[0] for context in ran if context}  # "tests/test_x.py::test_y|run"
+    return frozenset(tests)
+
+
+def statement_lines(tree: ast.Module, first: int, last: int) -> set[int]:
+    """The lines coverage records for the innermost statements that lines first..last touch: a
+    statement's first line (and its decorators'), not an enclosing def's or class's."""
+    touching = [node for node in ast.walk(tree)
+                if isinstance(node, ast.stmt) and node.lineno <= last and node.end_lineno >= first]
+    inner = [node for node in touching
+             if not any(other is not node and other in set(ast.walk(node)) for other in touching)]
+    return {line for node in inner
+            for line in (node.lineno, *(d.lineno for d in getattr(node, "decorator_list", [])))}
 
 
 def own_passes(runs: list[Run], learner: Path) -> Result:
