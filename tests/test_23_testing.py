@@ -5,9 +5,10 @@ grader (shared/services/mutation.py) runs a suite on its own app, then on the mo
 shared/mutants/23-testing.toml planted. These tests hold the model suite to its budget, every
 mutant to applying and being caught, and the grader to its verdicts on an empty suite, on one
 that tests signup only, on suites that check which app they run on (a hash of app/, the folder's
-name) instead of what it does, and on a folder without pytest's settings. The grader forks, so it
-runs as its own command line here, as `make check` runs it, and reports through its JSON results
-file.
+name) instead of what it does, on a folder without pytest's settings, and on a suite whose tests
+lean on each other's order (the grader reorders a mutant's tests only when they do not). The
+grader forks, so it runs as its own command line here, as `make check` runs it, and reports
+through its JSON results file.
 """
 
 import filecmp
@@ -45,6 +46,25 @@ def graded(folder: Path, tmp_path: Path, only: list[str] | None = None) -> tuple
                           check=False)
     assert results.exists(), done.stdout + done.stderr
     return json.loads(results.read_text()), done.stdout
+
+
+ORDER_DEPENDENT = '''
+from helpers import PASSWORD
+
+STATE = {}
+
+
+def test_a_signup_is_201(client):
+    r = client.post("/api/users", json={"name": "Ada", "email": "ada@example.com", "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    STATE["signed_up"] = True
+
+
+def test_b_login_is_200_after_a_signup(client, user):
+    r = client.post("/api/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert STATE["signed_up"]  # leans on the test before: fails when run first
+'''
 
 
 def met(grade: dict) -> dict[str, bool]:
@@ -174,3 +194,15 @@ def test_a_folder_without_pytest_settings_fails_the_first_line(lesson, tmp_path)
     grade, printed = graded(folder, tmp_path, only=["any_password"])
     assert met(grade)[mutants.OWN_PASSES] is False, printed
     assert "pythonpath = ." in printed
+
+
+def test_a_suite_whose_tests_lean_on_their_order_gets_no_bug_from_a_reordered_run(lesson, tmp_path):
+    """A mutant's run starts with the tests that run its lines (test_b, for a login that accepts
+    any password): here test_b would fail for want of test_a, not for the bug. The suite run in
+    reverse order fails, so the mutant's run keeps the suite's order, and the bug is missed."""
+    folder = tmp_path / "ordered"
+    shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns("test_*.py", "__pycache__", ".env"))
+    (folder / "tests" / "test_order.py").write_text(ORDER_DEPENDENT)
+    grade, printed = graded(folder, tmp_path, only=["any_password"])
+    bug = next(m.requirement for m in MUTANTS if m.name == "any_password")
+    assert met(grade) == {mutants.OWN_PASSES: True, mutants.OWN_DATABASE: True, bug: False}, printed
