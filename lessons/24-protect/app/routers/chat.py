@@ -162,4 +162,7 @@ def chat_history(user: CurrentUser, db: SessionDep, limit: Limit = PAGE_SIZE, be
     # The newest `limit` of them, as in conversation() (the index on (user_id, id) reads just
     # those rows), turned around: oldest first, as the page shows them.
     page = db.scalars(query.order_by(models.Message.id.desc()).limit(limit)).all()
+    # End the read: FastAPI turns the rows into JSON in another worker thread, and the request
+    # must not hold a connection while it waits for one (lesson 17); the rows keep their values.
+    db.commit()
     return page[::-1]
