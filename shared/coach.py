@@ -341,9 +341,13 @@ def main() -> None:
     print(f"offline coach: OpenAI-compatible at http://{args.host}:{args.port}/v1 "
           f"({args.token_delay:g} s per token)", flush=True)
     # warning: no line per request (the API's own log is the one to read); a short grace at
-    # shutdown, so a slow-mode request never holds Ctrl-C up.
+    # shutdown, so a slow-mode request never holds Ctrl-C up. Idle connections stay open 75 s,
+    # not uvicorn's 5: a client's pool may hand out a connection just as the server closes it,
+    # and the openai client of lessons 18 on tries once (max_retries=0): under load (a busy
+    # event loop takes longer to use what it picked) that race failed a few chats in every
+    # make bench-ship run with 5 s.
     uvicorn.run(create_app(args.token_delay), host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=1)
+                timeout_graceful_shutdown=1, timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
