@@ -21,7 +21,7 @@ a suite that ignores TEST_DB_NAME still cannot reach the learner's data; OPENAI_
 a closed port, so no test reaches a paid LLM. A run on a mutant stops at the first failing test
 (-x); one that does not finish within MUTANT_TIMEOUT counts as caught, as mutation testing tools
 count it (a hang is a failure a person notices). Results come from pytest's junit XML and
-coverage's JSON report, never from their text.
+coverage's JSON report and data file, never from their text.
 
 Most of a check's time went into mutant runs passing the tests that come before the one that
 catches the bug (a run stops at its first failure). So the run on the learner's app records which
@@ -31,8 +31,10 @@ say, any line of its file), then the others, each group in the suite's own order
 A test that fails there fails in the suite's order as well, but only when the tests do not lean on
 each other (a user an earlier test signed up, a row it left): beside the run on the learner's
 app, the suite runs once more in reverse order on the model's app (-x), and only when that passes
-too are the mutants' runs reordered. Nothing is left out: a run that catches nothing has run
-every test, as before.
+too are the mutants' runs reordered (a reverse run that takes more than twice as long as the
+first counts as failed). When the learner changed app/, the suite runs on the model's app in its
+own order instead (the baseline: it must pass there too), and the mutants keep the suite's order.
+Nothing is left out: a run that catches nothing has run every test.
 
 Hand-made: mutation testing tools (mutmut, cosmic-ray) plant every mutation they can generate and
 report a score; this course wants a few chosen bugs, named in words, each a line of a checklist.
@@ -413,8 +415,13 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
                 if failed(own) or (not same_app and failed(check)):
                     return SKIP  # why try a bug once the suite fails on the app as it is
                 if same_app and not failed(check):  # the tests do not lean on each other (yet)
-                    if own.exitstatus is None or check.exitstatus is None:
+                    if own.exitstatus is None:
                         return WAIT  # the order comes from the run on the learner's app
+                    if check.exitstatus is None:
+                        # In reverse the suite takes about as long as in its own order: a run
+                        # that takes much longer is stopped, and counts as failed.
+                        check.timeout = min(check.timeout, 2 * own.seconds + 5)
+                        return WAIT
                     first = tests_running_edits(mutant_of[run.name], model, own.folder)
                     run.order = Order(first=first) if first else None
             copies[run.name]()
