@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from helpers import IN_CI
+from helpers import IN_CI, serve_folder
 from shared.ground.manifest import all_lessons
 from shared.ground.requirements import requirements
 from shared.services import site as course_site
@@ -29,18 +29,47 @@ def site(tmp_path_factory):
     return out / "site"
 
 
-@pytest.fixture
-def site_url(site, static_server):
-    return static_server(site)
+@pytest.fixture(scope="module")
+def site_url(site):
+    """The built site over HTTP, one server for the module (it only reads files)."""
+    server = serve_folder(site)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def watch(page, site_url) -> list[str]:
+    """The URLs of the requests `page` makes outside the site's own server, from now on."""
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((site_url, "data:", "blob:"))
+            else None)
+    page.add_init_script(OPEN_SHADOWS)
+    return outside
 
 
 @pytest.fixture
 def site_page(page, site_url):
     """A page that fails the test on any request that leaves the site's own server."""
-    outside = []
-    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((site_url, "data:", "blob:"))
-            else None)
-    page.add_init_script(OPEN_SHADOWS)
+    outside = watch(page, site_url)
+    yield page
+    assert outside == []
+
+
+@pytest.fixture(scope="module")
+def lesson_07_opened(browser, site_url):
+    """Lesson 07's page, loaded once for the tests that only read it (no clicks, no typing)."""
+    context = browser.new_context()
+    page = context.new_page()
+    outside = watch(page, site_url)
+    page.goto(lesson_url(site_url, "07"))
+    yield page, outside
+    context.close()
+
+
+@pytest.fixture
+def lesson_07_page(lesson_07_opened):
+    """That page; the test fails on any request that left the site's own server."""
+    page, outside = lesson_07_opened
     yield page
     assert outside == []
 
@@ -57,17 +86,15 @@ def test_every_lesson_has_a_page_and_the_build_is_strict(site):
     assert "fonts.googleapis" not in (site / "index.html").read_text()
 
 
-def test_lesson_page_opens_with_the_task_and_shows_the_checklist(site_page, site_url):
-    site_page.goto(lesson_url(site_url, "07"))
-    headings = site_page.locator("article h2").all_inner_texts()
+def test_lesson_page_opens_with_the_task_and_shows_the_checklist(lesson_07_page):
+    headings = lesson_07_page.locator("article h2").all_inner_texts()
     assert headings[0].strip("¶ ") == "Your task", headings
-    checklist = site_page.locator("#the-checklist + p + ul li").all_inner_texts()
+    checklist = lesson_07_page.locator("#the-checklist + p + ul li").all_inner_texts()
     assert [line.strip() for line in checklist] == [r.text for r in requirements(LESSONS[6])]
 
 
-def test_the_diff_is_side_by_side_with_syntax_colour(site_page, site_url):
-    site_page.goto(lesson_url(site_url, "07"))
-    diff = site_page.locator("details.diff-file", has_text="main.py").first
+def test_the_diff_is_side_by_side_with_syntax_colour(lesson_07_page):
+    diff = lesson_07_page.locator("details.diff-file", has_text="main.py").first
     assert diff.locator("table.diff.split").count() == 1
     added = diff.locator("td.code.add", has_text="BaseModel")
     assert added.count() >= 1
