@@ -41,7 +41,7 @@ def fuzzed_21(tmp_path_factory):
     return fuzz("21", tmp_path_factory.mktemp("fuzz") / "report.json")
 
 
-@pytest.mark.timeout(300)  # two passes of Schemathesis: about 30 s alone, longer beside make test's others
+@pytest.mark.timeout(300)  # two passes of Schemathesis: about 10 s alone, longer beside make test's others
 def test_a_lesson_with_a_login_is_fuzzed_anonymously_and_with_a_valid_token_on_every_operation(fuzzed_21):
     r, report = fuzzed_21
     passes = {p["name"]: p["counts"] for p in report.get("passes", [])}
