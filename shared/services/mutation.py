@@ -310,8 +310,11 @@ def read_coverage(grade: Grade) -> None:
     table = io.StringIO()
     with contextlib.chdir(folder):
         data = coverage.Coverage(data_file=str(folder / ".coverage"))
-        data.load()
-        data.report(file=table, show_missing=True, skip_covered=True)
+        try:
+            data.load()
+            data.report(file=table, show_missing=True, skip_covered=True)
+        except coverage.CoverageException as error:  # as the command would print it: "No data to report."
+            table.write(str(error))
     grade.coverage_table = table.getvalue().rstrip()
 
 
@@ -448,8 +451,13 @@ def tests_running_edits(mutant: Mutant, model: Path, measured: Path) -> frozense
     ran any line of its file. Empty when an edit is not in Python or no test ran one."""
     import coverage
 
+    if not (measured / ".coverage").is_file():  # the suite's settings turned coverage off
+        return frozenset()
     data = coverage.CoverageData(basename=str(measured / ".coverage"))
-    data.read()
+    try:
+        data.read()  # first: a CoverageData used unread starts its file afresh
+    except coverage.CoverageException:  # a data file coverage cannot read: no order
+        return frozenset()
     tests: set[str] = set()
     for edit in mutant.edits:
         if not edit.file.endswith(".py"):
@@ -471,7 +479,7 @@ def statement_lines(tree: ast.Module, first: int, last: int) -> set[int]:
     touching = [node for node in ast.walk(tree)
                 if isinstance(node, ast.stmt) and node.lineno <= last and node.end_lineno >= first]
     inner = [node for node in touching
-             if not any(other is not node and other in set(ast.walk(node)) for other in touching)]
+             if not any(inside is not node and inside in touching for inside in ast.walk(node))]
     return {line for node in inner
             for line in (node.lineno, *(d.lineno for d in getattr(node, "decorator_list", [])))}
 
