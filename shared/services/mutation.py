@@ -32,7 +32,8 @@ A test that fails there fails in the suite's order as well, but only when the te
 each other (a user an earlier test signed up, a row it left): beside the run on the learner's
 app, the suite runs once more in reverse order on the model's app (-x), and only when that passes
 too are the mutants' runs reordered (a reverse run that takes more than twice as long as the
-first counts as failed). When the learner changed app/, the suite runs on the model's app in its
+first counts as failed; a mutant's run that starts while the first is still going, on a core that
+would wait, keeps the suite's order). When the learner changed app/, the suite runs on the model's app in its
 own order instead (the baseline: it must pass there too), and the mutants keep the suite's order.
 Nothing is left out: a run that catches nothing has run every test.
 
@@ -417,9 +418,9 @@ def grade(learner: Path, model: Path, mutants: list[Mutant], db_env: dict, prefi
             if run.name in mutant_of:
                 if failed(own) or (not same_app and failed(check)):
                     return SKIP  # why try a bug once the suite fails on the app as it is
-                if same_app and not failed(check):  # the tests do not lean on each other (yet)
-                    if own.exitstatus is None:
-                        return WAIT  # the order comes from the run on the learner's app
+                # The order comes from the run on the learner's app: until it ends, a core that
+                # would wait runs a mutant in the suite's order.
+                if same_app and not failed(check) and own.exitstatus == 0:
                     if check.exitstatus is None:
                         # In reverse the suite takes about as long as in its own order: a run
                         # that takes much longer is stopped, and counts as failed.
