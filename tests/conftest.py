@@ -85,6 +85,9 @@ CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chro
 # How long a page action or wait may take (ms): every step's pages answer within a second or two
 # even on a busy machine; a missing element or redirect fails after this, not after 30 s.
 BROWSER_WAIT_MS = 5_000
+# Set in each worker process when pytest-xdist spreads the tests (make check): "gw0", "gw1", ...
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+ONE_WORKER_FIXTURES = ("stack", "two_workers")
 
 
 def lesson_numbers(items) -> set[str]:
@@ -97,6 +100,13 @@ def pytest_collection_modifyitems(config, items):
         pytest.exit("one lesson per pytest process (lessons share module names): "
                     "use `make test` or `make test LESSON=NN`", returncode=4)
     config.lesson_number = numbers.pop() if numbers else None
+    # make check may spread a lesson's tests over worker processes (pytest-xdist, --dist
+    # loadgroup): the tests that share a module fixture costlier than a server start (two
+    # workers, nginx) go to one worker, so it starts once; the rest go wherever a worker is free.
+    for item in items:
+        shared = next((name for name in ONE_WORKER_FIXTURES if name in item.fixturenames), None)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared))
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +162,8 @@ def db_env(lesson):
     (ROOT / ".data").mkdir(exist_ok=True)
     # A run against another lesson's code (make test PREVIOUS=1) names a database of its own.
     name = f"aic_test_{lesson.number}{os.environ.get('TEST_DB_SUFFIX', '')}"
+    if WORKER:  # make check spreads a lesson's tests over workers (pytest-xdist): one database each
+        name += f"_{WORKER}"
     with open(ROOT / ".data" / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         settings = devdb.create_test_database(name)
@@ -392,7 +404,11 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     path = config.getoption("results")
-    config.results_out = open(path, "w") if path else None  # closed in pytest_sessionfinish
+    # Under pytest-xdist the main process empties the file, each worker appends its tests' lines
+    # (one write per line: appends do not interleave), and the main process adds the session's.
+    if path and not WORKER:
+        Path(path).write_text("")
+    config.results_out = open(path, "a") if path else None
     config.results_started = time.monotonic()
 
 
@@ -518,7 +534,7 @@ def pytest_runtest_makereport(item, call):
             nodeid=item.nodeid, file=item.path.name, function=getattr(item, "originalname", item.name),
             case=spec.id if spec else None, outcome=phases["outcome"], seconds=round(phases["seconds"], 3),
             skip_reason=phases["skip"], failure=phases["failure"])))
-        out.flush()
+        out.flush()  # to_line is one line; flushed at once, it is one write
     return report
 
 
@@ -529,7 +545,10 @@ def pytest_collectreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     out = session.config.results_out
-    if out is not None:
+    if out is not None and WORKER:
+        out.close()
+        session.config.results_out = None
+    elif out is not None:
         seconds = time.monotonic() - session.config.results_started
         out.write(results.to_line(results.Session(
             exitstatus=int(exitstatus), collected=session.testscollected, seconds=round(seconds, 2),

@@ -79,6 +79,9 @@ def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", o
         output = (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) \
             else (expired.stdout or "")
     seconds = time.monotonic() - started
+    # Read before it is moved: another run of the same job (make bench beside make check) may
+    # replace the kept file at any moment.
+    found = results.read(running)
     kept = results_file(job, tag)
     if running.exists():
         running.replace(kept)
@@ -89,9 +92,15 @@ def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", o
         note = "no tests ran"
     elif exitstatus == -1:
         note = f"did not finish within {timeout:.0f} s"
-    elif exitstatus and not any(t.outcome == "failed" for t in results.read(kept).tests):
+    elif exitstatus and not any(t.outcome == "failed" for t in found.tests):
         note = f"pytest exited {exitstatus}"
-    return JobRun(job, folder, exitstatus, seconds, output, results.read(kept), note)
+    return JobRun(job, folder, exitstatus, seconds, output, found, note)
+
+
+def spread(workers: int) -> tuple[str, ...]:
+    """pytest options that run one job's tests in `workers` processes (pytest-xdist); the tests
+    that share a costly module fixture stay on one of them (tests/conftest.py marks them)."""
+    return ("-n", str(workers), "--dist", "loadgroup") if workers > 1 else ()
 
 
 def start_database(jobs) -> None:
