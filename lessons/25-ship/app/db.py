@@ -32,6 +32,7 @@ engine = create_engine(
 )
 
 # A session factory: every SessionLocal() is a new Session bound to our engine.
-# expire_on_commit=False: objects keep the values they were loaded with after a commit, so that
-# get_current_user (deps.py) can end its read at once and the endpoint still has the user.
+# expire_on_commit=False: objects keep the values they were loaded or saved with after a commit
+# (by default a commit forgets them, and the next read of user.name queries again). So a
+# commit can end a read early and give the connection back, and the object stays usable.
 SessionLocal = sessionmaker(bind=engine, expire_on_commit=False)

@@ -87,11 +87,13 @@ def get_current_user(db: SessionDep, settings: SettingsDep, credentials: Credent
     if credentials is None:
         raise not_authenticated("Not logged in")
     user = authenticate(db, credentials.credentials, settings)
-    # End the read now: the session gives its connection back to the pool before FastAPI runs
-    # the request's next step, in another worker thread or on the event loop while it waits for
-    # something else (the LLM, its turn to hash). Held across that, with 40 threads and 15
-    # connections, a storm of requests deadlocks: threads waiting for a connection, connections
-    # held by requests waiting for a thread.
+    # End the read now: the session gives its connection back to the pool (the session and
+    # `user` stay usable: expire_on_commit=False in db.py). The endpoint runs next, in a
+    # worker thread it may have to wait for, or on the event loop waiting for something else
+    # (the LLM, its turn to hash): there are 40 threads and 15 connections. Were each request
+    # to keep its connection while it waits, a hundred at once would deadlock: every thread
+    # waiting for a connection, every connection held by a request waiting for a thread,
+    # until the pool gives up after 30 seconds.
     db.commit()
     if user is None:
         logger.warning("token refused: invalid, expired, revoked, or its user is gone")

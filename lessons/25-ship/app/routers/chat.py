@@ -1,6 +1,5 @@
 """The chat with the coach over HTTP: one answer, the answer streamed, and the history."""
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -10,15 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import limits, models
-from app.config import Settings
 from app.crud import conversation, save_exchange
 from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
-from app.llm import LLM, Usage
+from app.llm import Usage
 from app.schemas import (
     DB_DOWN,
     LLM_DOWN,
@@ -103,67 +101,45 @@ STREAM_ERRORS = {
 }
 
 
-# The stream's events, written here rather than by FastAPI (lesson 20's EventSourceResponse and
-# ServerSentEvent). FastAPI passes each event through a task of its own, two in-memory queues
-# and a keep-alive timer: about 40 µs of CPU an event, against 3 µs for a plain StreamingResponse,
-# and with 100 answers streaming, a quarter of the workers' time (make bench-ship, README). The
-# wire format is the same: an `event:` line when the event has a name, then a `data:` line of
-# JSON, where a newline in a token travels as the two characters \n and cannot end the event
-# early. What is lost: FastAPI's `: ping` comment after 15 s of silence, which nginx does not
-# need (its proxy_read_timeout is longer than OPENAI_TIMEOUT).
-def sse(data: dict, event: str | None = None) -> str:
-    return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
-
-
-class EventStream(StreamingResponse):
-    """A streamed response of Server-Sent Events: its type is also what /docs shows for the 200."""
-
-    media_type = "text/event-stream"
-
-
 # The same chat, but the answer is sent token by token while the coach writes it, as
-# Server-Sent Events (a `text/event-stream` response): each event written by events() is sent
-# at once. no-cache: nobody on the way keeps a copy; X-Accel-Buffering: nginx sends each event
-# on at once (nginx.conf says so too).
+# Server-Sent Events (a `text/event-stream` response). `yield` makes the endpoint a generator;
+# with response_class=EventSourceResponse, FastAPI sends each ServerSentEvent it yields at once,
+# as an `event:` line (when it has a name) and a `data:` line of JSON: a newline in a token
+# travels as the two characters \n and cannot end the event early. FastAPI also writes the 200
+# into the OpenAPI document (/docs).
 # The 200 goes out before the model is even asked, so every failure of the model, before its
 # first token or half-way, is told as an `event: error`.
 # If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
 # (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
-# the model on the way out, and nothing is stored. The seat (chat_seat) is given back once the
-# response is sent, however it ended.
+# the model on the way out, and nothing is stored.
 # async def: the endpoint and its stream run on the event loop, and wait only with `await`,
 # so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
-@router.post("/stream", response_class=EventStream,
+@router.post("/stream", response_class=EventSourceResponse,
              response_description='Events `data: {"token": "..."}`, one per token, then `event: done` '
                                   'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
              responses=STREAM_ERRORS)
 async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question: AskedQuestion, llm: LLMDep,
-                      settings: SettingsDep) -> EventStream:
-    return EventStream(events(seat, question, llm, settings),
-                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def events(seat: limits.Seat, question: Question, llm: LLM, settings: Settings) -> AsyncIterator[str]:
+                      settings: SettingsDep) -> AsyncIterator[ServerSentEvent]:
     reply, usage = [], Usage()
     try:
         async with aclosing(llm.stream(question.messages, usage)) as tokens:
             async for token in tokens:
                 reply.append(token)
-                yield sse({"token": token})
+                yield ServerSentEvent(data={"token": token})
                 await seat.keep()  # renews the seat's lease now and then, while the answer lasts
         await run_in_threadpool(save_exchange, question.user_id, question.text, question.asked_at,
                                 "".join(reply))
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
-        yield sse({"detail": error.detail}, "error")
+        yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
     except OperationalError:  # the database went away before the exchange was stored
-        yield sse({"detail": "Database unavailable, try again later"}, "error")
+        yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
     finally:
         await limits.spend_tokens(question.user_id, usage.tokens, settings)
     logger.info("chat stream: user %s asked the coach, %s earlier messages sent, %s tokens", question.user_id,
                 len(question.messages) - 2, usage.tokens)
-    yield sse({}, "done")
+    yield ServerSentEvent(data={}, event="done")
 
 
 # A page of the history: 50 messages unless the client asks for another number, at most 100.
@@ -186,4 +162,7 @@ def chat_history(user: CurrentUser, db: SessionDep, limit: Limit = PAGE_SIZE, be
     # The newest `limit` of them, as in conversation() (the index on (user_id, id) reads just
     # those rows), turned around: oldest first, as the page shows them.
     page = db.scalars(query.order_by(models.Message.id.desc()).limit(limit)).all()
+    # End the read: FastAPI turns the rows into JSON in another worker thread, and the request
+    # must not hold a connection while it waits for one (lesson 17); the rows keep their values.
+    db.commit()
     return page[::-1]
