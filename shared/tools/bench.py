@@ -28,7 +28,7 @@ from pathlib import Path
 
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find, previous
-from shared.ground.paths import BUILD, ROOT
+from shared.ground.paths import BUILD, RESULTS, ROOT
 from shared.services.testrun import SUMMARY
 
 GREEN_TARGET, RED_TARGET, TEST_TARGET = 5.0, 10.0, 90.0
@@ -54,6 +54,10 @@ def check_loop(numbers: list[str]) -> list[dict]:
             green, green_code = make("check", f"LESSON={lesson.number}", f"DIR={lesson.path}", env=env)
             row = {"lesson": lesson.number, "green_s": round(green, 1), "green_ok": green_code == 0,
                    "green_target": MUTANTS_GREEN_TARGET if lesson.grader == "mutants" else GREEN_TARGET}
+            if green_code:  # keep what failed: the red run below writes the same results file
+                failed = RESULTS / f"{lesson.number}-check.jsonl"
+                if failed.exists():
+                    shutil.copyfile(failed, RESULTS / f"{lesson.number}-check-green-failed.jsonl")
             if before:
                 red, red_code = make("check", f"LESSON={lesson.number}", f"DIR={before.path}", env=env)
                 row.update(red_s=round(red, 1), red_is_red=red_code != 0)
@@ -72,7 +76,8 @@ def table(rows: list[dict], test_wall: float | None) -> str:
              "|---|---:|---:|"]
     for row in rows:
         red = flag(row["red_s"], RED_TARGET) if "red_s" in row else "    -  "
-        notes = ("" if row["green_ok"] else " (model answer NOT green)") + \
+        notes = ("" if row["green_ok"] else f" (model answer NOT green: build/test-results/"
+                                            f"{row['lesson']}-check-green-failed.jsonl)") + \
             ("" if row.get("red_is_red", True) else " (previous folder passed)")
         lines.append(f"| {row['lesson']} | {flag(row['green_s'], row['green_target'])} | {red} |{notes}")
     greens = [r["green_s"] for r in rows]
