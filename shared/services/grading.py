@@ -37,12 +37,16 @@ from shared.ground.results import Failure, RunResults, TestResult
 from shared.services.testrun import JobRun, run_job, spread
 
 OK, NO = "\u2714", "\u2718"
-CHECK_TIMEOUT = 300  # seconds: a lesson's tests take under 10
+CHECK_TIMEOUT = 300  # seconds: a lesson's tests take well under a minute
+SHORT = 60  # characters: values up to this long are shown whole on one line each
+WINDOW = 30  # characters shown before the first difference of two long values
+
 # make check spreads the tests of a lesson with an LLM (18 on) over three pytest processes
 # (pytest-xdist): they mostly wait (for a stream's next token, a socket's timeout, a page), so the
-# waits overlap even on two cores: 21 took 19.6 s alone and 13.2 s so, 24 38.7 and 26.2, 25 48.1
-# and 32.0 (make bench, 2 cores). Earlier lessons mostly compute, and a worker's start-up would
-# cost more than it saves (16: 5.7 s alone, 7.1 s so). CHECK_WORKERS=n sets it for any lesson.
+# waits overlap even on two cores. make check on 2 cores, one process against three at the same
+# load: 21 took 19.6 s and 13.2 s, 24 38.7 and 26.2, 25 48.1 and 32.0. Earlier lessons mostly
+# compute, and the workers' start-up costs more than it saves (16: 5.7 s and 7.1 s).
+# CHECK_WORKERS=n sets the number for any lesson.
 SPREAD_WORKERS = 3
 
 
@@ -51,8 +55,6 @@ def check_workers(lesson: Lesson) -> int:
     if chosen.isdigit() and int(chosen) > 0:
         return int(chosen)
     return SPREAD_WORKERS if "llm" in lesson.needs else 1
-SHORT = 60  # characters: values up to this long are shown whole on one line each
-WINDOW = 30  # characters shown before the first difference of two long values
 
 
 @dataclass
