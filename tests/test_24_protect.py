@@ -159,10 +159,8 @@ def two_workers(lesson, app, db_env, coach_server):
         servers.stop_all()
 
 
-def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
-    """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
-    Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
-    five 401s in total, not five per worker."""
+def twenty_wrong_passwords(two_workers, db) -> Counter:
+    """Twenty wrong passwords for one new account, sent at once to the two workers: the statuses."""
     email = f"{uuid.uuid4().hex[:12]}@example.com"
     insert_user(db, email=email, password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
 
@@ -172,8 +170,14 @@ def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
         return r.status_code
 
     with ThreadPoolExecutor(10) as pool:
-        statuses = Counter(pool.map(wrong_password, range(20)))
-    assert statuses == {401: 5, 429: 15}
+        return Counter(pool.map(wrong_password, range(20)))
+
+
+def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
+    """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
+    Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
+    five 401s in total, not five per worker."""
+    assert twenty_wrong_passwords(two_workers, db) == {401: 5, 429: 15}
     pids = set(re.findall(r"\[(\d+)\][^\n]*? app\.\S+: (?:login failed|rate limit)", two_workers.log()))
     assert pids, "no log line [<pid>] ... app.<logger>: login failed / rate limit: check the log format"
     assert len(pids) == 2, f"one worker answered them all: {pids}"

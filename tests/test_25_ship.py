@@ -20,11 +20,9 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import bcrypt
 import httpx2
 import pytest
 import yaml
@@ -32,10 +30,10 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 import test_24_protect
-from helpers import IN_CI, bearer, free_port, insert_user, wait_for
+from helpers import IN_CI, bearer, free_port, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
-from test_24_protect import PASSWORD
+from test_24_protect import twenty_wrong_passwords
 
 WORKERS = 2
 GRACE = 10  # --timeout-graceful-shutdown of the workers here, in seconds
@@ -173,17 +171,7 @@ def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
     """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
     Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
     five 401s in total, not five per worker. (Lesson 24's test, reading the log as JSON lines.)"""
-    email = f"{uuid.uuid4().hex[:12]}@example.com"
-    insert_user(db, email=email, password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
-
-    def wrong_password(_):
-        r = httpx2.post(f"{two_workers.url}/api/login", json={"email": email, "password": "wrong-password"},
-                        timeout=30)  # a connection of its own each time: either worker may take it
-        return r.status_code
-
-    with ThreadPoolExecutor(10) as pool:
-        statuses = Counter(pool.map(wrong_password, range(20)))
-    assert statuses == {401: 5, 429: 15}
+    assert twenty_wrong_passwords(two_workers, db) == {401: 5, 429: 15}
     pids = {line["pid"] for line in json_lines(two_workers.log())
             if line["logger"].startswith("app.") and re.match("login failed|rate limit", line["message"])}
     assert len(pids) == 2, f"one worker answered them all: {pids}"

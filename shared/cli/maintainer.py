@@ -208,24 +208,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("lesson")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_alembic)
-    p = sub.add_parser("bench", add_help=False)
-    p.set_defaults(func=lambda a: bench.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p = sub.add_parser("bench-stream", add_help=False)
-    p.set_defaults(func=lambda a: bench_stream.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p = sub.add_parser("mutants", add_help=False)  # what make check runs for a lesson graded by mutants
-    p.set_defaults(func=lambda a: mutation.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p = sub.add_parser("bench-ship", add_help=False)
-    p.set_defaults(func=lambda a: bench_ship.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p = sub.add_parser("bench-protect", add_help=False)
-    p.set_defaults(func=lambda a: bench_protect.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p = sub.add_parser("bench-pool", add_help=False)
-    p.set_defaults(func=lambda a: bench_pool.main(a.rest))
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    # Tools with command lines of their own: everything after the name goes to their main().
+    # (mutants is what make check runs for a lesson graded by mutants.)
+    tools = {"bench": bench, "bench-stream": bench_stream, "bench-ship": bench_ship,
+             "bench-protect": bench_protect, "bench-pool": bench_pool, "mutants": mutation}
+    for name, tool in tools.items():
+        p = sub.add_parser(name, add_help=False)
+        p.set_defaults(func=lambda a, tool=tool: tool.main(a.rest))
+        p.add_argument("rest", nargs=argparse.REMAINDER)
     st_args = argv[argv.index("--") + 1:] if argv[0] == "fuzz" and "--" in argv else []  # for `st run`
     ours = argv[:argv.index("--")] if st_args or argv[-1:] == ["--"] else argv
     args, unknown = parser.parse_known_args(ours)

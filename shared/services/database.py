@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import psycopg2
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -96,3 +97,23 @@ def prepare(lesson: Lesson, folder: Path) -> None:
         print("migrations: alembic upgrade head", flush=True)
         if subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=folder).returncode:
             raise NotReady("alembic upgrade head failed (see above)")
+
+
+def bench_users(api_url: str, db_env: dict, count: int) -> list[int]:
+    """`count` users for a benchmark, their ids: one signed up through the app at api_url (so its
+    password hash is the app's own), the rest copies of its row, straight into the table."""
+    signup = {"name": "Bench", "email": "bench0@example.com", "password": "bench-password"}
+    r = httpx2.post(f"{api_url}/api/users", json=signup, timeout=30)
+    if r.status_code != 201:
+        raise NotReady(f"signup: {r.status_code} {r.text}")
+    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
+                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
+    with conn, conn.cursor() as cur:  # copies of the first user (same password hash), committed
+        cur.execute("INSERT INTO users (name, email, password_hash) "
+                    "SELECT 'Bench', 'bench' || i || '@example.com', password_hash "
+                    "FROM users, generate_series(1, %s) AS i WHERE email = 'bench0@example.com'",
+                    (count - 1,))
+        cur.execute("SELECT id FROM users ORDER BY id")
+        ids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return ids

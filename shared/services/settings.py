@@ -122,21 +122,3 @@ def llm_setup(folder: Path) -> tuple[dict, str, list | None]:
             f"the offline coach at {base} (shared/coach.py; put an OPENAI_API_KEY in "
             f"{shown(folder / '.env')} for OpenAI)",
             [str(COACH), "--host", "127.0.0.1", "--port", str(COACH_PORT)])
-
-
-def page_origin(settings: dict) -> tuple[str, str]:
-    """(base URL to print for the pages, a note when the API would refuse them)."""
-    if settings.get("CORS_ORIGINS") is None:
-        return f"http://localhost:{PAGES_PORT}", ""  # the app's own default
-    allowed = [o.strip().rstrip("/") for o in settings["CORS_ORIGINS"].split(",")]
-    works = [f"http://{host}:{PAGES_PORT}" for host in ("localhost", "127.0.0.1")
-             if f"http://{host}:{PAGES_PORT}" in allowed]
-    if len(works) == 2:
-        return works[0], ""
-    if works:
-        other = works[0].replace("localhost", "127.0.0.1") if "localhost" in works[0] else \
-            works[0].replace("127.0.0.1", "localhost")
-        return works[0], f"  (exactly this address: CORS_ORIGINS in .env does not list {other})"
-    return (f"http://localhost:{PAGES_PORT}",
-            f"  (CORS_ORIGINS in .env lists neither http://localhost:{PAGES_PORT} nor "
-            f"http://127.0.0.1:{PAGES_PORT}: the pages cannot call the API)")

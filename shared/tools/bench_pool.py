@@ -42,11 +42,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 import jwt
-import psycopg2
 
 from shared.ground import devdb
 from shared.ground.manifest import Lesson, all_lessons, find
 from shared.ground.paths import BUILD, ROOT
+from shared.services.database import NotReady, bench_users
 from shared.services.processes import Server, ServerFailed, coach_argv, uvicorn_argv
 
 DATABASE = "aic_bench_pool"
@@ -68,21 +68,11 @@ def start(lesson: Lesson, coach: Server, users: int) -> tuple[Server, list[str]]
                        check=True, capture_output=True)
     api = Server(uvicorn_argv(lesson, "--no-access-log", *lesson.server_options), lesson.path, env,
                  f"the app of {lesson.folder}")
-    signup = {"name": "Bench", "email": "bench0@example.com", "password": "bench-password"}
-    r = httpx2.post(f"{api.url}/api/users", json=signup, timeout=30)
-    if r.status_code != 201:
+    try:
+        ids = bench_users(api.url, db_env, users)
+    except NotReady as error:
         api.stop()
-        raise SystemExit(f"signup on {lesson.folder}: {r.status_code} {r.text}")
-    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
-                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
-    with conn, conn.cursor() as cur:  # copies of the first user (same password hash), committed
-        cur.execute("INSERT INTO users (name, email, password_hash) "
-                    "SELECT 'Bench', 'bench' || i || '@example.com', password_hash "
-                    "FROM users, generate_series(1, %s) AS i WHERE email = 'bench0@example.com'",
-                    (users - 1,))
-        cur.execute("SELECT id FROM users ORDER BY id")
-        ids = [row[0] for row in cur.fetchall()]
-    conn.close()
+        raise SystemExit(f"{lesson.folder}: {error}") from None
     # The claims every lesson from 17 on accepts: iat and a lifetime within EXPIRY_MINUTES (16 on),
     # jti and ver (24 on; earlier lessons ignore them).
     now = datetime.now(UTC)

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import httpx2
 import jwt
-import psycopg2
 from websockets.asyncio.client import connect
 
 from shared.ground import devdb
 from shared.ground.manifest import Lesson, find
 from shared.ground.paths import BUILD, ROOT
+from shared.services.database import NotReady, bench_users
 from shared.services.processes import Server, ServerFailed, coach_argv, uvicorn_argv
 
 DATABASE = "aic_bench_stream"
@@ -176,22 +176,14 @@ def start_api_with_users(lesson: Lesson, folder: Path, coach: Server, users: int
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=folder, env=env,
                        check=True, capture_output=True)
     api = Server(uvicorn_argv(lesson, "--no-access-log"), folder, env, f"the API of {folder.name}")
-    signup = {"name": "Bench", "email": "bench0@example.com", "password": "bench-password"}
-    r = httpx2.post(f"{api.url}/api/users", json=signup, timeout=30)
-    if r.status_code != 201:
-        raise SystemExit(f"signup on {folder.name}: {r.status_code} {r.text}")
-    conn = psycopg2.connect(host=db_env["DB_HOST"], port=db_env["DB_PORT"], dbname=db_env["DB_NAME"],
-                            user=db_env["DB_USER"], password=db_env["DB_PASSWORD"])
-    with conn, conn.cursor() as cur:  # copies of the first user (same password hash), committed
-        cur.execute("INSERT INTO users (name, email, password_hash) "
-                    "SELECT 'Bench', 'bench' || i || '@example.com', password_hash "
-                    "FROM users, generate_series(1, %s) AS i WHERE email = 'bench0@example.com'",
-                    (users - 1,))
-        cur.execute("SELECT id FROM users ORDER BY id")
-        ids = [row[0] for row in cur.fetchall()]
-    conn.close()
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    return api, [jwt.encode({"sub": str(i), "exp": expires}, secret, algorithm="HS256") for i in ids]
+    try:
+        ids = bench_users(api.url, db_env, users)
+    except NotReady as error:
+        raise SystemExit(f"{folder.name}: {error}") from None
+    # Lessons 16 on want an iat, and a lifetime within EXPIRY_MINUTES.
+    now = datetime.now(UTC)
+    claims = {"iat": now, "exp": now + timedelta(minutes=10)}
+    return api, [jwt.encode({**claims, "sub": str(i)}, secret, algorithm="HS256") for i in ids]
 
 
 async def measure(kind: str, api: Server, coach: Server, tokens: list[str], sizes: list[int],
