@@ -267,6 +267,34 @@ def test_get_db_can_be_swapped_and_a_database_down_is_503(app, client, user, clo
     assert r.json() == {"detail": "Database unavailable, try again later"}
 
 
+def test_no_free_connection_in_the_pool_is_503_not_500(app, client, user):
+    """A pool that has no connection free within its timeout is as good as a database that is
+    down: 503, not a 500 and a traceback. Here get_db's sessions come from a pool of one
+    connection, which the test holds, and which waits 0.2 s for it.
+    Hint: sqlalchemy.exc.TimeoutError (the pool's, not Python's) needs the same
+    @app.exception_handler as OperationalError."""
+    import database
+    import deps
+
+    engine = create_engine(database.engine.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    busy = sessionmaker(bind=engine)
+
+    def get_db_busy():
+        with busy() as db:
+            yield db
+
+    app.dependency_overrides[deps.get_db] = get_db_busy
+    taken = engine.connect()  # the pool's only connection
+    try:
+        r = client.get("/api/me", headers=bearer(user["token"]))
+    finally:
+        app.dependency_overrides.clear()
+        taken.close()
+        engine.dispose()
+    assert r.status_code == 503, r.text
+    assert r.json() == {"detail": "Database unavailable, try again later"}
+
+
 def test_login_still_gives_a_token_that_me_accepts(client, user):
     r = client.post("/api/login", json={"email": user["email"], "password": PASSWORD})
     assert r.status_code == 200, r.text

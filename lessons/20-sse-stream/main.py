@@ -18,6 +18,7 @@ from passlib.context import CryptContext
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 import llm
@@ -58,6 +59,7 @@ app.add_middleware(
 # When Postgres cannot be reached, SQLAlchemy raises OperationalError. This handler turns it
 # into a short 503 "Service Unavailable" for any endpoint, instead of a 500 and a traceback.
 @app.exception_handler(OperationalError)
+@app.exception_handler(PoolTimeout)  # no free connection in the pool within 30 s: as good as down
 def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
