@@ -268,7 +268,9 @@ def test_get_db_can_be_swapped_and_a_database_down_is_503(app, client, user, clo
 
 
 def test_no_free_connection_in_the_pool_is_503_not_500(app, client, user):
-    """A pool that has no connection free within its timeout is as good as a database that is
+    """No free connection in the pool is 503, not 500.
+
+    A pool that has no connection free within its timeout is as good as a database that is
     down: 503, not a 500 and a traceback. Here get_db's sessions come from a pool of one
     connection, which the test holds, and which waits 0.2 s for it.
     Hint: sqlalchemy.exc.TimeoutError (the pool's, not Python's) needs the same
