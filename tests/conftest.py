@@ -364,6 +364,7 @@ class ReusedTab:
         page = self.page
         del page.on
         try:
+            page.set_default_timeout(BROWSER_WAIT_MS)  # the test may have set another
             for event, handler in self.added:
                 page.remove_listener(event, handler)
             page.unroute_all(behavior="ignoreErrors")

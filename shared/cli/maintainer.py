@@ -17,6 +17,7 @@
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,10 @@ def main(argv: list[str]) -> int:
     if st_args:
         args.st_args = st_args
     os.chdir(ROOT)
+    # A SIGTERM (kill, pkill, a CI runner giving up) stops a command as Ctrl-C does: its
+    # `finally` blocks stop the servers it started. By default Python would just die, and a
+    # killed bench left its coach, workers, nginx and load running, slowing every later run.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         args.func(args)
     except Stop as stop:
