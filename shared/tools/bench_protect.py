@@ -63,14 +63,18 @@ def start(argv: list[str], cwd: Path, env: dict, what: str) -> tuple[subprocess.
     port, log = free_port(), tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, port, log
-        time.sleep(0.05)
-    log.seek(0)
-    raise SystemExit(f"{what} did not start on port {port}:\n{log.read()[-3000:]}")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return proc, port, log
+            time.sleep(0.05)
+        log.seek(0)
+        raise SystemExit(f"{what} did not start on port {port}:\n{log.read()[-3000:]}")
+    except BaseException:  # it never started, or the bench is being stopped: no orphan left
+        stop(proc)
+        raise
 
 
 def stop(proc: subprocess.Popen) -> None:

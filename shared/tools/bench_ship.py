@@ -116,10 +116,14 @@ class App:
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(workers)],
             cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, f"uvicorn with {workers} workers", self.log)
-        deadline = time.monotonic() + 60
-        while len(self.worker_pids()) < workers and time.monotonic() < deadline:
-            time.sleep(0.1)
+        try:
+            wait_port(self.port, self.proc, f"uvicorn with {workers} workers", self.log)
+            deadline = time.monotonic() + 60
+            while len(self.worker_pids()) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except BaseException:  # it never started, or the bench is being stopped: no orphan left
+            self.stop()
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
 
     def worker_pids(self) -> list[int]:
@@ -504,11 +508,12 @@ def main(argv: list[str]) -> None:
     coach = subprocess.Popen([sys.executable, str(COACH), "--port", str(coach_port),
                               "--token-delay", str(args.token_delay)],
                              stdout=coach_log, stderr=subprocess.STDOUT)
-    wait_port(coach_port, coach, "the offline coach", coach_log)
-    users = args.sockets + 10 + (args.rounds + 1) * (args.chats + 1)
-    env, db_env, tokens = prepare(folder, f"http://127.0.0.1:{coach_port}", users)
-    result, apps = {"max_connections": db_env["max_connections"]}, []
+    apps = []
     try:
+        wait_port(coach_port, coach, "the offline coach", coach_log)
+        users = args.sockets + 10 + (args.rounds + 1) * (args.chats + 1)
+        env, db_env, tokens = prepare(folder, f"http://127.0.0.1:{coach_port}", users)
+        result = {"max_connections": db_env["max_connections"]}
         # Each phase on fresh workers: memory one phase freed is not reused by the next.
         for phase in ("sockets", "streams"):
             app = App(folder, env, workers=2)
