@@ -186,7 +186,8 @@ def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
     """Other requests are answered while a stream runs.
 
     While the coach waits GAP s between tokens, GET /api/time, sent five times, must come back
-    in well under the gap (half of them in under a quarter of it): a synchronous client would
+    in well under the gap (half of them in under half of it; held up, each takes about all of
+    it, and a busy machine's own delays stay well below half): a synchronous client would
     hold the event loop until the next token, and every request with it.
     Hint: AsyncOpenAI, with `await` and `async for`: a synchronous OpenAI client's wait for the
     next token blocks the event loop, so every other request waits with it."""
@@ -200,7 +201,7 @@ def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
         after = next(received, None)
     assert after is not None and after[0] == "message", f"the stream was to go on meanwhile; it sent {after}"
     median = statistics.median(took)
-    assert median < GAP / 4, (f"GET /api/time took {median:.2f} s (the middle of "
+    assert median < GAP / 2, (f"GET /api/time took {median:.2f} s (the middle of "
                               f"{', '.join(f'{t:.2f}' for t in took)}) while the coach waited {GAP} s "
                               "between tokens: the event loop waited with it")
 

@@ -323,7 +323,8 @@ def test_other_requests_are_answered_while_a_sockets_answer_streams(pages, coach
     """Other requests are answered while a socket's answer streams.
 
     While the coach waits GAP s between tokens, GET /api/time, sent five times, must come back
-    in well under the gap (half of them in under a quarter of it): a synchronous client would
+    in well under the gap (half of them in under half of it; held up, each takes about all of
+    it, and a busy machine's own delays stay well below half): a synchronous client would
     hold the event loop until the next token, and every request and socket with it.
     Hint: AsyncOpenAI, with `await` and `async for`: a synchronous OpenAI client's wait for the
     next token blocks the event loop, so everyone else waits with it."""
@@ -335,7 +336,7 @@ def test_other_requests_are_answered_while_a_sockets_answer_streams(pages, coach
         after = receive(ws)
     assert after["type"] == "token", f"the answer was to go on meanwhile; the socket sent {after}"
     median = statistics.median(took)
-    assert median < GAP / 4, (f"GET /api/time took {median:.2f} s (the middle of "
+    assert median < GAP / 2, (f"GET /api/time took {median:.2f} s (the middle of "
                               f"{', '.join(f'{t:.2f}' for t in took)}) while the coach waited {GAP} s "
                               "between tokens: the event loop waited with it")
 
