@@ -13,6 +13,8 @@ on free ports of 127.0.0.1; for comparison, the same app in one worker with no p
                           ratio of the two                                        (goal <= 1.5)
   GET /api/me p99         while the N chats stream: 5 clients in a process of their own, each
                           asking again 0.1 s after its last answer                (goal <= 50 ms)
+                          and its median; then split: the requests asked while the chats start
+                          (until the last has its first token) and those asked after
   memory per stream       workers' memory at the peak of the N chats, less idle, / N
   database connections    the most the app held at once during the N chats; each worker's pool
                           limit (SQLAlchemy's 5 + 10 overflow) and Postgres' max_connections
@@ -47,6 +49,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -195,6 +198,7 @@ class ChatStream(asyncio.Protocol):
     def __init__(self, request: bytes, finished: asyncio.Future):
         self.request, self.finished = request, finished
         self.head, self.rest, self.count = None, b"", 0
+        self.first_token_at = None  # time.time() of the first token event
 
     def connection_made(self, transport):
         self.transport = transport
@@ -212,6 +216,8 @@ class ChatStream(asyncio.Protocol):
             if not status.startswith("HTTP/1.1 200 "):
                 return self.end(RuntimeError(f"SSE answer {status}"))
         self.count += data.count(self.TOKEN)
+        if self.count and self.first_token_at is None:
+            self.first_token_at = time.time()
         if self.ERROR in data:
             return self.end(RuntimeError(f"SSE error event: {data[data.index(self.ERROR):][:120]!r}"))
         if self.DONE in data:
@@ -222,7 +228,8 @@ class ChatStream(asyncio.Protocol):
 
     def end(self, error: Exception | None):
         if not self.finished.done():
-            self.finished.set_exception(error) if error else self.finished.set_result(self.count)
+            self.finished.set_exception(error) if error else self.finished.set_result(
+                (self.count, self.first_token_at))
         self.transport.close()
 
     def connection_lost(self, exc):
@@ -230,9 +237,9 @@ class ChatStream(asyncio.Protocol):
             self.finished.set_exception(RuntimeError("SSE stream ended without a done event"))
 
 
-async def chat_sse(url: str, token: str) -> int:
+async def chat_sse(url: str, token: str) -> tuple[int, float]:
     """One chat over SSE through `url` (http://host:port), until its done event; returns the
-    number of tokens."""
+    number of tokens and when the first came (time.time())."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     body = json.dumps({"message": MESSAGE}).encode()
     request = (f"POST /api/chat/stream HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
@@ -252,16 +259,23 @@ async def chat_sse(url: str, token: str) -> int:
 FAILURES: Counter = Counter()
 
 
-async def chats_at_once(url: str, tokens: list[str]) -> tuple[float, int]:
-    """(seconds until the last of these chats, all started at once, is done; tokens received)."""
+@dataclass
+class Round:
+    seconds: float        # until the last of the chats, all started at once, was done
+    tokens: int           # received, all chats together
+    all_streaming: float  # time.time() when the last of them got its first token
+
+
+async def chats_at_once(url: str, tokens: list[str]) -> Round:
     started = time.perf_counter()
     results = await asyncio.wait_for(
         asyncio.gather(*(chat_sse(url, t) for t in tokens), return_exceptions=True), TIMEOUT)
-    counts = [r for r in results if not isinstance(r, BaseException)]
+    done = [r for r in results if not isinstance(r, BaseException)]
     FAILURES.update(f"chat: {failure_name(r)}" for r in results if isinstance(r, BaseException))
+    counts = [count for count, _ in done]
     if len(set(counts)) > 1 or not counts or counts[0] < 10:
         raise RuntimeError(f"chats got different or too few tokens: {sorted(set(counts))}")
-    return time.perf_counter() - started, sum(counts)
+    return Round(time.perf_counter() - started, sum(counts), max(first for _, first in done))
 
 
 def failure_name(error: BaseException) -> str:
@@ -278,18 +292,19 @@ async def open_socket(url: str, token: str):
     return ws
 
 
-async def me_loop(http, url: str, token: str, stop: asyncio.Event, latencies: list[float],
+async def me_loop(http, url: str, token: str, stop: asyncio.Event, latencies: list[tuple[float, float]],
                   pause: float = 0.0) -> None:
-    """GET /api/me, again and again (`pause` seconds after each answer), until `stop` is set."""
+    """GET /api/me, again and again (`pause` seconds after each answer), until `stop` is set;
+    each answer adds (when it was asked, time.time(); seconds it took) to `latencies`."""
     while not stop.is_set():
-        started = time.perf_counter()
+        asked, started = time.time(), time.perf_counter()
         try:
             r = await http.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"})
             r.raise_for_status()
         except httpx2.HTTPError as error:
             FAILURES[f"GET /api/me: {failure_name(error)}"] += 1
             continue
-        latencies.append(time.perf_counter() - started)
+        latencies.append((asked, time.perf_counter() - started))
         await asyncio.sleep(pause)
 
 
@@ -316,7 +331,7 @@ def probe_process(url: str, token: str, ready, stop, out) -> None:
     that also reads 100 streams would count the time its own event loop was busy with them.
     Paced (at most 50 requests a second), so that they measure the wait and do not become the
     load themselves. Sends back the latencies and the failures once `stop` is set."""
-    async def run() -> list[float]:
+    async def run() -> list[tuple[float, float]]:
         latencies, done = [], asyncio.Event()
         async with client(PROBES) as http:
             loops = [asyncio.create_task(me_loop(http, url, token, done, latencies, PROBE_PAUSE))
@@ -342,7 +357,7 @@ async def probing(url: str, token: str):
     process.start()
     await asyncio.to_thread(ready.wait, 60)
 
-    async def finish() -> list[float]:
+    async def finish() -> list[tuple[float, float]]:
         stop.set()
         latencies, failures = await asyncio.to_thread(receiving.recv)
         await asyncio.to_thread(process.join)
@@ -385,20 +400,26 @@ async def streams_phase(url: str, app: App, nginx: proxy.Nginx, coach: int, db_e
                         n: int, rounds: int) -> dict:
     fresh = iter(tokens)
     await chats_at_once(url, [next(fresh) for _ in range(2)])  # warm up
-    one = statistics.median([(await chats_at_once(url, [next(fresh)]))[0] for _ in range(rounds)])
+    one = statistics.median([(await chats_at_once(url, [next(fresh)])).seconds for _ in range(rounds)])
     await asyncio.sleep(0.5)
     idle = sum(app.rss().values())
-    walls, latencies = [], []
+    # GET /api/me's times, all of them, and split: those asked before every chat had its first
+    # token (while they start: each start is a few short transactions, 100 at once) and after.
+    walls, latencies, starting, streaming = [], [], [], []
     async with Sampler(app, db_env) as sampler:
         for _ in range(rounds):
             finish = await probing(url, tokens[0])
-            walls.append((await chats_at_once(url, [next(fresh) for _ in range(n)]))[0])
-            latencies += await finish()
+            done = await chats_at_once(url, [next(fresh) for _ in range(n)])
+            walls.append(done.seconds)
+            for asked, seconds in await finish():
+                latencies.append(seconds)
+                (starting if asked < done.all_streaming else streaming).append(seconds)
     # The CPU one streamed token costs, in the workers, in nginx, in the coach and in this
     # process (the load): one more round, alone, with the wall time it took.
     workers, proxies = app.worker_pids(), [nginx.proc.pid, *children(nginx.proc.pid)]
     before = cpu_seconds(workers), cpu_seconds(proxies), cpu_seconds([coach]), time.process_time()
-    last_wall, streamed = await chats_at_once(url, [next(fresh) for _ in range(n)])
+    last = await chats_at_once(url, [next(fresh) for _ in range(n)])
+    last_wall, streamed = last.seconds, last.tokens
     after = cpu_seconds(workers), cpu_seconds(proxies), cpu_seconds([coach]), time.process_time()
     used = [(a - b) * 1e6 / streamed for a, b in zip(after, before, strict=True)]
     many = statistics.median(walls)
@@ -408,7 +429,12 @@ async def streams_phase(url: str, app: App, nginx: proxy.Nginx, coach: int, db_e
             "cpu_us_per_token_coach": round(used[2]), "cpu_us_per_token_load": round(used[3]),
             "cpu_busy_share": round(sum(used) * streamed / 1e6 / (os.cpu_count() * last_wall), 2),
             "me_p99_ms_while_streaming": round(p99(latencies) * 1000, 1),
+            "me_p50_ms_while_streaming": round(statistics.median(latencies) * 1000, 1),
             "me_requests_while_streaming": len(latencies),
+            "me_p99_ms_while_starting": round(p99(starting) * 1000, 1) if starting else None,
+            "me_requests_while_starting": len(starting),
+            "me_p99_ms_once_all_stream": round(p99(streaming) * 1000, 1) if streaming else None,
+            "me_requests_once_all_stream": len(streaming),
             "kb_per_stream": round((sampler.peak_sum - idle) * 1024 / n, 1),
             "peak_db_connections": sampler.peak_connections,
             "peak_rss_mb_each_worker": sorted(round(mb, 1) for mb in sampler.peak_each.values())}
@@ -462,6 +488,11 @@ def table(r: dict, args) -> str:
         (f"{args.chats} at once / 1 alone", f"{s['ratio']:.2f}", "<= 1.5"),
         (f"GET /api/me p99 while {args.chats} chats stream (ms)", f"{s['me_p99_ms_while_streaming']:.0f}",
          "<= 50"),
+        ("  its median (ms)", f"{s['me_p50_ms_while_streaming']:.0f}", ""),
+        ("  p99 while they start, until each has a token (ms)",
+         f"{s['me_p99_ms_while_starting'] or 0:.0f} ({s['me_requests_while_starting']} requests)", ""),
+        ("  p99 once every chat has its first token (ms)",
+         f"{s['me_p99_ms_once_all_stream'] or 0:.0f} ({s['me_requests_once_all_stream']} requests)", ""),
         ("GET /api/me per second: 2 workers behind nginx", f"{r['me_rps_nginx_2_workers']:.0f}", ""),
         ("GET /api/me per second: 1 worker, no proxy", f"{r['me_rps_direct_1_worker']:.0f}", ""),
         ("CPU per GET /api/me, workers + nginx (ms)", f"{r['me_cpu_ms_nginx_2_workers']:.2f}", ""),
