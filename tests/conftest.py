@@ -45,7 +45,6 @@ import shutil
 import socket
 import sys
 import time
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +57,12 @@ from fastapi.testclient import TestClient
 pytest.register_assert_rewrite("helpers")
 
 from helpers import (  # noqa: E402
+    BROWSER_WAIT_MS,
     IN_CI,
     JWT_SECRET,
     LIVE_LOGS,
     ROOT,
+    ReusedTab,
     Servers,
     alembic,
     connect,
@@ -84,9 +85,6 @@ passlib.hash.bcrypt.default_rounds = 4
 # (A test file may set its own before the app is imported: variables already set win over .env.)
 os.environ["JWT_SECRET"] = JWT_SECRET
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-# How long a page action or wait may take (ms): every step's pages answer within a second or two
-# even on a busy machine; a missing element or redirect fails after this, not after 30 s.
-BROWSER_WAIT_MS = 5_000
 # Set in each worker process when pytest-xdist spreads the tests (make check): "gw0", "gw1", ...
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 ONE_WORKER_FIXTURES = ("stack", "two_workers")
@@ -320,74 +318,9 @@ def browser():
         browser.close()
 
 
-class ReusedTab:
-    """One browser tab for a test module, lent to each of its tests as good as new.
-
-    A new context and page per test cost about 0.7 s of CPU (Chromium starts renderer
-    processes for each; measured 20 tests: 18.4 s fresh against 4.3 s on one tab), and a
-    third of `make test` was Chromium. Playwright has no "reset this page", so take_back()
-    undoes what a test can leave behind: the listeners it added (lend() records page.on), its
-    routes, the page it was on (about:blank closes its sockets and timers), the cookies, the
-    localStorage of every origin it visited, and the HTTP cache (a test may rewrite a served
-    file). Anything that goes wrong while resetting gets a brand-new context instead.
-    """
-
-    def __init__(self, browser):
-        self.browser = browser
-        self.open()
-
-    def open(self) -> None:
-        self.context = self.browser.new_context()
-        self.page = self.context.new_page()
-        self.devtools = self.context.new_cdp_session(self.page)  # Chromium's own protocol
-        self.origins: set[str] = set()
-        self.page.on("framenavigated", self.visited)
-
-    def visited(self, frame) -> None:
-        scheme, host = urllib.parse.urlsplit(frame.url)[:2]
-        if scheme in ("http", "https"):
-            self.origins.add(f"{scheme}://{host}")
-
-    def lend(self):
-        page, added, on = self.page, [], self.page.on
-
-        def recorded_on(event, handler):
-            added.append((event, handler))
-            return on(event, handler)
-
-        self.added = added
-        page.on = recorded_on  # this tab's own page.on, until take_back()
-        page.set_default_timeout(BROWSER_WAIT_MS)
-        return page
-
-    def take_back(self) -> None:
-        page = self.page
-        del page.on
-        try:
-            page.set_default_timeout(BROWSER_WAIT_MS)  # the test may have set another
-            for event, handler in self.added:
-                page.remove_listener(event, handler)
-            page.unroute_all(behavior="ignoreErrors")
-            page.goto("about:blank")
-            self.context.clear_cookies()
-            for origin in self.origins:
-                self.devtools.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
-            self.devtools.send("Network.clearBrowserCache")
-        except Exception:  # a crashed page, a dialog left open...: start over
-            self.close()
-            self.open()
-        self.origins.clear()
-
-    def close(self) -> None:
-        try:
-            self.context.close()
-        except Exception:
-            pass  # already gone with the browser
-
-
 @pytest.fixture(scope="module")
 def tab(browser):
-    tab = ReusedTab(browser)
+    tab = ReusedTab(browser, BROWSER_WAIT_MS)
     yield tab
     tab.close()
 

@@ -34,7 +34,17 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import JWT_SECRET, Servers, bearer, insert_user, log_in_page, token_for, wait_for
+from helpers import (
+    BROWSER_WAIT_MS,
+    JWT_SECRET,
+    ReusedTab,
+    Servers,
+    bearer,
+    insert_user,
+    log_in_page,
+    token_for,
+    wait_for,
+)
 from shared.coach import answer as coachs_answer
 from shared.coach import text_of, tokens_of
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: still valid here)
@@ -581,28 +591,30 @@ def test_every_answer_carries_security_headers(app, user):
             assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
+@pytest.fixture(scope="module")
+def csp_free_tab(browser):
+    tab = ReusedTab(browser, BROWSER_WAIT_MS, bypass_csp=True)
+    yield tab
+    tab.close()
+
+
 @pytest.fixture
-def page(browser):
-    """A fresh page for lesson 21's page tests, which does not enforce the pages' Content Security
+def page(csp_free_tab):
+    """A page for lesson 21's page tests that does not enforce the pages' Content Security
     Policy: those tests wait with page.wait_for_function("<expression>"), which Playwright keeps
     evaluating as a string, and that is what the policy forbids ('unsafe-eval'). This lesson's
-    own page tests use strict_page."""
-    context = browser.new_context(bypass_csp=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
+    own page tests use strict_page. (A tab of the module's own, reset after each test.)"""
+    yield csp_free_tab.lend()
+    csp_free_tab.take_back()
 
 
 @pytest.fixture
-def strict_page(browser):
-    """A fresh page under the pages' own Content Security Policy. Its waits are written as
-    functions, "() => ...": Playwright evaluates such a string once, as the policy allows."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
+def strict_page(tab):
+    """A page under the pages' own Content Security Policy: the module's usual tab. Its waits are
+    written as functions, "() => ...": Playwright evaluates such a string once, as the policy
+    allows."""
+    yield tab.lend()
+    tab.take_back()
 
 
 INJECT_INLINE_SCRIPT = """() => {
