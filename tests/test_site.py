@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from helpers import IN_CI, serve_folder
+from helpers import BROWSER_WAIT_MS, IN_CI, ReusedTab, serve_folder
 from shared.ground.manifest import all_lessons
 from shared.ground.requirements import requirements
 from shared.services import site as course_site
@@ -43,15 +43,23 @@ def watch(page, site_url) -> list[str]:
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((site_url, "data:", "blob:"))
             else None)
-    page.add_init_script(OPEN_SHADOWS)
     return outside
 
 
+@pytest.fixture(scope="module")
+def site_tab(browser):
+    tab = ReusedTab(browser, BROWSER_WAIT_MS, init_script=OPEN_SHADOWS)
+    yield tab
+    tab.close()
+
+
 @pytest.fixture
-def site_page(page, site_url):
+def site_page(site_tab, site_url):
     """A page that fails the test on any request that leaves the site's own server."""
+    page = site_tab.lend()
     outside = watch(page, site_url)
     yield page
+    site_tab.take_back()
     assert outside == []
 
 
@@ -59,6 +67,7 @@ def site_page(page, site_url):
 def lesson_07_opened(browser, site_url):
     """Lesson 07's page, loaded once for the tests that only read it (no clicks, no typing)."""
     context = browser.new_context()
+    context.add_init_script(OPEN_SHADOWS)
     page = context.new_page()
     outside = watch(page, site_url)
     page.goto(lesson_url(site_url, "07"))
