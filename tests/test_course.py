@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from helpers import ROOT, free_port
+from helpers import BROWSER_WAIT_MS, ROOT, ReusedTab, free_port, serve_folder
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find
 from shared.services import proxy, run, settings
@@ -571,3 +571,41 @@ def test_the_manifest_is_opened_in_one_place():
     sources = [p for folder in ("shared", "tests") for p in (ROOT / folder).rglob("*.py")]
     assert [str(p.relative_to(ROOT)) for p in sources if path_literal in p.read_text()] == [
         "shared/ground/manifest.py"]
+
+
+# --- the tests' own tools ------------------------------------------------------------------------
+
+def test_a_reused_tab_keeps_nothing_from_the_test_before(browser, tmp_path):
+    """The `page` every page test gets is one tab per module (helpers.ReusedTab): what one test
+    leaves in it (a token in localStorage, a cookie, a dialog handler, a route, another wait
+    bound, a closed page) must be gone for the next."""
+    (tmp_path / "index.html").write_text("<p>page</p>")
+    server = serve_folder(tmp_path)
+    url = f"http://127.0.0.1:{server.server_port}"
+    tab = ReusedTab(browser, BROWSER_WAIT_MS)
+    try:
+        page = tab.lend()
+        page.goto(f"{url}/index.html")
+        page.evaluate("localStorage.setItem('token', 'old'); document.cookie = 'seen=1'")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.route("**/faked", lambda route: route.fulfill(body="faked"))
+        page.set_default_timeout(1)
+        tab.take_back()
+
+        page = tab.lend()
+        page.goto(f"{url}/index.html")
+        assert page.evaluate("[localStorage.getItem('token'), document.cookie]") == [None, ""]
+        assert page.evaluate("fetch('/faked').then(r => r.status)") == 404
+        assert page.evaluate("confirm('OK?')") is False  # no handler left: dismissed, as by default
+        page.locator("p").wait_for()  # the bound is the usual one again, not 1 ms
+        page.close()
+        tab.take_back()
+
+        page = tab.lend()
+        page.goto(f"{url}/index.html")
+        assert page.text_content("p") == "page"
+    finally:
+        tab.take_back()
+        tab.close()
+        server.shutdown()
+        server.server_close()
