@@ -26,8 +26,9 @@ Fixtures:
   pages         (module) the lesson's frontend/ served from http://localhost:P with a live API
                 that allows that origin; config.js points at it: .url, .api, .folder, .port
   browser       (session) one headless Chromium (Debian's chromium, driven by Playwright)
+  tab           (module) the browser tab `page` lends (helpers.ReusedTab)
   page          a page with nothing from other tests (no cookies, localStorage, listeners or
-                routes): the module's one tab, reset after each test (ReusedTab)
+                routes): the module's one tab, reset after each test
   coach         the offline OpenAI-compatible coach (one per session), reset for each test:
                 .url, .env (settings that point an app at it), .requests(), .mode(...), .stats()
 
