@@ -128,7 +128,12 @@ def run_jobs(pairs: list[tuple], tag: str = "", jobs: int = JOBS) -> list[JobRun
     folder_of = {job.key: folder for job, folder in pairs}
     ordered = longest_first([job for job, _ in pairs])
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        runs = {run.job.key: run for run in pool.map(lambda j: run_job(j, folder_of[j.key], tag), ordered)}
+        try:
+            done = pool.map(lambda job: run_job(job, folder_of[job.key], tag), ordered)
+            runs = {run.job.key: run for run in done}
+        except BaseException:  # Ctrl-C, or SIGTERM (the command line makes it one): start no more jobs
+            pool.shutdown(cancel_futures=True)
+            raise
     return [runs[job.key] for job, _ in pairs]
 
 
