@@ -321,16 +321,15 @@ def browser():
 
 @pytest.fixture(scope="module")
 def tab(browser):
-    tab = ReusedTab(browser, BROWSER_WAIT_MS)
-    yield tab
-    tab.close()
+    with ReusedTab(browser, BROWSER_WAIT_MS) as tab:
+        yield tab
 
 
 @pytest.fixture
 def page(tab):
     """A page with nothing of the tests before it: the module's one tab, reset (ReusedTab)."""
-    yield tab.lend()
-    tab.take_back()
+    with tab.lent() as page:
+        yield page
 
 
 # --- The offline coach (shared/coach.py): the LLM of lessons 18 on, in tests ----------------

@@ -593,9 +593,8 @@ def test_every_answer_carries_security_headers(app, user):
 
 @pytest.fixture(scope="module")
 def csp_free_tab(browser):
-    tab = ReusedTab(browser, BROWSER_WAIT_MS, bypass_csp=True)
-    yield tab
-    tab.close()
+    with ReusedTab(browser, BROWSER_WAIT_MS, bypass_csp=True) as tab:
+        yield tab
 
 
 @pytest.fixture
@@ -604,8 +603,8 @@ def page(csp_free_tab):
     Policy: those tests wait with page.wait_for_function("<expression>"), which Playwright keeps
     evaluating as a string, and that is what the policy forbids ('unsafe-eval'). This lesson's
     own page tests use strict_page. (A tab of the module's own, reset after each test.)"""
-    yield csp_free_tab.lend()
-    csp_free_tab.take_back()
+    with csp_free_tab.lent() as page:
+        yield page
 
 
 @pytest.fixture
@@ -613,8 +612,8 @@ def strict_page(tab):
     """A page under the pages' own Content Security Policy: the module's usual tab. Its waits are
     written as functions, "() => ...": Playwright evaluates such a string once, as the policy
     allows."""
-    yield tab.lend()
-    tab.take_back()
+    with tab.lent() as page:
+        yield page
 
 
 INJECT_INLINE_SCRIPT = """() => {

@@ -582,30 +582,24 @@ def test_a_reused_tab_keeps_nothing_from_the_test_before(browser, tmp_path):
     (tmp_path / "index.html").write_text("<p>page</p>")
     server = serve_folder(tmp_path)
     url = f"http://127.0.0.1:{server.server_port}"
-    tab = ReusedTab(browser, BROWSER_WAIT_MS)
     try:
-        page = tab.lend()
-        page.goto(f"{url}/index.html")
-        page.evaluate("localStorage.setItem('token', 'old'); document.cookie = 'seen=1'")
-        page.on("dialog", lambda dialog: dialog.accept())
-        page.route("**/faked", lambda route: route.fulfill(body="faked"))
-        page.set_default_timeout(1)
-        tab.take_back()
-
-        page = tab.lend()
-        page.goto(f"{url}/index.html")
-        assert page.evaluate("[localStorage.getItem('token'), document.cookie]") == [None, ""]
-        assert page.evaluate("fetch('/faked').then(r => r.status)") == 404
-        assert page.evaluate("confirm('OK?')") is False  # no handler left: dismissed, as by default
-        page.locator("p").wait_for()  # the bound is the usual one again, not 1 ms
-        page.close()
-        tab.take_back()
-
-        page = tab.lend()
-        page.goto(f"{url}/index.html")
-        assert page.text_content("p") == "page"
+        with ReusedTab(browser, BROWSER_WAIT_MS) as tab:
+            with tab.lent() as page:
+                page.goto(f"{url}/index.html")
+                page.evaluate("localStorage.setItem('token', 'old'); document.cookie = 'seen=1'")
+                page.on("dialog", lambda dialog: dialog.accept())
+                page.route("**/faked", lambda route: route.fulfill(body="faked"))
+                page.set_default_timeout(1)
+            with tab.lent() as page:
+                page.goto(f"{url}/index.html")
+                assert page.evaluate("[localStorage.getItem('token'), document.cookie]") == [None, ""]
+                assert page.evaluate("fetch('/faked').then(r => r.status)") == 404
+                assert page.evaluate("confirm('OK?')") is False  # no handler left: dismissed, as by default
+                page.locator("p").wait_for()  # the bound is the usual one again, not 1 ms
+                page.close()
+            with tab.lent() as page:
+                page.goto(f"{url}/index.html")
+                assert page.text_content("p") == "page"
     finally:
-        tab.take_back()
-        tab.close()
         server.shutdown()
         server.server_close()

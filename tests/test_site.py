@@ -48,18 +48,16 @@ def watch(page, site_url) -> list[str]:
 
 @pytest.fixture(scope="module")
 def site_tab(browser):
-    tab = ReusedTab(browser, BROWSER_WAIT_MS, init_script=OPEN_SHADOWS)
-    yield tab
-    tab.close()
+    with ReusedTab(browser, BROWSER_WAIT_MS, init_script=OPEN_SHADOWS) as tab:
+        yield tab
 
 
 @pytest.fixture
 def site_page(site_tab, site_url):
     """A page that fails the test on any request that leaves the site's own server."""
-    page = site_tab.lend()
-    outside = watch(page, site_url)
-    yield page
-    site_tab.take_back()
+    with site_tab.lent() as page:
+        outside = watch(page, site_url)
+        yield page
     assert outside == []
 
 
