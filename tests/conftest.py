@@ -25,7 +25,7 @@ Fixtures:
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
   pages         (module) the lesson's frontend/ served from http://localhost:P with a live API
                 that allows that origin; config.js points at it: .url, .api, .folder, .port
-  browser       (session) one headless Chromium (Debian's chromium, driven by Playwright)
+  browser       (session) one headless Chromium (Debian's chromium-headless-shell, by Playwright)
   tab           (module) the browser tab `page` lends (helpers.ReusedTab)
   page          a page with nothing from other tests (no cookies, localStorage, listeners or
                 routes): the module's one tab, reset after each test
@@ -85,7 +85,13 @@ passlib.hash.bcrypt.default_rounds = 4
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)
 os.environ["JWT_SECRET"] = JWT_SECRET
-CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# Debian's chromium-headless-shell: the same Chromium, built without the windowing parts
+# (Playwright's own headless default). Measured: it starts for half the CPU of the full
+# `chromium` (0.75 s against 1.4 s) and loads a page for half as well (35 ms against 75 ms).
+# Without it, the full browser runs headless; CHROMIUM=/path/to/chrome picks another.
+CHROMIUM = os.environ.get("CHROMIUM") or next(
+    (found for name in ("chromium-headless-shell", "chromium") if (found := shutil.which(name))),
+    "/usr/bin/chromium-headless-shell")
 # Set in each worker process when pytest-xdist spreads the tests (make check): "gw0", "gw1", ...
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 ONE_WORKER_FIXTURES = ("stack", "two_workers")
@@ -303,7 +309,7 @@ def pages(lesson, app, tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium-headless-shell)"
         if IN_CI:
             pytest.fail(message + ": browser tests must run in CI")
         pytest.skip(message)

@@ -230,11 +230,35 @@ class ReusedTab:
         self.close()
 
 
-def log_in_page(page, pages, user: dict, path: str) -> None:
-    """Opens pages.url + path logged in as `user` (its token in localStorage, as login.html keeps it)."""
-    page.goto(f"{pages.url}/login.html")
+# What a page's HTML holds before any script runs (for open_page and log_in_page to require).
+SIGNUP_FORM = ("input[name=name]", "input[name=email]", "input[name=password]", "button[type=submit]")
+CHAT_BOX = ("#ask textarea", "#ask button[type=submit]")
+
+
+def open_page(page, url: str, *needs: str) -> None:
+    """Opens URL; fails at once, naming what is missing, when the page is not there or lacks an
+    element of its HTML that NEEDS names (CSS selectors). Without this, a test on an attempt
+    without that page waited out its whole bound (5 s) in the next fill or click."""
+    response = page.goto(url)
+    name = url.rsplit("/", 1)[-1]
+    status = response.status if response else None
+    assert status == 200, f"no {name} in frontend/ (HTTP {status})"
+    missing = [selector for selector in needs if page.locator(selector).count() == 0]
+    assert not missing, f"{name} has no {' and no '.join(missing)} once loaded"
+
+
+def log_in_page(page, pages, user: dict, path: str, *needs: str) -> None:
+    """Opens pages.url + path logged in as `user` (its token in localStorage, as login.html keeps
+    it), as open_page does: failing at once when the page or an element NEEDS names is missing."""
+    open_page(page, f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", user["token"])
-    page.goto(f"{pages.url}/{path}")
+    open_page(page, f"{pages.url}/{path}", *needs)
+
+
+def needs_pages(pages, *names: str) -> None:
+    """Fails at once when frontend/ lacks a page the test will be sent to (by a redirect, a link)."""
+    missing = [name for name in names if not (pages.folder / name).is_file()]
+    assert not missing, f"no {' and no '.join(missing)} in frontend/"
 
 
 def chat_history(pages, user: dict) -> list:

@@ -15,7 +15,7 @@ import uuid
 import httpx2
 import pytest
 
-from helpers import ROOT, alembic, broken_fields, create_user, get_user, text_when
+from helpers import ROOT, SIGNUP_FORM, alembic, broken_fields, create_user, get_user, open_page, text_when
 from shared.ground.manifest import find as find_lesson
 from shared.services import database  # what `make run` runs: it stops an earlier lesson
 
@@ -282,7 +282,7 @@ def test_signup_page_asks_for_email_not_role_or_place(lesson, static_server, pag
 
 def test_signup_page_creates_a_user_with_that_email(pages, page):
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    page.goto(f"{pages.url}/signup.html")
+    open_page(page, f"{pages.url}/signup.html", *SIGNUP_FORM)
     page.fill("input[name=name]", "Grace")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", "secret123")

@@ -15,7 +15,16 @@ import jwt
 import pytest
 
 from helpers import JWT_SECRET as SECRET  # the secret conftest gives the app
-from helpers import alembic, bearer, exit_or_listen, insert_user, token_for
+from helpers import (
+    SIGNUP_FORM,
+    alembic,
+    bearer,
+    exit_or_listen,
+    insert_user,
+    needs_pages,
+    open_page,
+    token_for,
+)
 
 os.environ.pop("EXPIRY_MINUTES", None)  # the default, 60, whatever the shell says
 
@@ -316,7 +325,8 @@ def test_the_database_keeps_emails_unique(app, db):
 # --- the pages: signup -> login -> greeting -------------------------------------------------
 
 def test_signup_then_login_greets_the_user_by_name(pages, page):
-    page.goto(f"{pages.url}/signup.html")
+    needs_pages(pages, "login.html", "home.html")
+    open_page(page, f"{pages.url}/signup.html", *SIGNUP_FORM)
     page.fill("input[name=name]", "<i>Al</i>")  # shown as text, never as HTML
     page.fill("input[name=email]", "al@example.com")
     page.fill("input[name=password]", "secret123")
@@ -332,9 +342,9 @@ def test_signup_then_login_greets_the_user_by_name(pages, page):
 
 
 def test_logging_out_forgets_the_token(pages, page, ada, ada_token):
-    page.goto(f"{pages.url}/login.html")
+    open_page(page, f"{pages.url}/login.html")
     page.evaluate("token => localStorage.setItem('token', token)", ada_token)
-    page.goto(f"{pages.url}/home.html")
+    open_page(page, f"{pages.url}/home.html", "#greeting", "#logout")
     page.wait_for_function("document.getElementById('greeting').textContent === 'Hello, Ada!'")
     page.click("#logout")
     page.wait_for_url("**/login.html")
@@ -342,8 +352,8 @@ def test_logging_out_forgets_the_token(pages, page, ada, ada_token):
 
 
 def test_home_without_a_valid_token_goes_to_the_login_page(pages, page):
-    page.goto(f"{pages.url}/login.html")
+    open_page(page, f"{pages.url}/login.html")
     page.evaluate("localStorage.setItem('token', 'expired-or-forged')")
-    page.goto(f"{pages.url}/home.html")
+    open_page(page, f"{pages.url}/home.html")
     page.wait_for_url("**/login.html")
     assert page.evaluate("localStorage.getItem('token')") is None

@@ -12,7 +12,7 @@ import uuid
 import httpx2
 import pytest
 
-from helpers import bearer, log_in_page, text_when, user_with_token, wait_until_the_coach_is_asked
+from helpers import CHAT_BOX, bearer, log_in_page, text_when, user_with_token, wait_until_the_coach_is_asked
 from shared.coach import answer as coachs_answer
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
@@ -146,7 +146,7 @@ def test_the_chat_box_shows_the_question_and_the_answer_as_text(pages, page, coa
     never turned into HTML, and scripts in them never run.
     Hint: set textContent, never innerHTML."""
     hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
-    log_in_page(page, pages, user, "home.html")
+    log_in_page(page, pages, user, "home.html", *CHAT_BOX)
     page.fill("#ask textarea", hostile)
     page.click("#ask button[type=submit]")
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
@@ -160,7 +160,7 @@ def test_the_chat_box_shows_the_question_and_the_answer_as_text(pages, page, coa
 
 
 def test_the_chat_box_says_when_the_coach_fails(pages, page, coach, user):
-    log_in_page(page, pages, user, "home.html")
+    log_in_page(page, pages, user, "home.html", *CHAT_BOX)
     coach.mode("error")
     page.fill("#ask textarea", QUESTION)
     page.click("#ask button[type=submit]")

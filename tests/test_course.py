@@ -544,6 +544,20 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
     assert not port_in_use(workers), "the workers still listen after Ctrl-C"
 
 
+@pytest.mark.parametrize("template", ["missing", "${UNKNOWN}"])
+def test_nginx_that_cannot_be_configured_says_why_and_leaves_nothing_behind(template, tmp_path, monkeypatch):
+    """A lesson without an nginx.conf (lesson 25's tests on lesson 24's folder) or with a
+    placeholder nobody fills in: a ProxyError that says which, and no empty folder left in /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    conf = tmp_path / "nginx.conf"
+    if template != "missing":
+        conf.write_text(f"server {{ listen {template}; }}\n")
+    with pytest.raises(proxy.ProxyError) as error:
+        proxy.Nginx(conf, free_port(), "127.0.0.1:1").start()
+    assert ("no nginx.conf in" if template == "missing" else "${UNKNOWN}") in str(error.value)
+    assert [p.name for p in tmp_path.iterdir()] == ([] if template == "missing" else ["nginx.conf"])
+
+
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
 def test_each_relationship_step_of_lesson_19s_demo_does_what_its_readme_says(step, capsys):
     """Lesson 19's relationships_demo.py (the course's, not a learner's) does at each step what its

@@ -83,7 +83,7 @@ def cmd_test(args) -> None:
 def against_previous(lessons) -> None:
     """Per lesson, how many of its tests fail on the previous lesson's code, and which lines."""
     pairs = [(lesson, previous(lesson).path) for lesson in lessons if previous(lesson)]
-    runs = testrun.run_jobs(pairs, tag="-on-previous")
+    runs = testrun.run_jobs(pairs, tag="-on-previous", options=testrun.BRIEF_TRACEBACKS)
     unexplained = []
     for run in runs:
         lesson, before = run.job, previous(run.job)

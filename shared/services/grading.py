@@ -34,7 +34,7 @@ from shared.ground.manifest import Lesson
 from shared.ground.paths import ROOT, shown
 from shared.ground.requirements import Requirement, requirements
 from shared.ground.results import Failure, RunResults, TestResult
-from shared.services.testrun import JobRun, run_job, spread
+from shared.services.testrun import BRIEF_TRACEBACKS, JobRun, run_job, spread
 
 OK, NO = "\u2714", "\u2718"
 CHECK_TIMEOUT = 300  # seconds: a lesson's tests take well under a minute
@@ -103,7 +103,10 @@ def requirement_results(lesson: Lesson, run: RunResults) -> list[RequirementResu
 
 
 def grade_with_pytest(lesson: Lesson, folder: Path) -> Grade:
-    run = run_job(lesson, folder, tag="-check", timeout=CHECK_TIMEOUT, options=spread(check_workers(lesson)))
+    # VERBOSE=1 prints pytest's report: then in full, else brief (its default costs seconds).
+    brief = () if os.environ.get("VERBOSE") else BRIEF_TRACEBACKS
+    run = run_job(lesson, folder, tag="-check", timeout=CHECK_TIMEOUT,
+                  options=(*spread(check_workers(lesson)), *brief))
     problem = ""
     if run.note.startswith("did not finish"):
         problem = (f"the tests of lesson {lesson.number} ran for {CHECK_TIMEOUT} s without finishing: does "

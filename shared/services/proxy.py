@@ -72,12 +72,15 @@ class Nginx:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> "Nginx":
+        if not self.template.is_file():
+            raise ProxyError(f"no {self.template.name} in {self.template.parent}")
+        # Filled in before the folder is made: a template that fails leaves nothing behind.
+        site = render(self.template.read_text(), PROXY_PORT=f"{self.host}:{self.port}",
+                      APP_ADDRESS=self.app_address)
         program = binary()
         if program is None:
             raise ProxyError("nginx is not installed (apt-get install nginx)")
         self.folder = Path(tempfile.mkdtemp(prefix="aic-nginx-"))
-        site = render(self.template.read_text(), PROXY_PORT=f"{self.host}:{self.port}",
-                      APP_ADDRESS=self.app_address)
         (self.folder / "site.conf").write_text(site)
         (self.folder / "nginx.conf").write_text(MAIN_CONFIG.format(folder=self.folder))
         as_user = {}

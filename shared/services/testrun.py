@@ -20,6 +20,12 @@ from shared.ground.manifest import CheckJob, Lesson
 from shared.ground.paths import RESULTS, ROOT
 
 PYTEST_NO_TESTS = 5
+# pytest's own report of each failure, as Python prints a traceback. Its default (--tb=auto,
+# long) parses the source of every frame to show whole statements: a red run of lesson 07
+# (25 failures, each through Starlette's and anyio's frames) took 12.7 s of CPU with it and 2.2 s
+# with this. Runs whose report nobody reads in full (make check unless VERBOSE=1, make test
+# PREVIOUS=1) use it; the structured results (conftest.py) are the same either way.
+BRIEF_TRACEBACKS = ("--tb=native",)
 # Jobs at once: one per core (each job is mostly one busy Python process).
 JOBS = os.cpu_count() or 2
 
@@ -122,14 +128,15 @@ def longest_first(jobs: list) -> list:
     return sorted(jobs, key=lambda job: (last_seconds(job) or float("inf"), order[job.key]), reverse=True)
 
 
-def run_jobs(pairs: list[tuple], tag: str = "", jobs: int = JOBS) -> list[JobRun]:
-    """Runs (job, folder) pairs, `jobs` at once, longest first; results in the given order."""
+def run_jobs(pairs: list[tuple], tag: str = "", jobs: int = JOBS, options: tuple = ()) -> list[JobRun]:
+    """Runs (job, folder) pairs, `jobs` at once, longest first, each with pytest `options`;
+    results in the given order."""
     start_database([job for job, _ in pairs])
     folder_of = {job.key: folder for job, folder in pairs}
     ordered = longest_first([job for job, _ in pairs])
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
-            done = pool.map(lambda job: run_job(job, folder_of[job.key], tag), ordered)
+            done = pool.map(lambda job: run_job(job, folder_of[job.key], tag, options), ordered)
             runs = {run.job.key: run for run in done}
         except BaseException:  # Ctrl-C, or SIGTERM (the command line makes it one): start no more jobs
             pool.shutdown(cancel_futures=True)
