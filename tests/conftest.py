@@ -63,6 +63,7 @@ from helpers import (  # noqa: E402
     JWT_SECRET,
     LIVE_LOGS,
     ROOT,
+    UNDO_IN_SERVERS,
     ReusedTab,
     Servers,
     alembic,
@@ -79,8 +80,11 @@ from shared.ground.manifest import find  # noqa: E402
 # bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
 # the slowness, about 0.2 s a hash, to hold off guessing). The hashes are real bcrypt all the same;
 # a test run makes dozens of them, and at cost 12 they were a third of a lesson's time. Only
-# what runs in this process sees it: apps started in uvicorn (live_api, pages) keep cost 12.
+# what runs in this process sees it: apps started in uvicorn (live_api, pages; forked ones too,
+# by UNDO_IN_SERVERS) keep cost 12.
+BCRYPT_ROUNDS = passlib.hash.bcrypt.default_rounds
 passlib.hash.bcrypt.default_rounds = 4
+UNDO_IN_SERVERS.append(lambda: setattr(passlib.hash.bcrypt, "default_rounds", BCRYPT_ROUNDS))
 
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)

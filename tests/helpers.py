@@ -34,6 +34,8 @@ Helpers and what they do:
   pages_and_api      a folder of pages on one free port and the lesson's API on another, allowing
                      the origins you name (the `pages` fixture is the usual case of it)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
+  fork_uvicorn       `python -m uvicorn ...` forked from the test process, as if started afresh
+                     (Servers.start does it for one-worker uvicorns: no new interpreter's imports)
   traceback_end      the exception a traceback in a text ends with, and its frames (a server's log)
   exit_or_listen     runs a server until it exits (its code and output) or listens (None): a test
                      that wants an app to refuse to start fails as soon as the app starts instead
@@ -42,20 +44,26 @@ A helper that says something only one lesson teaches (lesson 11's `signup(client
 stays in that lesson's test file, built on these.
 """
 
+import asyncio
+import contextlib
 import functools
+import gc
 import http.server
 import io
 import logging
 import logging.config
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -65,6 +73,7 @@ from unittest import mock
 import pytest
 
 from shared.ground.paths import ROOT, free_port  # noqa: F401 (ROOT: for the tests)
+from webclient import web
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -263,9 +272,7 @@ def needs_pages(pages, *names: str) -> None:
 
 def chat_history(pages, user: dict) -> list:
     """The user's conversation as the live API at pages.api lists it: [(role, content), ...]."""
-    import httpx2
-
-    r = httpx2.get(f"{pages.api}/api/chat/history", headers=bearer(user["token"]), timeout=10)
+    r = web.get(f"{pages.api}/api/chat/history", headers=bearer(user["token"]), timeout=10)
     assert r.status_code == 200, r.text
     return [(m["role"], m["content"]) for m in r.json()]
 
@@ -534,8 +541,121 @@ def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -
     return code, output
 
 
+# What this test process changes in libraries for its own speed (conftest: bcrypt's cost), undone
+# in a server forked from it (fork_uvicorn), which must behave as `make run`'s does.
+UNDO_IN_SERVERS: list[Callable[[], None]] = []
+
+
+class ForkedServer:
+    """A server forked from this process, with the part of subprocess.Popen's interface that
+    Servers and ServerLog use: pid, stdout (its output, text), poll, wait, terminate, kill."""
+
+    def __init__(self, pid: int, stdout):
+        self.pid, self.stdout, self.returncode = pid, stdout, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"forked server {self.pid}", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def fork_uvicorn(args: list[str], cwd: Path, env: dict) -> ForkedServer:
+    """`python -m uvicorn ARGS` in CWD with exactly the environment ENV, forked from this test
+    process instead of started afresh: a new interpreter spent 0.8-1.8 s of CPU importing FastAPI,
+    SQLAlchemy and openai before it served a request, and the lessons' tests start dozens.
+
+    The child is made to look like a fresh process: the lesson's own modules are imported again
+    (their settings read ENV), logging, warnings filters, signal handlers and asyncio start from
+    Python's defaults, and what UNDO_IN_SERVERS lists is undone. Its output goes to a pipe, as a
+    subprocess's would, and uvicorn's own command line parses ARGS (UVICORN_* variables too)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return ForkedServer(pid, os.fdopen(read, "r", errors="replace"))
+    code = 1
+    try:  # the child: never returns into pytest's code
+        os.close(read)
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        os.close(write)
+        code = _serve_as_a_fresh_process(args, cwd, env)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _serve_as_a_fresh_process(args: list[str], cwd: Path, env: dict) -> int:
+    gc.freeze()  # never collect the test process's objects here: their sockets are the parent's
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (for the process's life)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["uvicorn", *args]
+    sys.path.insert(0, str(cwd))
+    for name, module in list(sys.modules.items()):  # the lesson's modules import again, with ENV
+        origin = getattr(module, "__file__", None)
+        if origin and Path(origin).resolve().is_relative_to(cwd.resolve()):
+            del sys.modules[name]
+    for undo in UNDO_IN_SERVERS:
+        undo()
+    root = logging.getLogger()
+    for logger in [root, *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.filters.clear()
+            logger.setLevel(logging.NOTSET)
+            logger.propagate, logger.disabled = True, False
+    root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
+    # Python's defaults: pytest's "error" is for the tests, and it records warnings, never prints.
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.showwarning = _print_warning
+    sys.excepthook, sys.unraisablehook = sys.__excepthook__, sys.__unraisablehook__
+    threading.excepthook = threading.__excepthook__
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    asyncio.events._set_running_loop(None)  # Playwright's loop, if the fork came from inside one
+    asyncio.set_event_loop_policy(None)
+    from uvicorn.main import main  # here: only a forked server needs it
+
+    return main(args=args, prog_name="uvicorn")  # click: parses, serves, then exits (SystemExit)
+
+
 class Servers:
-    """Starts processes on free ports; stop_all() ends them (the `servers` fixture calls it)."""
+    """Starts processes on free ports; stop_all() ends them (the `servers` fixture calls it).
+    `python -m uvicorn ...` with one worker and no --reload is forked (fork_uvicorn), not started."""
 
     def __init__(self):
         self.procs = []
@@ -546,8 +666,12 @@ class Servers:
         keep_log: its output is read as it comes, into log(proc) (else it stays in proc.stdout)."""
         port = free_port()
         argv = [a.replace("{port}", str(port)) for a in argv]
-        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        environment = {**os.environ, **(env or {})}
+        if argv[:3] == [sys.executable, "-m", "uvicorn"] and not {"--workers", "--reload"} & set(argv):
+            proc = fork_uvicorn(argv[3:], Path(cwd), environment)
+        else:
+            proc = subprocess.Popen(argv, cwd=cwd, env=environment,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.procs.append(proc)
         wait_for_port(port, proc, what)
         if keep_log:
@@ -586,12 +710,10 @@ class Servers:
 def answer_times(url: str, count: int, every: float) -> list[float]:
     """Seconds each of COUNT GET requests to URL took, one sent every EVERY seconds (or as soon
     as the one before came back, when it took longer); each must answer 200."""
-    import httpx2
-
     took = []
     for _ in range(count):
         started = time.monotonic()
-        r = httpx2.get(url, timeout=30)
+        r = web.get(url, timeout=30)
         took.append(time.monotonic() - started)
         assert r.status_code == 200, r.text
         time.sleep(max(0.0, every - took[-1]))
@@ -639,13 +761,11 @@ def seconds_to_answer_while_held(url: str, *held: HeldTables, give_up: float = 2
     """GET URL while the app waits for tables the test holds: how long the answer took. All of
     HELD go after GIVE_UP seconds if it has not come by then (an app whose event loop waits too
     answers only then)."""
-    import httpx2
-
     timer = threading.Timer(give_up, lambda: [tables.release() for tables in held])
     timer.start()
     started = time.monotonic()
     try:
-        r = httpx2.get(url, timeout=give_up + 30)
+        r = web.get(url, timeout=give_up + 30)
     finally:
         timer.cancel()
     assert r.status_code == 200, r.text

@@ -3,7 +3,7 @@
 import re
 from datetime import datetime, timedelta
 
-import httpx2
+from webclient import web
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 TIME_PATTERN = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -49,7 +49,7 @@ def test_time_is_only_for_get(client):
 
 def test_uvicorn_serves_the_app(live_api):
     api = live_api()
-    r = httpx2.get(api.url + "/api/time")
+    r = web.get(api.url + "/api/time")
     assert r.status_code == 200, r.text
     assert list(r.json()) == ["time"], r.text
     assert TIME_PATTERN.fullmatch(r.json()["time"]), r.text

@@ -3,7 +3,7 @@
 import re
 from datetime import datetime, timedelta
 
-import httpx2
+from webclient import web
 
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 CLOSE_ENOUGH = timedelta(seconds=5)
@@ -77,6 +77,6 @@ def test_swagger_ui_is_served(client):
 
 def test_uvicorn_decodes_the_name(live_api):
     api = live_api()
-    r = httpx2.get(api.url + "/api/time", params={"name": "Zoë & co"})
+    r = web.get(api.url + "/api/time", params={"name": "Zoë & co"})
     assert r.status_code == 200, r.text
     assert greeting_for("Zoë & co").fullmatch(r.json().get("message", "")), r.text

@@ -7,11 +7,11 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx2
 import psycopg2
 import pytest
 
 from helpers import git_ignores
+from webclient import web
 
 CLOSE_ENOUGH = timedelta(seconds=5)
 DB_KEYS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
@@ -144,15 +144,15 @@ def test_time_endpoint_works_while_database_is_down(client, db_down):
 
 def test_uvicorn_answers_503_without_a_database(live_api, closed_port):
     api = live_api(env={"DB_PORT": closed_port})
-    r = httpx2.get(api.url + "/api/test-db")
+    r = web.get(api.url + "/api/test-db")
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/json", r.text
-    assert httpx2.get(api.url + "/api/time").status_code == 200
+    assert web.get(api.url + "/api/time").status_code == 200
 
 
 def test_uvicorn_answers_with_the_database_time(live_api):
     api = live_api()
-    r = httpx2.get(api.url + "/api/test-db")
+    r = web.get(api.url + "/api/test-db")
     assert r.status_code == 200, r.text
     assert abs(datetime.fromisoformat(r.json()["time"]) - datetime.now(UTC)) < CLOSE_ENOUGH, r.text
 

@@ -6,13 +6,13 @@ test assumes which ids it gets; every `client` starts the app, whose lifespan cr
 
 import os
 
-import httpx2
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
 from helpers import assert_not_found, create_user, exit_or_listen, get_user, traceback_end
 from shared.ground import devdb
+from webclient import web
 
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
 GRACE = {"name": "Grace", "role": "tester", "place": "Arlington"}
@@ -175,23 +175,23 @@ def test_ids_are_never_reused_after_delete(client):
 
 def test_users_survive_an_app_restart(live_api):
     api = live_api()
-    r = httpx2.post(api.url + "/api/users", json=GRACE)
+    r = web.post(api.url + "/api/users", json=GRACE)
     assert r.status_code == 201, r.text
     user_id = r.json()["id"]
     api.stop()
     api = live_api()
-    r = httpx2.get(f"{api.url}/api/users/{user_id}")
+    r = web.get(f"{api.url}/api/users/{user_id}")
     assert r.status_code == 200, r.text
     assert r.json() == {"id": user_id, **GRACE}, r.text
 
 
 def test_ids_are_never_reused_across_a_restart(live_api):
     api = live_api()
-    first = httpx2.post(api.url + "/api/users", json=ADA).json()["id"]
-    assert httpx2.delete(f"{api.url}/api/users/{first}").status_code == 200
+    first = web.post(api.url + "/api/users", json=ADA).json()["id"]
+    assert web.delete(f"{api.url}/api/users/{first}").status_code == 200
     api.stop()
     api = live_api()
-    r = httpx2.post(api.url + "/api/users", json=ADA)
+    r = web.post(api.url + "/api/users", json=ADA)
     assert r.status_code == 201, r.text
     assert r.json()["id"] > first, r.text
 
@@ -263,9 +263,9 @@ def test_the_app_still_starts_while_the_database_is_down(lesson, closed_port, db
 
 def test_database_down_gives_503(live_api, closed_port):
     api = live_api(env={"DB_PORT": closed_port})
-    r = httpx2.post(api.url + "/api/users", json=ADA)
+    r = web.post(api.url + "/api/users", json=ADA)
     assert r.status_code == 503, r.text
-    r = httpx2.get(api.url + "/api/users/1")
+    r = web.get(api.url + "/api/users/1")
     assert r.status_code == 503, r.text
     assert isinstance(r.json()["detail"], str) and "Traceback" not in r.text, r.text
 

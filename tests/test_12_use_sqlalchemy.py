@@ -15,7 +15,6 @@ import traceback
 from datetime import datetime
 
 import bcrypt
-import httpx2
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
@@ -31,6 +30,7 @@ from helpers import (
     stored_hash,
 )
 from shared.ground.manifest import find
+from webclient import web
 
 ALAN = {"name": "Alan", "role": "developer", "place": "London"}
 PASSWORD = "turing-1912"
@@ -337,7 +337,7 @@ def test_database_down_gives_a_short_503_on_every_users_endpoint(live_api, close
     api = live_api(env={"DB_PORT": closed_port})
     for method, path in [("GET", "/api/users/1"), ("POST", "/api/users"), ("PUT", "/api/users/1"),
                          ("DELETE", "/api/users/1")]:
-        r = httpx2.request(method, api.url + path, json=SIGNUP if method in ("POST", "PUT") else None)
+        r = web.request(method, api.url + path, json=SIGNUP if method in ("POST", "PUT") else None)
         assert r.status_code == 503, (method, r.text)
         assert r.headers["content-type"] == "application/json", r.text
         detail = r.json()["detail"]

@@ -8,11 +8,11 @@ and one test empties the table, so no test assumes which ids it gets or which us
 import importlib
 from datetime import datetime
 
-import httpx2
 import pytest
 from sqlalchemy import create_engine
 
 from helpers import assert_not_found, create_user, cut_off_the_apps_connections, get_user
+from webclient import web
 
 PASSWORD = "lovelace-1815"
 ADA = {"name": "Ada", "role": "developer", "place": "London"}
@@ -295,7 +295,7 @@ def test_a_database_restart_costs_no_request(client, db):
 def test_database_down_gives_a_short_503(live_api, closed_port):
     api = live_api(env={"DB_PORT": closed_port})
     for method, path in [("GET", "/api/users"), ("GET", "/api/users/1"), ("DELETE", "/api/users/1")]:
-        r = httpx2.request(method, api.url + path)
+        r = web.request(method, api.url + path)
         assert r.status_code == 503, (method, path, r.text)
         detail = r.json()["detail"]
         assert isinstance(detail, str) and 0 < len(detail) <= 100, r.text

@@ -13,12 +13,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from helpers import pages_and_api, text_when
+from webclient import web
 
 PAGE_ORIGIN = "http://localhost:8001"  # where `make run` serves the page: the default allow-list
 ALAN = {"name": "Alan", "role": "developer", "place": "London", "password": "secret123"}
@@ -45,7 +45,7 @@ def site(pages) -> Site:
 
 
 def api_users(site: Site) -> list[dict]:
-    r = httpx2.get(site.api + "/api/users", params={"limit": 100})
+    r = web.get(site.api + "/api/users", params={"limit": 100})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -292,14 +292,14 @@ def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
     page.goto(page_on_ip)
     text = sign_up(page, name)
     assert name in text, text
-    assert [u["name"] for u in httpx2.get(api + "/api/users").json() if u["name"] == name] == [name]
+    assert [u["name"] for u in web.get(api + "/api/users").json() if u["name"] == name] == [name]
 
 
 def test_a_page_on_another_port_is_still_blocked(both_hosts, page, static_server):
     _, _, api, folder = both_hosts
     other = static_server(folder, host="localhost")  # same files, another port
-    before = len(httpx2.get(api + "/api/users", params={"limit": 100}).json())
+    before = len(web.get(api + "/api/users", params={"limit": 100}).json())
     page.goto(other + "/signup.html")
     name = unique_name()
     assert_not_welcomed(sign_up_blocked(page, name), name)
-    assert len(httpx2.get(api + "/api/users", params={"limit": 100}).json()) == before
+    assert len(web.get(api + "/api/users", params={"limit": 100}).json()) == before

@@ -12,12 +12,12 @@ import subprocess
 import sys
 import uuid
 
-import httpx2
 import pytest
 
 from helpers import ROOT, SIGNUP_FORM, alembic, broken_fields, create_user, get_user, open_page, text_when
 from shared.ground.manifest import find as find_lesson
 from shared.services import database  # what `make run` runs: it stops an earlier lesson
+from webclient import web
 
 # The users table exactly as lesson 14 left it (schema.sql of lessons 10-11, or create_all).
 LESSON_14_TABLE = ("CREATE TABLE users (id SERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
@@ -289,7 +289,7 @@ def test_signup_page_creates_a_user_with_that_email(pages, page):
     page.click("button[type=submit]")
     # Whatever #message says while the request runs ("Sending…"), the outcome is a welcome.
     text_when(page, "#message", lambda text: "Grace" in text, "the page welcomes Grace")
-    users = [u for u in httpx2.get(pages.api + "/api/users").json() if u["email"] == email]
+    users = [u for u in web.get(pages.api + "/api/users").json() if u["email"] == email]
     assert [u["name"] for u in users] == ["Grace"], users
 
 

@@ -8,12 +8,12 @@ that login hands out exactly such tokens).
 import uuid
 
 import bcrypt
-import httpx2
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpers import bearer, insert_user, log_in_page, text_when, token_for
+from webclient import web
 
 PASSWORD = "secret123"
 
@@ -309,15 +309,15 @@ def test_login_still_gives_a_token_that_me_accepts(client, user):
 def test_log_names_signups_logins_and_failures_but_no_password_hash_or_token(live_api, db):
     api = live_api()
     email, password, new_password = "logged@example.com", "log-me-not-1", "log-me-not-2"
-    created = httpx2.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
+    created = web.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
-    httpx2.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
-    login = httpx2.post(f"{api.url}/api/login", json={"email": email, "password": password})
+    web.post(f"{api.url}/api/users", json={"name": "Lou", "email": email, "password": password})
+    login = web.post(f"{api.url}/api/login", json={"email": email, "password": password})
     token = login.json()["access_token"]
-    httpx2.post(f"{api.url}/api/login", json={"email": email, "password": "wrong-password"})
-    httpx2.put(f"{api.url}/api/me", headers=bearer(token), json={"password": new_password})
-    httpx2.get(f"{api.url}/api/me", headers=bearer(token + "x"))
+    web.post(f"{api.url}/api/login", json={"email": email, "password": "wrong-password"})
+    web.put(f"{api.url}/api/me", headers=bearer(token), json={"password": new_password})
+    web.get(f"{api.url}/api/me", headers=bearer(token + "x"))
     password_hash = stored(db, user_id)[2]
     api.stop()
     output = api.log()

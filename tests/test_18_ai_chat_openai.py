@@ -9,11 +9,11 @@ import os
 import threading
 import uuid
 
-import httpx2
 import pytest
 
 from helpers import CHAT_BOX, bearer, log_in_page, text_when, user_with_token, wait_until_the_coach_is_asked
 from shared.coach import answer as coachs_answer
+from webclient import web
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 MODEL = "coach-for-tests"  # the app must use whatever model OPENAI_MODEL names
@@ -123,7 +123,7 @@ def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, 
 
 def test_no_llm_listening_is_a_502(live_api, closed_port, user):
     api = live_api(env={"OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port}/v1"})
-    r = httpx2.post(f"{api.url}/api/chat", json={"message": QUESTION}, headers=bearer(user["token"]),
+    r = web.post(f"{api.url}/api/chat", json={"message": QUESTION}, headers=bearer(user["token"]),
                     timeout=10)
     assert r.status_code == 502, r.text
     assert "Traceback" not in r.text

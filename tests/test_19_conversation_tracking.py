@@ -11,7 +11,6 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx2
 import pytest
 
 from helpers import (
@@ -25,6 +24,7 @@ from helpers import (
     user_with_token,
     wait_until_the_coach_is_asked,
 )
+from webclient import web
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -285,4 +285,4 @@ def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach)
     texts = page.locator("#chat li").all_text_contents()
     assert texts[0] == "I interview for a Python job." and texts[2] == "What should I practise?", texts
     assert 'Before it you said: "I interview for a Python job."' in texts[3], texts[3]
-    assert httpx2.get(f"{coach.root}/_coach/requests").json()[-1]["messages"][1]["content"] == texts[0]
+    assert web.get(f"{coach.root}/_coach/requests").json()[-1]["messages"][1]["content"] == texts[0]

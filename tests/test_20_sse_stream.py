@@ -12,7 +12,6 @@ import os
 import statistics
 import threading
 
-import httpx2
 import pytest
 
 from helpers import (
@@ -27,6 +26,7 @@ from helpers import (
 )
 from helpers import chat_history as history
 from shared.coach import answer as coachs_answer
+from webclient import web
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs
@@ -41,7 +41,7 @@ def llm_settings(coach_server):
 
 def open_stream(pages, user, message=QUESTION):
     """The response of POST /api/chat/stream, to be used in a `with` block and read as it comes."""
-    return httpx2.stream("POST", f"{pages.api}/api/chat/stream", json={"message": message},
+    return web.stream("POST", f"{pages.api}/api/chat/stream", json={"message": message},
                          headers=bearer(user["token"]), timeout=10)
 
 
@@ -163,7 +163,7 @@ def test_a_client_that_leaves_before_the_first_token_stops_the_llm_call(live_api
     when the client goes away; awaited before the response starts, nobody cancels it."""
     api = live_api(env={"OPENAI_TIMEOUT": "30"})  # 5 s to the first token is not "too slow" here
     coach.mode("ok", token_delay=5)
-    with httpx2.stream("POST", f"{api.url}/api/chat/stream", json={"message": QUESTION},
+    with web.stream("POST", f"{api.url}/api/chat/stream", json={"message": QUESTION},
                        headers=bearer(user["token"]), timeout=3) as r:
         assert r.status_code == 200, r.read()
         wait_for(lambda: coach.stats()["started"] == 1, "the coach starts its answer")
@@ -195,7 +195,7 @@ def test_other_requests_are_answered_while_a_stream_runs(pages, coach, user):
     with open_stream(pages, user) as r:
         received = events(r)
         next(received)  # the first token: the coach writes the next in GAP s
-        me = httpx2.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=30)
+        me = web.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=30)
         assert me.status_code == 200, me.text
         took = answer_times(f"{pages.api}/api/time", count=5, every=GAP / 3)
         after = next(received, None)
@@ -261,14 +261,14 @@ def test_the_openapi_document_gives_the_streams_errors_as_json(app):
 
 
 def test_the_stream_needs_a_login(pages, coach):
-    r = httpx2.post(f"{pages.api}/api/chat/stream", json={"message": QUESTION}, timeout=10)
+    r = web.post(f"{pages.api}/api/chat/stream", json={"message": QUESTION}, timeout=10)
     assert r.status_code == 401, r.text
     assert coach.requests() == []
 
 
 @pytest.mark.parametrize("message", ["", "   ", "x" * 4001])
 def test_a_message_that_is_not_1_to_4000_characters_is_422(pages, coach, user, message):
-    r = httpx2.post(f"{pages.api}/api/chat/stream", json={"message": message},
+    r = web.post(f"{pages.api}/api/chat/stream", json={"message": message},
                     headers=bearer(user["token"]), timeout=10)
     assert r.status_code == 422, r.text
 

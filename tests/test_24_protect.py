@@ -27,7 +27,6 @@ from contextlib import ExitStack
 from types import SimpleNamespace
 
 import bcrypt
-import httpx2
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -64,6 +63,7 @@ from test_22_bigger_app import (  # noqa: F401  (lesson 22's tests that still ho
     test_uvicorn_stops_with_one_line_when_jwt_secret_is_short,
 )
 from test_22_bigger_app import events as sse_events
+from webclient import web
 
 PASSWORD = "correct-horse"
 ASKED = "How do I prepare for a system design interview?"
@@ -175,7 +175,7 @@ def twenty_wrong_passwords(two_workers, db) -> Counter:
     insert_user(db, email=email, password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
 
     def wrong_password(_):
-        r = httpx2.post(f"{two_workers.url}/api/login", json={"email": email, "password": "wrong-password"},
+        r = web.post(f"{two_workers.url}/api/login", json={"email": email, "password": "wrong-password"},
                         timeout=30)  # a connection of its own each time: either worker may take it
         return r.status_code
 
@@ -475,7 +475,7 @@ def test_an_open_socket_is_closed_with_1008_when_its_user_logs_out_everywhere(li
     with connect(api.url.replace("http://", "ws://") + "/ws/chat", open_timeout=10) as ws:
         ws.send(json.dumps({"token": user["token"]}))
         assert receive(ws) == {"type": "ready"}
-        r = httpx2.post(f"{api.url}/api/logout-all", headers=bearer(user["token"]), timeout=10)
+        r = web.post(f"{api.url}/api/logout-all", headers=bearer(user["token"]), timeout=10)
         assert r.status_code == 204, r.text
         assert close_of(ws) == (1008, "Invalid or expired token")
 
@@ -562,7 +562,7 @@ def test_a_user_holds_at_most_three_chats_open_across_workers(two_workers, coach
             assert receive(open_socket(first_three)) == {"type": "ready"}
         with ExitStack() as fourth:
             assert close_of(open_socket(fourth)) == (1013, TOO_MANY_OPEN)
-        r = httpx2.post(f"{two_workers.url}/api/chat/stream", json={"message": ASKED},
+        r = web.post(f"{two_workers.url}/api/chat/stream", json={"message": ASKED},
                         headers=bearer(user["token"]), timeout=10)
         assert r.status_code == 429 and r.json() == {"detail": TOO_MANY_OPEN}, r.text
     # The three closed: their seats are free again, once the server has seen them go.
@@ -657,15 +657,15 @@ def test_the_home_pages_log_out_button_ends_the_token(pages, strict_page, coach,
     page.wait_for_function(GREETED)
     page.click("#logout")
     page.wait_for_url("**/login.html")
-    assert httpx2.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=10).status_code == 401
+    assert web.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=10).status_code == 401
 
 
 def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages, strict_page, coach):
     """The settings page sends input[name=current_password] and logs in again after a new password."""
     page, email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
     account = {"name": "Ada", "email": email, "password": PASSWORD}
-    assert httpx2.post(f"{pages.api}/api/users", json=account, timeout=10).status_code == 201
-    old = httpx2.post(f"{pages.api}/api/login", json=account, timeout=10).json()["access_token"]
+    assert web.post(f"{pages.api}/api/users", json=account, timeout=10).status_code == 201
+    old = web.post(f"{pages.api}/api/login", json=account, timeout=10).json()["access_token"]
     log_in_page(page, pages, {"token": old}, "settings.html")
     page.wait_for_function(PROFILE_SHOWN)
     page.fill("input[name=password]", "new-horse")
@@ -674,15 +674,15 @@ def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages
     page.wait_for_function(message_says("Saved: password."))
     new = page.evaluate("localStorage.getItem('token')")
     assert new != old
-    assert httpx2.get(f"{pages.api}/api/me", headers=bearer(old), timeout=10).status_code == 401
-    assert httpx2.get(f"{pages.api}/api/me", headers=bearer(new), timeout=10).json()["email"] == email
+    assert web.get(f"{pages.api}/api/me", headers=bearer(old), timeout=10).status_code == 401
+    assert web.get(f"{pages.api}/api/me", headers=bearer(new), timeout=10).json()["email"] == email
 
 
 def test_the_login_page_says_so_when_there_were_too_many_failed_logins(pages, strict_page):
     """The login page shows the 429's detail in #message when there were too many failed logins."""
     page, email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
     for _ in range(5):
-        httpx2.post(f"{pages.api}/api/login", json={"email": email, "password": "wrong-password"}, timeout=10)
+        web.post(f"{pages.api}/api/login", json={"email": email, "password": "wrong-password"}, timeout=10)
     page.goto(f"{pages.url}/login.html?email={email}")
     page.fill("input[name=password]", "wrong-password")
     page.click("button[type=submit]")

@@ -34,6 +34,7 @@ from helpers import IN_CI, bearer, free_port, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
 from test_24_protect import twenty_wrong_passwords
+from webclient import web
 
 WORKERS = 2
 GRACE = 10  # --timeout-graceful-shutdown of the workers here, in seconds
@@ -136,7 +137,7 @@ def new_id() -> str:
 
 def open_stream(url: str, user: dict, request_id: str | None = None):
     headers = bearer(user["token"]) | ({"X-Request-ID": request_id} if request_id else {})
-    return httpx2.stream("POST", f"{url}/api/chat/stream", json={"message": QUESTION},
+    return web.stream("POST", f"{url}/api/chat/stream", json={"message": QUESTION},
                          headers=headers, timeout=30)
 
 
@@ -201,14 +202,14 @@ def test_the_folders_own_tests_pass(lesson, db_env):
 
 def test_healthz_answers_200_status_ok_through_the_proxy(stack):
     """GET /healthz answers 200 {"status": "ok"} through nginx."""
-    r = httpx2.get(f"{stack.url}/healthz", timeout=5)
+    r = web.get(f"{stack.url}/healthz", timeout=5)
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ok"}
 
 
 def test_readyz_answers_200_when_the_database_answers_and_is_migrated(stack):
     """GET /readyz answers 200 when the database answers and its schema is at Alembic's head."""
-    r = httpx2.get(f"{stack.url}/readyz", timeout=5)
+    r = web.get(f"{stack.url}/readyz", timeout=5)
     assert r.status_code == 200, r.text
 
 
@@ -334,9 +335,9 @@ def test_the_request_id_wraps_cors_and_the_body_limit_and_pages_may_read_it(fres
 def test_the_request_id_goes_through_the_proxy_both_ways(stack):
     """Through nginx the client's X-Request-ID comes back, and a request without one gets one."""
     given = new_id()
-    r = httpx2.get(f"{stack.url}/api/time", headers={"X-Request-ID": given}, timeout=5)
+    r = web.get(f"{stack.url}/api/time", headers={"X-Request-ID": given}, timeout=5)
     assert r.headers["X-Request-ID"] == given
-    made = httpx2.get(f"{stack.url}/api/time", timeout=5).headers["X-Request-ID"]
+    made = web.get(f"{stack.url}/api/time", timeout=5).headers["X-Request-ID"]
     assert REQUEST_ID.fullmatch(made), made
     assert stack.lines_of(made), "the id nginx made is not in the app's log"
 
@@ -346,7 +347,7 @@ def test_every_log_line_of_a_request_is_json_with_its_request_id(stack):
     Each line is one JSON object with time, level, logger, pid and message; the lines written
     while a request is served, uvicorn's access line and the app's own alike, carry its request_id."""
     given = new_id()
-    r = httpx2.get(f"{stack.url}/api/me", headers={**bearer("forged"), "X-Request-ID": given}, timeout=5)
+    r = web.get(f"{stack.url}/api/me", headers={**bearer("forged"), "X-Request-ID": given}, timeout=5)
     assert r.status_code == 401, r.text
     wait_for(lambda: len(stack.lines_of(given)) >= 2, "the app's line and the access line")
     lines = stack.lines_of(given)
@@ -391,7 +392,7 @@ def test_the_chat_socket_works_through_the_proxy(stack, coach, user):
 def served_by(stack, url: str) -> int:
     """GET url (200 expected); the pid of the worker that answered, from its log line."""
     request_id = new_id()
-    r = httpx2.get(url, headers={"X-Request-ID": request_id}, timeout=5)
+    r = web.get(url, headers={"X-Request-ID": request_id}, timeout=5)
     assert r.status_code == 200, r.text
     wait_for(lambda: stack.lines_of(request_id), "the request's log line")
     return stack.lines_of(request_id)[0]["pid"]
@@ -478,7 +479,7 @@ def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(st
 
 def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
     """nginx refuses a body over 64 KiB with 413 and the app's own detail, before the app reads it."""
-    r = httpx2.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
+    r = web.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
                     headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 413, r.text
     assert r.json() == {"detail": "The request body may have at most 65536 bytes"}
@@ -491,7 +492,7 @@ def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, clos
         pytest.skip("nginx is not installed (apt-get install nginx)")
     nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{closed_port}").start()
     try:
-        r = httpx2.get(f"{nginx.url}/api/time", timeout=5)
+        r = web.get(f"{nginx.url}/api/time", timeout=5)
     finally:
         nginx.stop()
     assert r.status_code == 502, r.text

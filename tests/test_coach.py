@@ -10,6 +10,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from webclient import web
+
 CONVERSATION = [
     {"role": "system", "content": "You are a patient interview coach."},
     {"role": "user", "content": "My name is Ada and I interview for a Python job."},
@@ -76,7 +78,7 @@ def test_usage_comes_last_when_asked_for(llm):
 
 def test_the_wire_format_of_a_stream(coach):
     body = {"model": "m", "stream": True, "messages": CONVERSATION}
-    r = httpx2.post(f"{coach.url}/chat/completions", json=body)
+    r = web.post(f"{coach.url}/chat/completions", json=body)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream"), r.headers
     events = r.text.split("\n\n")
@@ -139,13 +141,13 @@ def test_slow_mode_outlasts_the_clients_timeout(coach):
 def test_a_client_that_goes_away_cancels_its_stream(coach):
     coach.mode("ok", token_delay=0.05)
     body = {"model": "m", "stream": True, "messages": CONVERSATION}
-    with httpx2.stream("POST", f"{coach.url}/chat/completions", json=body) as r:
+    with web.stream("POST", f"{coach.url}/chat/completions", json=body) as r:
         next(r.iter_lines())
     coach.mode("ok", token_delay=0)
     for _ in range(100):  # the coach notices the closed connection within a token or two
         if coach.stats()["cancelled"]:
             break
-        httpx2.get(f"{coach.url}/models")
+        web.get(f"{coach.url}/models")
     assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 1}
 
 

@@ -13,16 +13,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-import httpx2
 import psycopg2
 import pytest
 import yaml
 from dotenv import dotenv_values
 
-from helpers import BROWSER_WAIT_MS, ROOT, ReusedTab, free_port, serve_folder
+from helpers import BROWSER_WAIT_MS, ROOT, ForkedServer, ReusedTab, Servers, free_port, serve_folder
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find
 from shared.services import proxy, run, settings
+from webclient import web
 
 LESSONS = all_lessons()
 README_SECTIONS = ["problem", "concept", "what changed", "run it", "try it", "diff", "next"]
@@ -442,7 +442,7 @@ def run_lesson_12_and_sign_up(clone) -> str:
     """`make run LESSON=12`, one signup through the API, Ctrl-C; returns what make run printed."""
     api = f"http://127.0.0.1:{clone[1]['AIC_API_PORT']}"
     profile = {"name": "Ada", "role": "developer", "place": "London", "password": "secret123"}
-    r, output = make_run_in(clone, "12", api + "/docs", lambda: httpx2.post(api + "/api/users", json=profile))
+    r, output = make_run_in(clone, "12", api + "/docs", lambda: web.post(api + "/api/users", json=profile))
     assert r.status_code == 201, r.text + output
     return output
 
@@ -529,10 +529,10 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
     user = {"name": "Ada", "email": "ada@example.com", "password": "correct-horse"}
 
     def signup_login_chat():
-        assert httpx2.post(api + "/api/users", json=user, timeout=30).status_code == 201
-        login = httpx2.post(api + "/api/login", json={k: user[k] for k in ("email", "password")}, timeout=30)
+        assert web.post(api + "/api/users", json=user, timeout=30).status_code == 201
+        login = web.post(api + "/api/login", json={k: user[k] for k in ("email", "password")}, timeout=30)
         token = login.json()["access_token"]
-        with httpx2.stream("POST", api + "/api/chat/stream", json={"message": "Hello"}, timeout=30,
+        with web.stream("POST", api + "/api/chat/stream", json={"message": "Hello"}, timeout=30,
                            headers={"Authorization": f"Bearer {token}"}) as r:
             return r.status_code, r.headers.get("server", ""), "".join(r.iter_text())
 
@@ -542,6 +542,45 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
     assert f"(nginx on :{env['AIC_API_PORT']} -> 2 uvicorn workers on :{workers})" in output, output
     assert not port_in_use(int(env["AIC_API_PORT"])), "nginx still listens after Ctrl-C"
     assert not port_in_use(workers), "the workers still listen after Ctrl-C"
+
+
+PROBE_APP = """\
+import logging, os, warnings
+
+import passlib.hash
+from fastapi import FastAPI
+
+logging.getLogger("uvicorn.error").info("probe imported with PROBE=%s", os.environ.get("PROBE"))
+app = FastAPI()
+
+
+@app.get("/")
+def probe():
+    warnings.warn("shown in the log, not raised", UserWarning)
+    rounds = passlib.hash.bcrypt.default_rounds
+    return {"rounds": rounds, "probe": os.environ.get("PROBE"), "cwd": os.getcwd()}
+"""
+
+
+def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path):
+    """Servers.start forks `python -m uvicorn` (helpers.fork_uvicorn): the app sees its own folder,
+    the environment it was given and bcrypt's real cost (the tests lowered it in this process);
+    a warning is logged, not raised as the tests' filters would; its log reaches the pipe; SIGTERM
+    ends it as it ends uvicorn: shut down in order, then the signal raised again (exit -15)."""
+    (tmp_path / "main.py").write_text(PROBE_APP)
+    servers = Servers()
+    try:
+        port, proc = servers.start([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
+                                   cwd=tmp_path, env={"PROBE": "given"}, keep_log=True)
+        assert isinstance(proc, ForkedServer)
+        r = web.get(f"http://127.0.0.1:{port}/")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"rounds": 12, "probe": "given", "cwd": str(tmp_path)}
+    finally:
+        servers.stop_all()
+    log = servers.log(proc)
+    assert proc.returncode == -signal.SIGTERM and "Finished server process" in log, log
+    assert "probe imported with PROBE=given" in log and "UserWarning: shown in the log" in log, log
 
 
 @pytest.mark.parametrize("template", ["missing", "${UNKNOWN}"])
