@@ -20,7 +20,8 @@ Fixtures:
   fresh_app     fresh_app(NAME=value, ...) -> a new app from the lesson's modules imported again
                 with those environment variables (settings read at import): no uvicorn to start
   servers       a helpers.Servers for this test: servers.start(argv, cwd, env) on a free "{port}"
-  live_api      starts the lesson's app in a real uvicorn on a free port: live_api(env={...});
+  live_api      starts the lesson's app in a real uvicorn on a free port (forked from this process:
+                helpers.fork_uvicorn): live_api(env={...});
                 .url, .stop(), .log() (what it printed)
   static_server serves a folder over HTTP on a free port: static_server(folder, host=...)
   pages         (module) the lesson's frontend/ served from http://localhost:P with a live API
