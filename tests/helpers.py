@@ -264,6 +264,14 @@ def log_in_page(page, pages, user: dict, path: str, *needs: str) -> None:
     open_page(page, f"{pages.url}/{path}", *needs)
 
 
+def shown_once_loaded(page, condition: str, what: str) -> None:
+    """CONDITION (a JavaScript expression) holds once the page has done what it does on open:
+    its requests answered and none for half a second (Playwright's "networkidle"). A page that
+    never asks for the data fails at once, naming WHAT, instead of after the whole wait bound."""
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate(condition), f"{what}: not shown once the page's requests were answered"
+
+
 def needs_pages(pages, *names: str) -> None:
     """Fails at once when frontend/ lacks a page the test will be sent to (by a redirect, a link)."""
     missing = [name for name in names if not (pages.folder / name).is_file()]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from helpers import (
+    SIGNUP_FORM,
     alembic,
     bearer,
     earlier_messages_load_on_the_page,
@@ -21,6 +22,8 @@ from helpers import (
     history_read_in_pages,
     insert_messages,
     log_in_page,
+    open_page,
+    shown_once_loaded,
     user_with_token,
     wait_until_the_coach_is_asked,
 )
@@ -248,8 +251,8 @@ def test_the_page_shows_the_stored_conversation_as_text(pages, page, client, use
     a message is shown, never run. Hint: GET /api/chat/history on open, textContent."""
     hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script> ok?"
     reply = chat(client, user, hostile)
-    log_in_page(page, pages, user, "home.html")
-    page.wait_for_function("document.querySelectorAll('#chat li').length === 2")
+    log_in_page(page, pages, user, "home.html", "#chat")
+    shown_once_loaded(page, "document.querySelectorAll('#chat li').length === 2", "the stored exchange")
     assert page.locator("#chat li").all_text_contents() == [hostile, reply]
     assert page.locator("#chat b, #chat img, #chat script").count() == 0
     assert page.evaluate("window.pwned") is None
@@ -264,7 +267,7 @@ def test_the_page_loads_earlier_messages_a_page_at_a_time(pages, page, db, user)
 
 def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach):
     email = f"{uuid.uuid4().hex[:10]}@example.com"
-    page.goto(f"{pages.url}/signup.html")
+    open_page(page, f"{pages.url}/signup.html", *SIGNUP_FORM)
     page.fill("input[name=name]", "Ada")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", "secret123")
@@ -281,7 +284,7 @@ def test_sign_up_log_in_chat_twice_and_reload_in_the_browser(pages, page, coach)
         page.wait_for_function(f"document.querySelectorAll('#chat li.assistant').length === {n} "
                                f"&& {answered}")
     page.reload()
-    page.wait_for_function("document.querySelectorAll('#chat li').length === 4")
+    shown_once_loaded(page, "document.querySelectorAll('#chat li').length === 4", "the two stored exchanges")
     texts = page.locator("#chat li").all_text_contents()
     assert texts[0] == "I interview for a Python job." and texts[2] == "What should I practise?", texts
     assert 'Before it you said: "I interview for a Python job."' in texts[3], texts[3]
