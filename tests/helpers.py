@@ -630,9 +630,12 @@ def _serve_as_a_fresh_process(args: list[str], cwd: Path, env: dict) -> int:
     os.environ.update(env)
     sys.argv = ["uvicorn", *args]
     sys.path.insert(0, str(cwd))
-    for name, module in list(sys.modules.items()):  # the lesson's modules import again, with ENV
+    # Only what is installed (the standard library, site-packages) stays imported: the app's own
+    # modules import again, from CWD and with ENV (a test process holds some lesson's `main`).
+    installed = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None)
-        if origin and Path(origin).resolve().is_relative_to(cwd.resolve()):
+        if origin and not os.path.realpath(origin).startswith(installed):
             del sys.modules[name]
     for undo in UNDO_IN_SERVERS:
         undo()

@@ -562,20 +562,28 @@ def probe():
 """
 
 
-def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path):
-    """Servers.start forks `python -m uvicorn` (helpers.fork_uvicorn): the app sees its own folder,
-    the environment it was given and bcrypt's real cost (the tests lowered it in this process);
-    a warning is logged, not raised as the tests' filters would; its log reaches the pipe; SIGTERM
-    ends it as it ends uvicorn: shut down in order, then the signal raised again (exit -15)."""
-    (tmp_path / "main.py").write_text(PROBE_APP)
+def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path, monkeypatch):
+    """Servers.start forks `python -m uvicorn` (helpers.fork_uvicorn): the app is its folder's
+    own (not a `main` this process imported from elsewhere), it sees that folder, the environment
+    it was given and bcrypt's real cost (the tests lowered it in this process); a warning is
+    logged, not raised as the tests' filters would; its log reaches the pipe; SIGTERM ends it as
+    it ends uvicorn: shut down in order, then the signal raised again (exit -15)."""
+    served, elsewhere = tmp_path / "served", tmp_path / "elsewhere"
+    served.mkdir()
+    elsewhere.mkdir()
+    (served / "main.py").write_text(PROBE_APP)
+    (elsewhere / "main.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
+    spec = importlib.util.spec_from_file_location("main", elsewhere / "main.py")
+    monkeypatch.setitem(sys.modules, "main", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(sys.modules["main"])
     servers = Servers()
     try:
         port, proc = servers.start([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
-                                   cwd=tmp_path, env={"PROBE": "given"}, keep_log=True)
+                                   cwd=served, env={"PROBE": "given"}, keep_log=True)
         assert isinstance(proc, ForkedServer)
         r = web.get(f"http://127.0.0.1:{port}/")
         assert r.status_code == 200, r.text
-        assert r.json() == {"rounds": 12, "probe": "given", "cwd": str(tmp_path)}
+        assert r.json() == {"rounds": 12, "probe": "given", "cwd": str(served)}
     finally:
         servers.stop_all()
     log = servers.log(proc)
