@@ -124,7 +124,7 @@ def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, 
 def test_no_llm_listening_is_a_502(live_api, closed_port, user):
     api = live_api(env={"OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port}/v1"})
     r = web.post(f"{api.url}/api/chat", json={"message": QUESTION}, headers=bearer(user["token"]),
-                    timeout=10)
+                 timeout=10)
     assert r.status_code == 502, r.text
     assert "Traceback" not in r.text
 

@@ -42,7 +42,7 @@ def llm_settings(coach_server):
 def open_stream(pages, user, message=QUESTION):
     """The response of POST /api/chat/stream, to be used in a `with` block and read as it comes."""
     return web.stream("POST", f"{pages.api}/api/chat/stream", json={"message": message},
-                         headers=bearer(user["token"]), timeout=10)
+                      headers=bearer(user["token"]), timeout=10)
 
 
 def events(response):
@@ -164,7 +164,7 @@ def test_a_client_that_leaves_before_the_first_token_stops_the_llm_call(live_api
     api = live_api(env={"OPENAI_TIMEOUT": "30"})  # 5 s to the first token is not "too slow" here
     coach.mode("ok", token_delay=5)
     with web.stream("POST", f"{api.url}/api/chat/stream", json={"message": QUESTION},
-                       headers=bearer(user["token"]), timeout=3) as r:
+                    headers=bearer(user["token"]), timeout=3) as r:
         assert r.status_code == 200, r.read()
         wait_for(lambda: coach.stats()["started"] == 1, "the coach starts its answer")
     wait_for(lambda: coach.stats()["cancelled"] == 1, "the coach sees its stream cancelled", seconds=2)
@@ -269,7 +269,7 @@ def test_the_stream_needs_a_login(pages, coach):
 @pytest.mark.parametrize("message", ["", "   ", "x" * 4001])
 def test_a_message_that_is_not_1_to_4000_characters_is_422(pages, coach, user, message):
     r = web.post(f"{pages.api}/api/chat/stream", json={"message": message},
-                    headers=bearer(user["token"]), timeout=10)
+                 headers=bearer(user["token"]), timeout=10)
     assert r.status_code == 422, r.text
 
 

@@ -176,7 +176,7 @@ def twenty_wrong_passwords(two_workers, db) -> Counter:
 
     def wrong_password(_):
         r = web.post(f"{two_workers.url}/api/login", json={"email": email, "password": "wrong-password"},
-                        timeout=30)  # a connection of its own each time: either worker may take it
+                     timeout=30)  # a connection of its own each time: either worker may take it
         return r.status_code
 
     with ThreadPoolExecutor(10) as pool:
@@ -563,7 +563,7 @@ def test_a_user_holds_at_most_three_chats_open_across_workers(two_workers, coach
         with ExitStack() as fourth:
             assert close_of(open_socket(fourth)) == (1013, TOO_MANY_OPEN)
         r = web.post(f"{two_workers.url}/api/chat/stream", json={"message": ASKED},
-                        headers=bearer(user["token"]), timeout=10)
+                     headers=bearer(user["token"]), timeout=10)
         assert r.status_code == 429 and r.json() == {"detail": TOO_MANY_OPEN}, r.text
     # The three closed: their seats are free again, once the server has seen them go.
     deadline = time.monotonic() + 10

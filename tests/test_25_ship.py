@@ -138,7 +138,7 @@ def new_id() -> str:
 def open_stream(url: str, user: dict, request_id: str | None = None):
     headers = bearer(user["token"]) | ({"X-Request-ID": request_id} if request_id else {})
     return web.stream("POST", f"{url}/api/chat/stream", json={"message": QUESTION},
-                         headers=headers, timeout=30)
+                      headers=headers, timeout=30)
 
 
 def timed_events(response):
@@ -480,7 +480,7 @@ def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(st
 def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
     """nginx refuses a body over 64 KiB with 413 and the app's own detail, before the app reads it."""
     r = web.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
-                    headers={"Content-Type": "application/json"}, timeout=5)
+                 headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 413, r.text
     assert r.json() == {"detail": "The request body may have at most 65536 bytes"}
     assert REQUEST_ID.fullmatch(r.headers["X-Request-ID"])

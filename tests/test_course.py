@@ -533,7 +533,7 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
         login = web.post(api + "/api/login", json={k: user[k] for k in ("email", "password")}, timeout=30)
         token = login.json()["access_token"]
         with web.stream("POST", api + "/api/chat/stream", json={"message": "Hello"}, timeout=30,
-                           headers={"Authorization": f"Bearer {token}"}) as r:
+                        headers={"Authorization": f"Bearer {token}"}) as r:
             return r.status_code, r.headers.get("server", ""), "".join(r.iter_text())
 
     (status, server, body), output = make_run_in(clone, SHIPPED[0].number, api + "/readyz", signup_login_chat)
