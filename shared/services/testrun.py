@@ -21,9 +21,9 @@ from shared.ground.paths import RESULTS, ROOT
 
 PYTEST_NO_TESTS = 5
 # pytest's own report of each failure, as Python prints a traceback. Its default (--tb=auto,
-# long) parses the source of every frame to show whole statements: a red run of lesson 07
-# (25 failures, each through Starlette's and anyio's frames) took 12.7 s of CPU with it and 2.2 s
-# with this. Runs whose report nobody reads in full (make check unless VERBOSE=1, make test
+# long) parses the source of every frame to show whole statements: a red check of lesson 07
+# (25 failures, each through Starlette's and anyio's frames) took 13.5 s with it and 2.2 s with
+# this. Runs whose report nobody reads in full (make check unless VERBOSE=1, make test
 # PREVIOUS=1) use it; the structured results (conftest.py) are the same either way.
 BRIEF_TRACEBACKS = ("--tb=native",)
 # Jobs at once: one more than the cores. A job is mostly one busy Python process, but the later
