@@ -183,7 +183,8 @@ def test_the_database_itself_deletes_a_deleted_users_messages(client, db, user):
 
 def test_an_account_deleted_while_the_coach_thinks_gets_a_401_not_a_500(client, coach, db, user):
     """The answer has no user to belong to any more: the foreign key refuses it, and the
-    request ends like any other with a token whose user is gone."""
+    request ends like any other with a token whose user is gone.
+    Hint: a rollback expires what the session loaded; keep what you need (the user's id) before it."""
     coach.mode("slow", seconds=0.5)
     answers = []
 
