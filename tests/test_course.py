@@ -1,5 +1,6 @@
 """Repo-wide checks: the manifest against the folders, READMEs, pins, and the Makefile's front door."""
 
+import ast
 import importlib.util
 import os
 import re
@@ -21,7 +22,7 @@ from dotenv import dotenv_values
 from helpers import BROWSER_WAIT_MS, ROOT, ForkedServer, ReusedTab, Servers, free_port, serve_folder
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find
-from shared.services import proxy, run, settings
+from shared.services import proxy, run, settings, testrun
 from webclient import web
 
 LESSONS = all_lessons()
@@ -589,6 +590,59 @@ def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path, monkeypatch)
     log = servers.log(proc)
     assert proc.returncode == -signal.SIGTERM and "Finished server process" in log, log
     assert "probe imported with PROBE=given" in log and "UserWarning: shown in the log" in log, log
+
+
+PROBE_TEST = """\
+import os, sys
+
+PRELOADED = "fastapi" in sys.modules  # before this file imported anything
+
+
+def test_probe():
+    print("probe ran in", os.getcwd())
+    assert PRELOADED and "main" not in sys.modules
+    assert os.environ["PROBE"] == "given" and "NOT_GIVEN" not in os.environ
+"""
+
+
+def forked_probe(tmp_path, test: str, timeout: float | None = None) -> tuple[int, str, float]:
+    (tmp_path / "test_probe.py").write_text(test)
+    started = time.monotonic()
+    status, report = testrun.forked_pytest(
+        [str(tmp_path / "test_probe.py"), f"--rootdir={tmp_path}", "-c", str(ROOT / "pyproject.toml"), "-s"],
+        {"PATH": os.environ["PATH"], "PROBE": "given"}, timeout, tmp_path / "probe.jsonl")
+    return status, report, time.monotonic() - started
+
+
+def test_a_forked_job_runs_as_a_new_interpreter_would_with_the_packages_loaded(tmp_path, monkeypatch):
+    """make test's jobs fork from a server that imported the common packages (testrun.py): a job
+    has them loaded, but no module of the process that started it (its `main`), only the
+    environment it was given, the repo as its folder, and the course's pytest settings, warnings
+    as errors, without a warning about the packages loaded before it; its report comes back."""
+    monkeypatch.setenv("NOT_GIVEN", "1")
+    monkeypatch.setitem(sys.modules, "main", sys.modules[__name__])
+    status, report, _ = forked_probe(tmp_path, PROBE_TEST)
+    assert status == 0, report
+    assert f"probe ran in {ROOT}" in report and "1 passed" in report, report
+    assert not (tmp_path / "probe.out").exists()
+
+
+def test_a_forked_job_past_its_time_limit_is_stopped(tmp_path):
+    sleeps = "import time\n\n\ndef test_sleeps():\n    time.sleep(60)\n"
+    status, report, seconds = forked_probe(tmp_path, sleeps, timeout=3)
+    assert status == testrun.TIMED_OUT and seconds < 10, (status, seconds, report)
+
+
+def test_no_lesson_module_has_the_name_of_a_package_the_jobs_fork_with():
+    """A lesson's own module named like a preloaded package would lose to it in a forked job."""
+    tree = ast.parse((ROOT / "shared/services/preload.py").read_text())
+    packages = next(ast.literal_eval(node.value) for node in tree.body
+                    if isinstance(node, ast.Assign) and node.targets[0].id == "PACKAGES")
+    preloaded = {name.split(".")[0] for name in packages}
+    for lesson in LESSONS:
+        own = {p.stem for p in lesson.path.glob("*.py")}
+        own |= {p.parent.name for p in lesson.path.glob("*/__init__.py")}
+        assert not own & preloaded, (lesson.folder, own & preloaded)
 
 
 @pytest.mark.parametrize("template", ["missing", "${UNKNOWN}"])

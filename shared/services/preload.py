@@ -1,0 +1,37 @@
+"""The packages every job's tests import, imported once by the fork server that starts the jobs
+of `make test` (testrun.py), so that each job's pytest starts with them loaded.
+
+Importing them costs a test process about 1.3 s of CPU; `make test` runs some 30 jobs, and
+`make test PREVIOUS=1` as many again. Only installed packages: never a lesson's modules, tests/
+or conftest.py, which each job imports fresh, from the folder it grades.
+
+Nothing else imports this module: importing it is what it does.
+"""
+
+import importlib
+import warnings
+
+PACKAGES = (
+    # pytest, and what its plugins import. Not the plugins: pytest rewrites their asserts as it
+    # imports them, and warns that it cannot when they are imported already.
+    "pytest", "execnet", "coverage",
+    # what the lessons and tests/ import, with the parts those load only once they are used
+    "fastapi", "fastapi.testclient", "fastapi.sse", "fastapi.security", "fastapi.middleware.cors",
+    "anyio._backends._asyncio", "pydantic", "pydantic.v1", "pydantic_settings", "email_validator",
+    "sqlalchemy", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "psycopg2", "psycopg2.extras",
+    "alembic.config", "alembic.command", "passlib.hash", "passlib.context", "passlib.handlers.bcrypt",
+    "bcrypt", "jwt", "openai", "openai.resources.chat", "openai.lib.streaming.chat", "httpx2", "httpcore2",
+    "h11", "truststore", "playwright.sync_api", "uvicorn.main", "asgi_correlation_id",
+    "pythonjsonlogger.json", "websockets.sync.client", "websockets.asyncio.client", "yaml",
+)
+
+for name in PACKAGES:
+    # As strict as the tests (filterwarnings = error): a package whose import warns is left out
+    # here, so the job imports it itself, and pytest reports the warning there as it would in a
+    # process of its own. (A package that is not installed is left out the same way.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            importlib.import_module(name)
+        except Exception:  # the job's own import raises it again, where pytest reports it
+            pass
