@@ -230,7 +230,7 @@ def write_summary(runs: list[JobRun], wall: float, jobs: int, load_before: float
         "cores": os.cpu_count(), "load_before": round(load_before, 1),
         "load_after": round(os.getloadavg()[0], 1),
         "runs": [{"job": r.job.key, "title": r.job.label, "ok": r.ok, "seconds": round(r.seconds, 1),
-                  **r.counts()} for r in runs],
+                  **r.counts(), "note": r.note} for r in runs],
     }
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 

@@ -28,19 +28,21 @@ from pathlib import Path
 
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find, previous
-from shared.ground.paths import BUILD, RESULTS, ROOT
+from shared.ground.paths import BUILD, RESULTS, ROOT, shown
 from shared.services.testrun import SUMMARY
 
 GREEN_TARGET, RED_TARGET, TEST_TARGET = 5.0, 10.0, 90.0
 # A lesson graded by mutants (23) runs the learner's suite once on their app and once per bug.
 MUTANTS_GREEN_TARGET = 30.0
+TEST_LOG = BUILD / "bench-make-test.log"  # what make test printed: a job that failed says why there
 
 
-def make(*args: str, env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and exit code of `make ARGS`, as a learner types it."""
+def make(*args: str, env: dict | None = None, log: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and exit code of `make ARGS`, as a learner types it; its output to LOG."""
     started = time.perf_counter()
-    done = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("w") if log else open(os.devnull, "w") as out:
+        done = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env, stdout=out,
+                              stderr=subprocess.STDOUT)
     return time.perf_counter() - started, done.returncode
 
 
@@ -107,7 +109,7 @@ def test_times() -> str:
     for run in summary["runs"]:
         tests = run["passed"] + run["failed"]
         lines.append(f"| {run['job']} | {run['title']} | {tests} | {run['seconds']:.1f} |"
-                     + ("" if run["ok"] else " FAILED"))
+                     + ("" if run["ok"] else f" FAILED {run.get('note', '')}".rstrip()))
     return "\n".join(lines)
 
 
@@ -212,8 +214,8 @@ def main(argv: list[str]) -> None:
     rows = check_loop(numbers)
     test_wall = None
     if not args.no_test:
-        print("make test whole ...", flush=True)
-        test_wall, _ = make("test")
+        print(f"make test whole (its output: {shown(TEST_LOG)}) ...", flush=True)
+        test_wall, _ = make("test", log=TEST_LOG)
     print()
     print(table(rows, test_wall))
     if not args.no_test:
