@@ -64,7 +64,6 @@ from helpers import (  # noqa: E402
     JWT_SECRET,
     LIVE_LOGS,
     ROOT,
-    UNDO_IN_SERVERS,
     ReusedTab,
     Servers,
     alembic,
@@ -80,12 +79,11 @@ from shared.ground.manifest import find  # noqa: E402
 
 # bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
 # the slowness, about 0.2 s a hash, to hold off guessing). The hashes are real bcrypt all the same;
-# a test run makes dozens of them, and at cost 12 they were a third of a lesson's time. Only
-# what runs in this process sees it: apps started in uvicorn (live_api, pages; forked ones too,
-# by UNDO_IN_SERVERS) keep cost 12.
-BCRYPT_ROUNDS = passlib.hash.bcrypt.default_rounds
+# a test run makes dozens of them, and at cost 12 they were a third of a lesson's time. The apps
+# forked from this process (live_api, pages: fork_uvicorn) hash at cost 4 too: their signups and
+# logins in the browser tests took a second of lessons 14-19's checks. Apps uvicorn starts afresh
+# (several workers) hash at 12, unless the lesson reads BCRYPT_ROUNDS (24 on: their tests set 4).
 passlib.hash.bcrypt.default_rounds = 4
-UNDO_IN_SERVERS.append(lambda: setattr(passlib.hash.bcrypt, "default_rounds", BCRYPT_ROUNDS))
 
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)

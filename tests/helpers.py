@@ -549,11 +549,6 @@ def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -
     return code, output
 
 
-# What this test process changes in libraries for its own speed (conftest: bcrypt's cost), undone
-# in a server forked from it (fork_uvicorn), which must behave as `make run`'s does.
-UNDO_IN_SERVERS: list[Callable[[], None]] = []
-
-
 class ForkedServer:
     """A server forked from this process, with the part of subprocess.Popen's interface that
     Servers and ServerLog use: pid, stdout (its output, text), poll, wait, terminate, kill."""
@@ -592,7 +587,7 @@ def fork_uvicorn(args: list[str], cwd: Path, env: dict) -> ForkedServer:
 
     The child is made to look like a fresh process: the lesson's own modules are imported again
     (their settings read ENV), logging, warnings filters, signal handlers and asyncio start from
-    Python's defaults, and what UNDO_IN_SERVERS lists is undone. Its output goes to a pipe, as a
+    Python's defaults (bcrypt's cost stays the tests' own: conftest.py). Its output goes to a pipe, as a
     subprocess's would, and uvicorn's own command line parses ARGS (UVICORN_* variables too)."""
     read, write = os.pipe()
     pid = os.fork()
@@ -637,8 +632,6 @@ def _serve_as_a_fresh_process(args: list[str], cwd: Path, env: dict) -> int:
         origin = getattr(module, "__file__", None)
         if origin and not os.path.realpath(origin).startswith(installed):
             del sys.modules[name]
-    for undo in UNDO_IN_SERVERS:
-        undo()
     root = logging.getLogger()
     for logger in [root, *logging.Logger.manager.loggerDict.values()]:
         if isinstance(logger, logging.Logger):

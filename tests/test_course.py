@@ -566,7 +566,7 @@ def probe():
 def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path, monkeypatch):
     """Servers.start forks `python -m uvicorn` (helpers.fork_uvicorn): the app is its folder's
     own (not a `main` this process imported from elsewhere), it sees that folder, the environment
-    it was given and bcrypt's real cost (the tests lowered it in this process); a warning is
+    it was given and the tests' bcrypt cost (conftest.py: 4, not 12); a warning is
     logged, not raised as the tests' filters would; its log reaches the pipe; SIGTERM ends it as
     it ends uvicorn: shut down in order, then the signal raised again (exit -15)."""
     served, elsewhere = tmp_path / "served", tmp_path / "elsewhere"
@@ -584,7 +584,7 @@ def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path, monkeypatch)
         assert isinstance(proc, ForkedServer)
         r = web.get(f"http://127.0.0.1:{port}/")
         assert r.status_code == 200, r.text
-        assert r.json() == {"rounds": 12, "probe": "given", "cwd": str(served)}
+        assert r.json() == {"rounds": 4, "probe": "given", "cwd": str(served)}
     finally:
         servers.stop_all()
     log = servers.log(proc)
