@@ -55,6 +55,8 @@ class Lesson:
     grader: str = "pytest"
     # Options make run gives uvicorn besides the app, host and port ("--limit-concurrency", "500").
     server_options: tuple[str, ...] = ()
+    # How many processes make check spreads the lesson's tests over (pytest-xdist).
+    check_workers: int = 1
     picture: Picture = field(default_factory=lambda: Picture({}, ()), compare=False, repr=False)
 
     @property
@@ -155,6 +157,8 @@ def _lesson(entry: dict, before: Picture) -> Lesson:
                             f"(known: {', '.join(sorted(known))})")
     if not set(entry["needs"]) <= set(NEEDS) or entry.get("grader", "pytest") not in GRADERS:
         raise ManifestError(f"lesson {entry['number']}: needs must be among {NEEDS}, grader among {GRADERS}")
+    if not isinstance(entry.get("check_workers", 1), int) or entry.get("check_workers", 1) < 1:
+        raise ManifestError(f"lesson {entry['number']}: check_workers must be a whole number, 1 or more")
     values = {**entry, "needs": tuple(entry["needs"]), "picture": _picture(entry, before),
               "server_options": tuple(entry.get("server_options", ()))}
     return Lesson(**values)

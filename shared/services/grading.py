@@ -41,20 +41,12 @@ CHECK_TIMEOUT = 300  # seconds: a lesson's tests take well under a minute
 SHORT = 60  # characters: values up to this long are shown whole on one line each
 WINDOW = 30  # characters shown before the first difference of two long values
 
-# make check spreads the tests of a lesson with an LLM (18 on) over three pytest processes
-# (pytest-xdist): they mostly wait (for a stream's next token, a socket's timeout, a page), so the
-# waits overlap even on two cores. make check on 2 cores, one process against three at the same
-# load: 21 took 19.6 s and 13.2 s, 24 38.7 and 26.2, 25 48.1 and 32.0. Earlier lessons mostly
-# compute, and the workers' start-up costs more than it saves (16: 5.7 s and 7.1 s).
-# CHECK_WORKERS=n sets the number for any lesson.
-SPREAD_WORKERS = 3
-
 
 def check_workers(lesson: Lesson) -> int:
+    """How many processes make check spreads the lesson's tests over: CHECK_WORKERS=n, or the
+    lesson's check_workers (lessons.toml says where it pays)."""
     chosen = os.environ.get("CHECK_WORKERS", "")
-    if chosen.isdigit() and int(chosen) > 0:
-        return int(chosen)
-    return SPREAD_WORKERS if "llm" in lesson.needs else 1
+    return int(chosen) if chosen.isdigit() and int(chosen) > 0 else lesson.check_workers
 
 
 @dataclass
