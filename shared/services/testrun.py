@@ -1,9 +1,10 @@
 """Running pytest: one process per job (a lesson, or a check job beside the lessons), several at
 once, each writing its structured results (shared/ground/results.py) for whoever reads them.
 
-Lessons share module names (main, models, ...), so each runs in a fresh interpreter with its
-own folder as the import root: LESSON and LESSON_DIR tell tests/conftest.py which lesson's
-tests grade which folder.
+Lessons share module names (main, models, ...), so each runs in a process that has imported
+none of them (a new interpreter, or one forked from the fork server below), with its own folder
+as the import root: LESSON and LESSON_DIR tell tests/conftest.py which lesson's tests grade
+which folder.
 """
 
 import atexit
