@@ -120,7 +120,7 @@ def pytest_process(args: list[str], env: dict, timeout: float | None, running: P
 # started once, which imports the packages every job imports (preload.py), then forks a process
 # per job. Each job still runs alone, in a process that has never imported a lesson's modules,
 # but without the 1.3 s of imports. make test whole on 2 cores, a new interpreter per job: 133 s,
-# 248 s of CPU; forked: 115-124 s, 218-228 s of CPU. (multiprocessing's "forkserver": the server
+# 248 s of CPU; forked: 109-124 s, 206-228 s of CPU. (multiprocessing's "forkserver": the server
 # is a new interpreter, so no job inherits the threads or the state of the command line.) A
 # single job (make check) starts a new interpreter, which imports only what its lesson needs.
 FORK_SERVER = multiprocessing.get_context("forkserver")
@@ -203,8 +203,8 @@ def longest_first(jobs: list) -> list:
     """The order to start jobs in so that no long one is left for the end: by the time each took
     last run, longest first. Jobs never run yet (a new lesson; every job in a fresh clone, as
     in CI) go first: the check jobs, then the lessons from the last, which build on the ones
-    before and test the most. A fresh clone's make test, 2 cores: 135 s in the manifest's
-    order backwards, and as fast as with last run's times (about 115 s) in this one."""
+    before and test the most. Simulated with measured times of make test's jobs on 2 cores: 124 s
+    in the manifest's order backwards, 115 s in this one, as in the order of their times."""
     new = [job for job in jobs if last_seconds(job) is None]
     checks = [job for job in new if isinstance(job, CheckJob)]
     lessons = [job for job in new if isinstance(job, Lesson)]
