@@ -776,8 +776,9 @@ def seconds_to_answer_while_held(url: str, *held: HeldTables, give_up: float = 2
     return time.monotonic() - started
 
 
-def answer_times_while_a_chat_waits_for_the_database(db, db_env: dict, url: str, ask: Callable[[], None],
-                                                     ended: Callable[[], str] = str) -> dict[str, float]:
+def answer_times_while_a_chat_waits_for_the_database(
+        db, db_env: dict, url: str, ask: Callable[[], None], ended: Callable[[], str] = lambda: "",
+) -> dict[str, float]:
     """Seconds a GET of URL took while a chat, started by ASK(), waited for the database at each
     of its steps: its login check (the users table held), its history (messages held), and
     storing the answer (messages held for writes only). Each table is taken before the chat can
