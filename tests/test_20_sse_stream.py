@@ -220,13 +220,16 @@ def test_other_requests_are_answered_while_the_stream_waits_for_the_database(pag
     def chat():
         try:
             got.extend(chat_stream(pages, user))
-        except Exception as error:  # shown by the assert below, not lost in the thread
-            got.append(("failed", repr(error)))
+        except Exception as error:  # shown by the asserts below, not lost in the thread
+            got.append(("failed", " / ".join(str(error).splitlines()[:2])))
+
+    def ended() -> str:
+        return "" if stream.is_alive() else str(got[-1][1] if got and got[-1][0] == "failed" else got)
 
     stream = threading.Thread(target=chat)
     try:
         took = answer_times_while_a_chat_waits_for_the_database(
-            db, db_env, f"{pages.api}/api/time", stream.start, lambda: "" if stream.is_alive() else str(got))
+            db, db_env, f"{pages.api}/api/time", stream.start, ended)
     finally:
         if stream.ident is not None:
             stream.join(timeout=30)
