@@ -46,6 +46,7 @@ import argparse
 import ast
 import contextlib
 import gc
+import importlib
 import io
 import json
 import os
@@ -143,31 +144,21 @@ def app_files(folder: Path) -> dict[str, bytes]:
 
 # Each run would start a Python of its own and import the same libraries again (FastAPI,
 # SQLAlchemy, openai, pytest: a second of CPU each time, fifteen times a check). Instead the grader
-# imports them once and forks a child per run, which starts from there and imports only the
-# learner's app and tests, fresh, in its own folder. (pytest-xdist spreads one suite's tests over
-# processes, not one suite over many folders.)
-PRELOAD = ["pytest", "_pytest.main", "_pytest.junitxml", "_pytest.faulthandler", "_pytest.helpconfig",
-           "_pytest.pastebin", "_pytest.setuponly", "_pytest.setupplan", "_pytest.skipping",
-           "_pytest.threadexception", "_pytest.tracemalloc", "_pytest.unittest",
-           "_pytest.unraisableexception", "_pytest.warnings", "pdb", "pytest_cov.plugin",
-           "pytest_timeout", "xdist.plugin", "xdist.looponfail", "anyio.pytest_plugin",
-           "platformdirs.pytest_plugin", "coverage", "fastapi", "fastapi.testclient", "fastapi.sse",
-           "fastapi.middleware.cors", "starlette.testclient", "anyio._backends._asyncio", "sqlalchemy",
-           "sqlalchemy.orm", "sqlalchemy.dialects.postgresql.psycopg2", "psycopg2", "psycopg2.extras",
-           "openai", "httpcore2", "h11", "truststore", "pydantic.v1", "alembic.command", "alembic.config",
-           "alembic.runtime.migration", "alembic.operations", "alembic.script", "logging.config",
-           "pydantic_settings", "jwt", "passlib.context", "passlib.handlers.bcrypt", "bcrypt",
-           "email_validator"]
+# imports them once (preload.py, as make test's fork server does) and forks a child per run, which
+# starts from there and imports only the learner's app and tests, fresh, in its own folder.
+# (pytest-xdist spreads one suite's tests over processes, not one suite over many folders.)
+# pytest's plugins too: their runs ignore pytest's warning that it cannot rewrite their asserts.
+PLUGINS = ["pytest_cov.plugin", "pytest_timeout", "xdist.plugin", "xdist.looponfail", "anyio.pytest_plugin",
+           "platformdirs.pytest_plugin"]
 
 
 def preload() -> None:
-    """Import PRELOAD, then freeze what is in memory: the garbage collector of a child (pytest
-    calls it, and allocations trigger it) then skips the libraries it inherited, which would
-    cost each run a few tenths of a second (Python's gc.freeze documentation, on forking)."""
-    import importlib
-
+    """Import preload.py's packages and PLUGINS, then freeze what is in memory: the garbage
+    collector of a child (pytest calls it, and allocations trigger it) then skips the libraries
+    it inherited, which would cost each run a few tenths of a second (Python's gc.freeze
+    documentation, on forking)."""
     gc.disable()
-    for name in PRELOAD:
+    for name in ["shared.services.preload", *PLUGINS]:  # importing preload.py is what preloads
         try:
             importlib.import_module(name)
         except ImportError:  # not installed here: a suite that needs it imports it itself

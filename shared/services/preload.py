@@ -1,11 +1,13 @@
-"""The packages every job's tests import, imported once by the fork server that starts the jobs
-of `make test` (testrun.py), so that each job's pytest starts with them loaded.
+"""The packages every pytest run of the course imports, imported once by a process that then
+forks the runs, so that each run's pytest starts with them loaded: the fork server of `make
+test`'s jobs (testrun.py), and the grader that runs a learner's suite on each planted bug
+(mutation.py).
 
 Importing them costs a test process about 1.3 s of CPU; `make test` runs some 30 jobs, and
 `make test PREVIOUS=1` as many again. Only installed packages: never a lesson's modules, tests/
-or conftest.py, which each job imports fresh, from the folder it grades.
+or conftest.py, which each run imports fresh, from the folder it grades.
 
-Nothing else imports this module: importing it is what it does.
+Those two import this module by name, when they mean to preload: importing it is what it does.
 """
 
 import importlib
@@ -14,12 +16,16 @@ import warnings
 PACKAGES = (
     # pytest, and what its plugins import. Not the plugins: pytest rewrites their asserts as it
     # imports them, and warns that it cannot when they are imported already.
-    "pytest", "execnet", "coverage",
+    "pytest", "_pytest.main", "_pytest.junitxml", "_pytest.faulthandler", "_pytest.helpconfig",
+    "_pytest.pastebin", "_pytest.setuponly", "_pytest.setupplan", "_pytest.skipping",
+    "_pytest.threadexception", "_pytest.tracemalloc", "_pytest.unittest", "_pytest.unraisableexception",
+    "_pytest.warnings", "pdb", "logging.config", "execnet", "coverage",
     # what the lessons and tests/ import, with the parts those load only once they are used
     "fastapi", "fastapi.testclient", "fastapi.sse", "fastapi.security", "fastapi.middleware.cors",
-    "anyio._backends._asyncio", "pydantic", "pydantic.v1", "pydantic_settings", "email_validator",
-    "sqlalchemy", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "psycopg2", "psycopg2.extras",
-    "alembic.config", "alembic.command", "passlib.hash", "passlib.context", "passlib.handlers.bcrypt",
+    "starlette.testclient", "anyio._backends._asyncio", "pydantic", "pydantic.v1", "pydantic_settings",
+    "email_validator", "sqlalchemy", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql.psycopg2",
+    "psycopg2", "psycopg2.extras", "alembic.config", "alembic.command", "alembic.runtime.migration",
+    "alembic.operations", "alembic.script", "passlib.hash", "passlib.context", "passlib.handlers.bcrypt",
     "bcrypt", "jwt", "openai", "openai.resources.chat", "openai.lib.streaming.chat", "httpx2", "httpcore2",
     "h11", "truststore", "playwright.sync_api", "uvicorn.main", "asgi_correlation_id",
     "pythonjsonlogger.json", "websockets.sync.client", "websockets.asyncio.client", "yaml",
