@@ -666,6 +666,18 @@ def test_the_home_pages_log_out_button_ends_the_token(pages, strict_page, coach,
     assert web.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=10).status_code == 401
 
 
+def test_the_home_pages_log_out_everywhere_button_ends_every_token(pages, strict_page, coach, user):
+    """The home page's #logout-all button ends every token of the user (POST /api/logout-all) and goes
+    to login.html."""
+    page, elsewhere = strict_page, token_for(user["id"])  # the same user, logged in on another device
+    log_in_page(page, pages, user, "home.html", "#logout-all")
+    page.wait_for_function(GREETED)
+    page.click("#logout-all")
+    page.wait_for_url("**/login.html")
+    for token in (user["token"], elsewhere):
+        assert web.get(f"{pages.api}/api/me", headers=bearer(token), timeout=10).status_code == 401
+
+
 def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages, strict_page, coach):
     """The settings page sends input[name=current_password] and logs in again after a new password."""
     page, email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
