@@ -98,10 +98,13 @@ diffs: setup
 table: setup
 	@$(SHARED) table
 
-# ruff, then import-linter: shared/ keeps its layers (the contracts are in pyproject.toml).
+# ruff, then import-linter: shared/ keeps its layers (the contracts are in pyproject.toml); then
+# every compose file and the GitHub workflow against their published schemas (offline).
 lint: setup
 	@$(VENV)/bin/ruff check lessons shared tests
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml lessons/*/docker-compose.yml
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # make check per lesson (model answer and previous lesson's folder) and make test whole, as a
 # table (ARGS=--help lists the options); never part of make test.
