@@ -252,13 +252,16 @@ def test_the_openapi_document_gives_the_streams_errors_as_json(app):
 
     They come before the stream starts, as {"detail": ...}: not text/event-stream (the route's
     media type, which FastAPI would use for a `model`)."""
-    responses = app.openapi()["paths"]["/api/chat/stream"]["post"]["responses"]
+    document = app.openapi()
+    responses = document["paths"]["/api/chat/stream"]["post"]["responses"]
     media_types = {status: list(response["content"]) for status, response in responses.items()}
     assert media_types == {"200": ["text/event-stream"], "400": ["application/json"],
                            "401": ["application/json"], "422": ["application/json"],
                            "503": ["application/json"]}
     for status in ["400", "401", "503"]:
         schema = responses[status]["content"]["application/json"]["schema"]
+        if "$ref" in schema:  # a model of the document's own, "#/components/schemas/<name>"
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
         assert schema["properties"]["detail"]["type"] == "string", schema
         assert schema["required"] == ["detail"], schema
 
