@@ -23,13 +23,14 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
 
 import bcrypt
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -613,11 +614,27 @@ def page(csp_free_tab):
 
 @pytest.fixture
 def strict_page(tab):
-    """A page under the pages' own Content Security Policy: the module's usual tab. Its waits are
+    """(page, blocked): a page under the pages' own Content Security Policy (the module's usual
+    tab), and what that policy blocked, as the browser's console reports it. Its waits are
     written as functions, "() => ...": Playwright evaluates such a string once, as the policy
     allows."""
     with tab.lent() as page:
-        yield page
+        blocked = []
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+        yield page, blocked
+
+
+@contextmanager
+def naming_what_the_policy_blocked(blocked: list[str]):
+    """A page under a strict policy that never gets where a test waits for it was most often
+    stopped by that policy (an inline script, or the API's address missing from connect-src):
+    a wait that times out in this block fails with what the policy blocked, when it blocked
+    anything."""
+    try:
+        yield
+    except PlaywrightTimeout:
+        assert blocked == [], "the page's own Content-Security-Policy blocked what the page needed"
+        raise
 
 
 INJECT_INLINE_SCRIPT = """() => {
@@ -643,53 +660,58 @@ def message_says(*texts: str) -> str:
 def test_each_page_works_under_a_content_security_policy_that_stops_inline_scripts(pages, strict_page, coach,
                                                                                    user, path):
     """Each page works under a Content-Security-Policy (a <meta http-equiv>) that stops inline scripts.
-    Hint: move each page's <script> and <style> into files of their own (script-src 'self')."""
-    page, violations = strict_page, []
-    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    log_in_page(page, pages, user, path)
-    if path == "home.html":  # the page reached the API and the socket: the greeting, and Send enabled
-        page.wait_for_function(GREETED)
-        page.wait_for_function(READY_TO_SEND)
-    if path == "settings.html":  # the page reached the API: the form holds the profile
-        page.wait_for_function(PROFILE_SHOWN)
-    assert violations == []
+    Hint: move each page's <script> and <style> into files of their own (script-src 'self'), and
+    let connect-src reach the API and its socket on any port of localhost and 127.0.0.1 (the tests
+    run the API on a port of their own, which only config.js knows)."""
+    page, blocked = strict_page
+    with naming_what_the_policy_blocked(blocked):
+        log_in_page(page, pages, user, path)
+        if path == "home.html":  # the page reached the API and the socket: the greeting, and Send enabled
+            page.wait_for_function(GREETED)
+            page.wait_for_function(READY_TO_SEND)
+        if path == "settings.html":  # the page reached the API: the form holds the profile
+            page.wait_for_function(PROFILE_SHOWN)
+    assert blocked == []
     assert page.evaluate(INJECT_INLINE_SCRIPT) is False
 
 
 def test_the_home_pages_log_out_button_ends_the_token(pages, strict_page, coach, user):
     """The home page's #logout button ends the token for real (POST /api/logout) and goes to login.html."""
-    page = strict_page
-    log_in_page(page, pages, user, "home.html")
-    page.wait_for_function(GREETED)
-    page.click("#logout")
-    page.wait_for_url("**/login.html")
+    page, blocked = strict_page
+    with naming_what_the_policy_blocked(blocked):
+        log_in_page(page, pages, user, "home.html")
+        page.wait_for_function(GREETED)
+        page.click("#logout")
+        page.wait_for_url("**/login.html")
     assert web.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=10).status_code == 401
 
 
 def test_the_home_pages_log_out_everywhere_button_ends_every_token(pages, strict_page, coach, user):
     """The home page's #logout-all button ends every token of the user (POST /api/logout-all) and goes
     to login.html."""
-    page, elsewhere = strict_page, token_for(user["id"])  # the same user, logged in on another device
-    log_in_page(page, pages, user, "home.html", "#logout-all")
-    page.wait_for_function(GREETED)
-    page.click("#logout-all")
-    page.wait_for_url("**/login.html")
+    (page, blocked), elsewhere = strict_page, token_for(user["id"])  # the same user, on another device
+    with naming_what_the_policy_blocked(blocked):
+        log_in_page(page, pages, user, "home.html", "#logout-all")
+        page.wait_for_function(GREETED)
+        page.click("#logout-all")
+        page.wait_for_url("**/login.html")
     for token in (user["token"], elsewhere):
         assert web.get(f"{pages.api}/api/me", headers=bearer(token), timeout=10).status_code == 401
 
 
 def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages, strict_page, coach):
     """The settings page sends input[name=current_password] and logs in again after a new password."""
-    page, email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
+    (page, blocked), email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
     account = {"name": "Ada", "email": email, "password": PASSWORD}
     assert web.post(f"{pages.api}/api/users", json=account, timeout=10).status_code == 201
     old = web.post(f"{pages.api}/api/login", json=account, timeout=10).json()["access_token"]
-    log_in_page(page, pages, {"token": old}, "settings.html", "input[name=current_password]")
-    page.wait_for_function(PROFILE_SHOWN)
-    page.fill("input[name=password]", "new-horse")
-    page.fill("input[name=current_password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_function(message_says("Saved: password."))
+    with naming_what_the_policy_blocked(blocked):
+        log_in_page(page, pages, {"token": old}, "settings.html", "input[name=current_password]")
+        page.wait_for_function(PROFILE_SHOWN)
+        page.fill("input[name=password]", "new-horse")
+        page.fill("input[name=current_password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_function(message_says("Saved: password."))
     new = page.evaluate("localStorage.getItem('token')")
     assert new != old
     assert web.get(f"{pages.api}/api/me", headers=bearer(old), timeout=10).status_code == 401
@@ -698,14 +720,15 @@ def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages
 
 def test_the_login_page_says_so_when_there_were_too_many_failed_logins(pages, strict_page):
     """The login page shows the 429's detail in #message when there were too many failed logins."""
-    page, email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
+    (page, blocked), email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
     for _ in range(5):
         web.post(f"{pages.api}/api/login", json={"email": email, "password": "wrong-password"}, timeout=10)
-    page.goto(f"{pages.url}/login.html?email={email}")
-    page.fill("input[name=password]", "wrong-password")
-    page.click("button[type=submit]")
-    # An API with no limit yet answers 401: the page shows that detail, and the test fails at once.
-    page.wait_for_function(message_says(TOO_MANY_LOGINS, "Wrong email or password"))
+    with naming_what_the_policy_blocked(blocked):
+        page.goto(f"{pages.url}/login.html?email={email}")
+        page.fill("input[name=password]", "wrong-password")
+        page.click("button[type=submit]")
+        # An API with no limit yet answers 401: the page shows that detail, and the test fails at once.
+        page.wait_for_function(message_says(TOO_MANY_LOGINS, "Wrong email or password"))
     assert TOO_MANY_LOGINS in page.text_content("#message"), page.text_content("#message")
 
 
