@@ -24,7 +24,7 @@ Controls for tests and benchmarks (lessons never use them):
   GET    /_coach/requests     the JSON bodies received at /v1/chat/completions, oldest first
   DELETE /_coach/requests     forget them
   GET    /_coach/stats        streams {"started", "completed", "cancelled"} (client went away)
-  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop", "token_delay"?: s,
+  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut", "token_delay"?: s,
                               "after"?: tokens, "seconds"?: s}; every field is optional
       ok     normal answers
       error  HTTP 500 with an OpenAI-style error body; with "after": N, a stream sends N tokens
@@ -33,6 +33,10 @@ Controls for tests and benchmarks (lessons never use them):
       slow   waits "seconds" (default 3600) before answering: longer than any client timeout
       drop   sends "after" tokens (default 3; for a plain answer, half of its JSON) and then
              closes the connection mid-answer (the openai client raises APIConnectionError)
+      cut    a stream sends "after" tokens (default 3) and then ends as a whole response does,
+             but without its last chunk (the finish_reason) or `data: [DONE]`: an answer cut
+             short by something between, such as a proxy's timeout. The openai client raises
+             nothing; only the missing finish_reason tells. A plain answer: as drop
   POST   /_coach/reset        mode ok, the start-up token delay, no requests, stats zeroed
 """
 
@@ -215,7 +219,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             "usage": usage, "system_fingerprint": None,
         }
         await asyncio.sleep(delay * usage["completion_tokens"])  # as long as a stream of it takes
-        if mode == "drop":
+        if mode in ("drop", "cut"):
             encoded = json.dumps(completion).encode()
             return StreamingResponse(cut_off([encoded[: len(encoded) // 2]]), media_type="application/json")
         return JSONResponse(completion)
@@ -237,14 +241,14 @@ def create_app(token_delay: float = 0.0) -> Starlette:
         try:
             body = json.loads(await request.body() or b"{}")
             mode = body.get("mode", coach.mode)
-            if mode not in {"ok", "error", "slow", "drop"}:
+            if mode not in {"ok", "error", "slow", "drop", "cut"}:
                 raise ValueError(mode)
             token_delay = float(body.get("token_delay", coach.token_delay))
             after = body.get("after")
             after = None if after is None else int(after)
             seconds = float(body.get("seconds", 3600))
         except (ValueError, TypeError, AttributeError):
-            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop", '
+            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut", '
                                            '"token_delay": s, "after": n, "seconds": s}'}, status_code=400)
         coach.mode, coach.token_delay, coach.after, coach.seconds = mode, token_delay, after, seconds
         return JSONResponse({"mode": mode, "token_delay": token_delay, "after": after, "seconds": seconds})
@@ -302,10 +306,12 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
     try:
         yield sse(chunk({"role": "assistant", "content": "", "refusal": None}))
         for n, token in enumerate(tokens_of(text)):
-            if mode in ("error", "drop") and n == (3 if after is None else after):
+            if mode in ("error", "drop", "cut") and n == (3 if after is None else after):
                 if mode == "drop":
                     raise Dropped
                 finished = True
+                if mode == "cut":  # the response ends here, cleanly: no last chunk, no [DONE]
+                    return
                 yield sse({"error": {"message": "The offline coach was told to fail mid-stream (mode error).",
                                      "type": "server_error", "param": None, "code": None}})
                 return

@@ -374,7 +374,7 @@ class CoachServer:
 
     def mode(self, mode: str = "ok", **options) -> dict:
         """mode("error"); mode("error", after=3); mode("slow", seconds=5); mode("drop", after=3);
-        any of them with token_delay=0.05 (seconds per token). See shared/coach.py."""
+        mode("cut", after=3); any of them with token_delay=0.05 (seconds per token). See shared/coach.py."""
         return self._call("POST", "/_coach/mode", {"mode": mode, **options})
 
     def stats(self) -> dict:

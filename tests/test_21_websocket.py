@@ -193,6 +193,16 @@ def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user):
         assert ask(ws) == ([], COACH_FAILED)
 
 
+def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_frame(pages, coach, user):
+    """An answer cut short before the LLM says it is done is an error frame, and nothing is stored.
+    Hint: the same stream as lesson 20's: no chunk with a finish_reason, no whole answer."""
+    with logged_in(pages, user) as ws:
+        coach.mode("cut", after=3)
+        tokens, last = ask(ws)
+        assert (len(tokens), last) == (3, COACH_FAILED)
+    assert history(pages, user) == []
+
+
 def test_an_account_deleted_mid_answer_gets_an_error_frame(pages, coach, user, db):
     coach.mode("ok", token_delay=TOKEN_DELAY)
     with logged_in(pages, user) as ws:

@@ -131,6 +131,16 @@ def test_drop_mode_cuts_the_connection(llm, coach):
         streamed_text(ask(llm, CONVERSATION, stream=True))
 
 
+def test_cut_mode_ends_a_stream_cleanly_before_the_model_says_it_is_done(llm, coach):
+    """The openai client raises nothing; the stream just has no chunk with a finish_reason."""
+    coach.mode("cut", after=3)
+    chunks = list(ask(llm, CONVERSATION, stream=True))
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 3, chunks
+    assert [c for c in chunks if c.choices and c.choices[0].finish_reason] == [], chunks
+    with pytest.raises(openai.APIConnectionError):  # a plain answer: cut as drop cuts it
+        ask(llm, CONVERSATION)
+
+
 def test_slow_mode_outlasts_the_clients_timeout(coach):
     coach.mode("slow")
     with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=0.3) as impatient, \

@@ -80,7 +80,7 @@ async def stream(messages: list[dict]) -> AsyncIterator[str]:
     """
     if async_client is None:
         raise HTTPException(status_code=502, detail="No LLM configured: set OPENAI_API_KEY in .env")
-    pieces = 0
+    pieces, finished = 0, False
     try:
         # stream=True: the call returns as soon as the model starts; the answer follows in chunks.
         response = await async_client.chat.completions.create(model=MODEL, messages=messages, stream=True)
@@ -89,6 +89,8 @@ async def stream(messages: list[dict]) -> AsyncIterator[str]:
         # the model stops writing an answer nobody will read.
         async with response:
             async for chunk in response:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finished = True  # the model's own word that the answer is complete ("stop", ...)
                 piece = chunk.choices[0].delta.content if chunk.choices else None
                 if piece:  # the first and last chunks carry no text
                     pieces += 1
@@ -101,3 +103,10 @@ async def stream(messages: list[dict]) -> AsyncIterator[str]:
         raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
     if pieces == 0:
         raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
+    # The stream ended, but the model never said it had finished: its last chunk carries a
+    # finish_reason. Something between (a proxy's timeout, say) cut the answer short, and the
+    # openai client does not notice a stream that ends cleanly before its [DONE]. Half an
+    # answer is not an answer: nothing is stored, and the user is told.
+    if not finished:
+        logger.warning("LLM stream ended before the model finished its answer")
+        raise HTTPException(status_code=502, detail="The coach is unavailable, try again later")

@@ -106,7 +106,7 @@ class LLM:
         """
         if self.client is None:
             raise HTTPException(status_code=502, detail=NO_KEY)
-        pieces = []
+        pieces, finished = [], False
         try:
             # stream=True: the call returns as soon as the model starts; the answer follows in
             # chunks. include_usage: a last chunk, with no text, says how many tokens it took.
@@ -117,6 +117,8 @@ class LLM:
             # the model stops writing an answer nobody will read.
             async with response:
                 async for chunk in response:
+                    if chunk.choices and chunk.choices[0].finish_reason:
+                        finished = True  # the model's own word that the answer is complete ("stop", ...)
                     if chunk.usage:  # the last chunk
                         usage.tokens = chunk.usage.total_tokens
                     piece = chunk.choices[0].delta.content if chunk.choices else None
@@ -137,3 +139,10 @@ class LLM:
                 usage.tokens = estimate(messages, "".join(pieces))
         if not pieces:
             raise HTTPException(status_code=502, detail=NO_ANSWER)
+        # The stream ended, but the model never said it had finished: its last chunk carries a
+        # finish_reason. Something between (a proxy's timeout, say) cut the answer short, and the
+        # openai client does not notice a stream that ends cleanly before its [DONE]. Half an
+        # answer is not an answer: nothing is stored, and the user is told.
+        if not finished:
+            logger.warning("LLM stream ended before the model finished its answer")
+            raise HTTPException(status_code=502, detail=UNAVAILABLE)
