@@ -154,6 +154,16 @@ def test_the_token_of_a_deleted_user_closes_the_socket_with_1008(pages, coach, u
     assert closed.value.rcvd.code == 1008
 
 
+def test_the_database_down_at_the_login_closes_the_socket_with_1011(live_api, closed_port, user):
+    """The database down at the login closes the socket with 1011 (Database unavailable).
+    Hint: the token is fine, but its user cannot be looked up: close with 1011 and the 503's
+    detail as the reason, not 1008 (the page would log out) and not a traceback."""
+    api = live_api(env={"DB_PORT": str(closed_port)})
+    with connect(api.url.replace("http://", "ws://") + "/ws/chat", open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert close_of(ws) == (1011, "Database unavailable, try again later")
+
+
 def test_a_socket_that_sends_no_token_is_closed_with_1008_within_the_bound(pages, coach):
     """A socket that sends no token within WS_LOGIN_TIMEOUT seconds is closed with 1008.
     Else it would stay open for as long as its client answers pings.
