@@ -136,9 +136,9 @@ def test_the_connection_to_the_llm_dropping_mid_way_is_an_error_event(pages, coa
 
 def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_event(pages, coach, user):
     """An answer cut short before the LLM says it is done is an error event, and nothing is stored.
-    Hint: the openai client raises nothing when a stream ends cleanly before its end; only the
-    last chunk, with a finish_reason ("stop"), says the answer is whole. No finish_reason: the
-    same error event as the LLM failing mid-way."""
+    Hint: the openai client raises nothing when a stream stops cleanly before its last chunk;
+    only that chunk, with a finish_reason ("stop"), says the answer is whole. No finish_reason:
+    the same error event as the LLM failing mid-way."""
     coach.mode("cut", after=3)
     *tokens, last = chat_stream(pages, user)
     assert len(tokens) == 3 and last == ("error", {"detail": "The coach is unavailable, try again later"})
