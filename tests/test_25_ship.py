@@ -477,13 +477,22 @@ def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(st
 
 # --- nginx's own answers -----------------------------------------------------------------------
 
+def assert_the_apps_headers(r) -> None:
+    """The headers every answer of the app carries (lesson 24's and the request id), on an answer
+    nginx made itself."""
+    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
+    assert r.headers.get("Referrer-Policy") == "no-referrer", r.headers
+    assert r.headers.get("Content-Security-Policy") == "default-src 'none'; frame-ancestors 'none'", r.headers
+
+
 def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
-    """nginx refuses a body over 64 KiB with 413 and the app's own detail, before the app reads it."""
+    """nginx refuses a body over 64 KiB with 413, the app's detail and headers, before the app reads it."""
     r = web.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
                  headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 413, r.text
     assert r.json() == {"detail": "The request body may have at most 65536 bytes"}
-    assert REQUEST_ID.fullmatch(r.headers["X-Request-ID"])
+    assert_the_apps_headers(r)
 
 
 def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, closed_port):
@@ -497,7 +506,7 @@ def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, clos
         nginx.stop()
     assert r.status_code == 502, r.text
     assert r.json() == {"detail": "The app is not answering, try again later"}
-    assert REQUEST_ID.fullmatch(r.headers["X-Request-ID"])
+    assert_the_apps_headers(r)
 
 
 def nginx_settings(lesson) -> dict[str, list[str]]:
