@@ -213,6 +213,18 @@ def test_readyz_answers_200_when_the_database_answers_and_is_migrated(stack):
     assert r.status_code == 200, r.text
 
 
+def test_readyz_logs_its_access_line_only(stack):
+    """GET /readyz logs nothing but its access line: a probe asks it every few seconds."""
+    given = new_id()
+    r = web.get(f"{stack.url}/readyz", headers={"X-Request-ID": given}, timeout=5)
+    assert r.status_code == 200, r.text
+    # The access line comes after the answer, so once it is there every line of the request is.
+    wait_for(lambda: any(line["logger"] == "uvicorn.access" for line in stack.lines_of(given)),
+             "the access line of /readyz")
+    lines = stack.lines_of(given)
+    assert [line["logger"] for line in lines] == ["uvicorn.access"], [line["message"] for line in lines]
+
+
 def test_readyz_answers_503_while_the_schema_is_behind_the_migrations(client, db):
     """GET /readyz answers 503 with a detail while the schema is not at the latest migration."""
     with db.cursor() as cur:

@@ -51,6 +51,10 @@ def configure_logging(level: str = "INFO") -> None:
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
+            # /readyz asks Alembic for the database's revision each time a probe asks (every few
+            # seconds), and Alembic says at INFO which database it talks to, each time: two lines
+            # of noise per probe. Its warnings still show.
+            "alembic": {"level": "WARNING"},
         },
         "root": {"level": level, "handlers": ["stdout"]},
     })
