@@ -8,8 +8,11 @@ from database import engine
 from models import Base
 
 config = context.config
+# Alembic's logging settings, from alembic.ini. disable_existing_loggers=False: when a migration
+# runs in a process whose loggers exist already (a test suite that migrates its database), they
+# keep logging; by default fileConfig switches off every logger it does not name.
 if config.config_file_name is not None:
-    fileConfig(config.config_file_name)
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # What the tables should look like: `alembic revision --autogenerate` compares this with the
 # real database and writes the difference as a migration; `alembic check` says if any is left.

@@ -60,7 +60,8 @@ def database():
         conn.execute(text(f'ALTER DATABASE "{TEST_DB}" SET synchronous_commit = off'))
     server.dispose()
     # The tables as the migrations make them, the way `alembic upgrade head` makes them for the
-    # app. (Without alembic.ini: its logging setup would silence the app's loggers.)
+    # app. (Without alembic.ini: its logging setup would set the root logger to WARNING, and the
+    # app's INFO lines would be lost.)
     migrations = Config()
     migrations.set_main_option("script_location", str(ENV_FILE.parent / "alembic"))
     migrations.set_main_option("path_separator", "os")
