@@ -285,6 +285,12 @@ def test_config_js_follows_the_host_the_page_came_from(lesson, static_server, pa
     assert page.evaluate("API_URL") == "http://127.0.0.1:8000"
 
 
+def test_config_js_points_a_page_opened_as_a_file_at_localhost(lesson, page):
+    """config.js points a page opened as a file at localhost"""
+    page.goto((lesson.path / "frontend" / "signup.html").as_uri())
+    assert page.evaluate("API_URL") == "http://localhost:8000"
+
+
 def test_signup_from_127_0_0_1_creates_the_user(both_hosts, page):
     """Signup from 127.0.0.1 creates the user"""
     _, page_on_ip, api, _ = both_hosts
