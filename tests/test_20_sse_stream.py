@@ -250,8 +250,8 @@ def test_other_requests_are_answered_while_the_stream_waits_for_the_database(pag
 
 
 def test_the_openapi_document_describes_the_stream_as_server_sent_events(app):
-    """FastAPI writes the 200 of an EventSourceResponse generator itself; the errors listed are
-    the ones the endpoint can answer before the stream starts."""
+    """The OpenAPI document lists the stream's 200 and exactly the errors it answers before it starts.
+    FastAPI writes the 200 of an EventSourceResponse generator itself."""
     operation = app.openapi()["paths"]["/api/chat/stream"]["post"]
     events_schema = operation["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
     assert {"data", "event"} <= set(events_schema["properties"])
