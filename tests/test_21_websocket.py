@@ -236,15 +236,28 @@ def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
 
 # --- frames a socket refuses, and frames that come while it answers ----------------------------
 
-def test_a_binary_frame_closes_the_socket_with_1003(pages, coach, user):
+@contextmanager
+def socket_at(pages, user, login: bool):
+    """A socket to the app, logged in as `user` or not yet (its next frame is the first)."""
+    if login:
+        with logged_in(pages, user) as ws:
+            yield ws
+    else:
+        with connect(socket_url(pages), open_timeout=10) as ws:
+            yield ws
+
+
+@pytest.mark.parametrize("login", [True, False], ids=["after the login", "as the first frame"])
+def test_a_binary_frame_closes_the_socket_with_1003(pages, coach, user, login):
     """Hint: websocket.receive() gives the raw message: "text", or "bytes" for a binary frame."""
-    with logged_in(pages, user) as ws:
+    with socket_at(pages, user, login) as ws:
         ws.send(b"\x00\x01 not text")
         assert close_of(ws) == (1003, "Binary frames are not accepted: send JSON text")
 
 
-def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(pages, coach, user):
-    with logged_in(pages, user) as ws:
+@pytest.mark.parametrize("login", [True, False], ids=["after the login", "as the first frame"])
+def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(pages, coach, user, login):
+    with socket_at(pages, user, login) as ws:
         ws.send(json.dumps({"message": "x" * MAX_FRAME}))  # the frame: MAX_FRAME + 15 characters
         assert close_of(ws) == (1009, f"A frame may have at most {MAX_FRAME} characters")
     assert coach.requests() == []
