@@ -736,7 +736,11 @@ def test_the_login_page_says_so_when_there_were_too_many_failed_logins(pages, st
 
 def test_the_folders_own_tests_pass(lesson, db_env):
     """The folder's own tests (tests/, from lesson 23) pass, grown with tests of this lesson.
-    They run as you run them, `pytest` in the folder, on a test database of their own."""
+    They run as you run them, `pytest` in the folder, on a test database of their own; one of
+    them at least asks /api/logout (or /api/logout-all), and one expects a 429."""
+    suite = " ".join(path.read_text() for path in (lesson.path / "tests").glob("test_*.py"))
+    assert "/api/logout" in suite, "no test in tests/ asks /api/logout or /api/logout-all"
+    assert "429" in suite, "no test in tests/ expects a 429"
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     env.update(db_env, TEST_DB_NAME=f"{db_env['DB_NAME']}_own")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
