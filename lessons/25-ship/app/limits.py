@@ -20,7 +20,7 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.config import Settings
 from app.db import engine
@@ -127,7 +127,10 @@ def take(*budgets: Budget) -> None:
 async def spend_tokens(user_id: int, tokens: int, settings: Settings) -> None:
     if tokens:
         with anyio.CancelScope(shield=True):
-            await run_in_threadpool(count, tokens_used(user_id, tokens, settings))
+            try:
+                await run_in_threadpool(count, tokens_used(user_id, tokens, settings))
+            except OperationalError:  # the answer was given: not counting it is only logged
+                logger.warning("tokens not counted, database unavailable: user %s, %s", user_id, tokens)
 
 
 # --- seats: the streams and sockets a user holds open at once, over every worker ---------------
@@ -179,7 +182,10 @@ class Seat:
         """Renews the lease when half of it has passed (call it as often as you like)."""
         if time.monotonic() - self.renewed >= self.lease / 2:
             self.renewed = time.monotonic()
-            await run_in_threadpool(renew_seat, self.id, self.lease)
+            try:
+                await run_in_threadpool(renew_seat, self.id, self.lease)
+            except OperationalError:  # tried again next time; meanwhile the lease runs on
+                logger.warning("seat %s not renewed: database unavailable", self.id)
 
 
 TOO_MANY_OPEN = "Too many open chats: close one and try again"
@@ -198,7 +204,10 @@ async def open_chat(user_id: int, most: int, lease: float) -> AsyncIterator[Seat
         # shield: when the chat ends because its client went away, this task is being
         # cancelled, and an unshielded await would be cancelled too, leaving the seat taken.
         with anyio.CancelScope(shield=True):
-            await run_in_threadpool(leave_seat, seat_id)
+            try:
+                await run_in_threadpool(leave_seat, seat_id)
+            except OperationalError:  # the seat frees itself when its lease ends
+                logger.warning("seat %s not left: database unavailable", seat_id)
 
 
 # --- clean-up ----------------------------------------------------------------------------------
@@ -217,6 +226,6 @@ async def clean_up_every(seconds: float) -> None:
     while True:
         try:
             await run_in_threadpool(forget_expired)
-        except OperationalError:
-            logger.warning("clean-up skipped: database unavailable")
+        except SQLAlchemyError as error:  # down, or not migrated yet: the requests will say so
+            logger.warning("clean-up skipped: %s", type(error).__name__)
         await anyio.sleep(seconds)

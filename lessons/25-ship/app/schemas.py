@@ -67,7 +67,9 @@ class Problem(BaseModel):
     detail: str
 
 
-UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}}
+# Every endpoint with a body: one that cannot be read, or one too large to be read at all.
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"},
+              413: {"model": Problem, "description": "The body is over MAX_BODY_BYTES: refused unread"}}
 DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
 WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
 NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
@@ -75,7 +77,6 @@ EMAIL_TAKEN = {409: {"model": Problem, "description": "Another account has this 
 TOO_MANY = {429: {"model": Problem, "description": "A limit is reached: try again after Retry-After seconds",
                   "headers": {"Retry-After": {"description": "Seconds until a new try can succeed",
                                               "schema": {"type": "integer"}}}}}
-TOO_LARGE = {413: {"model": Problem, "description": "The body is larger than MAX_BODY_BYTES"}}
 WRONG_PASSWORD = {403: {"model": Problem, "description": "current_password is not the account's password"}}
 LLM_DOWN = {502: {"model": Problem, "description": "The LLM failed, or none is configured"},
             504: {"model": Problem, "description": "The LLM did not answer within OPENAI_TIMEOUT seconds"}}
@@ -99,10 +100,16 @@ class LoginForm(BaseModel):
 # (it may have been copied from a browser left open), and whoever holds the email and password
 # owns the account.
 class UserUpdate(BaseModel):
+    # In the OpenAPI document: sending email or password makes current_password required
+    # (JSON Schema's dependentRequired), so that a client or a fuzzer reading it knows the rule.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"email": ["current_password"],
+                                                                       "password": ["current_password"]}})
+
     name: str | None = Field(default=None, min_length=2, max_length=10, pattern=NO_NUL)
     email: Email | None = None
     password: Password | None = None
-    current_password: Password | None = Field(
+    # Not nullable: sent, it is a password. (Left out, it is None, as the other fields.)
+    current_password: Password = Field(
         default=None, description="The account's password now; needed to change the email or the password")
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.dialects.postgresql import insert
 
 from app import limits, models
 from app.crud import user_by_email
@@ -46,7 +47,9 @@ async def login(form: LoginForm, request: Request, settings: SettingsDep):
 @router.post("/logout", status_code=204, responses=NOT_LOGGED_IN)
 def logout(user: CurrentUser, credentials: Credentials, db: SessionDep, settings: SettingsDep):
     claims = decode_token(credentials.credentials, settings)  # valid: CurrentUser has checked it
-    db.add(models.RevokedToken(jti=claims.jti, expires_at=claims.expires_at))
+    # ON CONFLICT DO NOTHING: the same token logged out twice at once (two clicks) is one row.
+    db.execute(insert(models.RevokedToken).values(jti=claims.jti, expires_at=claims.expires_at)
+               .on_conflict_do_nothing())
     db.commit()
     logger.info("logout: user %s", user.id)
 

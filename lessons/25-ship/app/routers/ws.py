@@ -211,6 +211,9 @@ async def chat_socket(websocket: WebSocket, settings: SettingsDep, llm: LLMDep):
                 await read_and_answer(websocket, settings, llm, token, user_id, seat)
         except limits.TooManyRequests as refused:
             raise CloseSocket(status.WS_1013_TRY_AGAIN_LATER, refused.detail) from None
+        except OperationalError:  # no seat could be taken: 1011, as in check_token
+            reason = "Database unavailable, try again later"
+            raise CloseSocket(status.WS_1011_INTERNAL_ERROR, reason) from None
     except CloseSocket as close:
         logger.warning("chat socket closed with %s: user %s, %s", close.code, user_id, close.reason)
         await websocket.close(code=close.code, reason=close.reason)
