@@ -76,6 +76,7 @@ from helpers import (  # noqa: E402
 )
 from shared.ground import devdb, results  # noqa: E402
 from shared.ground.manifest import find  # noqa: E402
+from shared.ground.paths import RESULTS  # noqa: E402
 
 # bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
 # the slowness, about 0.2 s a hash, to hold off guessing). The hashes are real bcrypt all the same;
@@ -117,6 +118,26 @@ def pytest_collection_modifyitems(config, items):
         shared = next((name for name in ONE_WORKER_FIXTURES if name in item.fixturenames), None)
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared))
+    # Spread over processes (make check), the longest tests go first: a long test handed out last
+    # runs on alone while the other processes sit idle. Longest-processing-time first, as make
+    # test orders its jobs; xdist hands out the shared fixtures' groups first, largest first, then
+    # the rest in this order. Every process reads the same file, so all collect the same order, as
+    # xdist requires. Measured on 2 cores: the model answer's check of 24 went from 24 s to 20 s.
+    if WORKER and config.lesson_number:
+        last = last_seconds(config.lesson_number)
+        items.sort(key=lambda item: -last.get(item.nodeid, 0.0))
+
+
+def last_seconds(number: str) -> dict[str, float]:
+    """How long each test took in the lesson's last check, else in its last make test ({} if
+    neither has run: the tests keep the order of their file)."""
+    for path in (RESULTS / f"{number}-check.jsonl", RESULTS / f"{number}.jsonl"):
+        try:
+            if path.exists():
+                return {test.nodeid: test.seconds for test in results.read(path).tests}
+        except (ValueError, TypeError):  # half written by a run beside this one: try the other
+            pass
+    return {}
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import jwt
@@ -347,7 +348,10 @@ def test_two_chats_at_once_are_not_served_one_after_the_other(pages, coach, db, 
         await asyncio.wait_for(asyncio.gather(chat("A", users[0], go, a_started),
                                               chat("B", users[1], a_started, b_started)), 20)
 
-    asyncio.run(both())
+    # In a thread of its own: once this process has started the browser (Playwright's sync API),
+    # its main thread has an event loop running, and asyncio.run() refuses to start another there.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, both()).result()
     assert seen.index(("B", "token")) < seen.index(("A", "done")), seen
     assert seen.count(("A", "done")) == seen.count(("B", "done")) == 1
 
