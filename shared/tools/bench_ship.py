@@ -66,7 +66,7 @@ from shared.services import proxy
 MESSAGE = "How do I answer 'tell me about yourself' in an interview?"
 DATABASE = "aic_bench_ship"
 TIMEOUT = 120  # seconds: no chat in this bench may take longer
-POOL_PER_WORKER = 5 + 10  # SQLAlchemy's QueuePool defaults (pool_size + max_overflow): app/db.py sets neither
+POOL_PER_WORKER = 15  # app/db.py: pool_size=15, max_overflow=0 (the default limit, 5 + 10, all kept open)
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, log) -> None:
