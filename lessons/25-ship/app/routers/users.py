@@ -48,8 +48,10 @@ async def create_user(user: UserCreate, request: Request, db: SessionDep, settin
     await run_in_threadpool(limits.take, limits.signup_budget(client_address(request), settings))
     new_user = models.User(name=user.name, email=user.email, password_hash=await hash_password(user.password))
     db.add(new_user)  # staged: nothing is written yet
-    await run_in_threadpool(commit_or_409, db, "signup")  # INSERT ... now the row exists
-    await run_in_threadpool(db.refresh, new_user)  # reload the row: now it has the id Postgres gave it
+    # INSERT ... now the row exists, and new_user has the id Postgres gave it. No db.refresh()
+    # (lesson 22): new_user keeps its values (expire_on_commit=False), and the answer reads
+    # nothing else (token_version, filled in by the database, is left unread).
+    await run_in_threadpool(commit_or_409, db, "signup")
     logger.info("signup: user %s", new_user.id)
     return new_user
 
@@ -95,6 +97,9 @@ async def update_me(changes: UserUpdate, user: CurrentUser, request: Request, db
         setattr(user, name, value)
     # `user` came from this same session (one get_db per request): committing is an UPDATE.
     await run_in_threadpool(commit_or_409, db, f"update of user {user.id}")
+    # token_version was given an SQL expression, so SQLAlchemy forgets its value at the commit:
+    # read the row again here, in a thread, rather than let a later read of the attribute ask
+    # the database from the event loop.
     await run_in_threadpool(db.refresh, user)
     logger.info("profile updated: user %s changed %s", user.id, changed)
     return user
