@@ -24,7 +24,7 @@ Controls for tests and benchmarks (lessons never use them):
   GET    /_coach/requests     the JSON bodies received at /v1/chat/completions, oldest first
   DELETE /_coach/requests     forget them
   GET    /_coach/stats        streams {"started", "completed", "cancelled"} (client went away)
-  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut", "token_delay"?: s,
+  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut" | "junk", "token_delay"?: s,
                               "after"?: tokens, "seconds"?: s}; every field is optional
       ok     normal answers
       error  HTTP 500 with an OpenAI-style error body; with "after": N, a stream sends N tokens
@@ -37,6 +37,10 @@ Controls for tests and benchmarks (lessons never use them):
              but without its last chunk (the finish_reason) or `data: [DONE]`: an answer cut
              short by something between, such as a proxy's timeout. The openai client raises
              nothing; only the missing finish_reason tells. A plain answer: as drop
+      junk   what a proxy or a captive portal in between may send: a plain answer is a 200
+             HTML page (the openai client hands back its text, not a ChatCompletion); a stream
+             sends "after" tokens (default 0) and then a `data:` line that is not JSON (the
+             client raises a ValueError, JSONDecodeError)
   POST   /_coach/reset        mode ok, the start-up token delay, no requests, stats zeroed
 """
 
@@ -52,11 +56,14 @@ import zlib
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "coach"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
+MODES = {"ok", "error", "slow", "drop", "cut", "junk"}
+# What mode junk sends where an answer should be: a page, as a proxy or a captive portal would.
+JUNK_PAGE = "<html><body><h1>Please sign in to the network</h1></body></html>"
 
 # What a coach says, picked by the subject of the latest message (the first topic whose
 # keyword it contains) or, failing that, by a checksum of it: deterministic, no randomness.
@@ -201,6 +208,8 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             await wait_unless_gone(request, coach.seconds)
         if mode == "error" and not (body.get("stream") and after):
             return openai_error(500, "The offline coach was told to fail (mode error).", "server_error")
+        if mode == "junk" and not body.get("stream"):
+            return HTMLResponse(JUNK_PAGE)
         text = answer(messages)
         reply_id, created = coach.next_id(), int(time.time())
         usage = {"prompt_tokens": sum(len(text_of(m.get("content")).split()) for m in messages),
@@ -241,14 +250,14 @@ def create_app(token_delay: float = 0.0) -> Starlette:
         try:
             body = json.loads(await request.body() or b"{}")
             mode = body.get("mode", coach.mode)
-            if mode not in {"ok", "error", "slow", "drop", "cut"}:
+            if mode not in MODES:
                 raise ValueError(mode)
             token_delay = float(body.get("token_delay", coach.token_delay))
             after = body.get("after")
             after = None if after is None else int(after)
             seconds = float(body.get("seconds", 3600))
         except (ValueError, TypeError, AttributeError):
-            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut", '
+            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut"|"junk", '
                                            '"token_delay": s, "after": n, "seconds": s}'}, status_code=400)
         coach.mode, coach.token_delay, coach.after, coach.seconds = mode, token_delay, after, seconds
         return JSONResponse({"mode": mode, "token_delay": token_delay, "after": after, "seconds": seconds})
@@ -303,13 +312,17 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
 
     coach.stats["started"] += 1
     finished, started = False, time.monotonic()
+    fails_at = after if after is not None else 0 if mode == "junk" else 3  # tokens sent before
     try:
         yield sse(chunk({"role": "assistant", "content": "", "refusal": None}))
         for n, token in enumerate(tokens_of(text)):
-            if mode in ("error", "drop", "cut") and n == (3 if after is None else after):
+            if mode in ("error", "drop", "cut", "junk") and n == fails_at:
                 if mode == "drop":
                     raise Dropped
                 finished = True
+                if mode == "junk":  # a page where the next chunk should be: not JSON
+                    yield f"data: {JUNK_PAGE}\n\n"
+                    return
                 if mode == "cut":  # the response ends here, cleanly: no last chunk, no [DONE]
                     return
                 yield sse({"error": {"message": "The offline coach was told to fail mid-stream (mode error).",

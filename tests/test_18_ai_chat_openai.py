@@ -89,8 +89,14 @@ def test_a_message_of_4000_characters_is_fine(client, user):
 
 # --- when the LLM fails -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["error", "drop"], ids=["answers 500", "cuts the connection"])
+@pytest.mark.parametrize("mode", ["error", "drop", "junk"],
+                         ids=["answers 500", "cuts the connection", "answers a page, not JSON"])
 def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode):
+    """The LLM failing is a 502 with a short detail.
+
+    An error answer, a connection cut, or a 200 that is not a chat completion (a page from
+    something in between). Hint: for a page, the openai client hands back its text, not a
+    ChatCompletion; a body that is not JSON raises a ValueError."""
     coach.mode(mode)
     r = chat(client, user)
     assert r.status_code == 502, r.text

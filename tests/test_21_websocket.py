@@ -198,9 +198,10 @@ def test_a_frame_that_is_no_message_gets_an_error_frame(pages, coach, user, fram
         assert ask(ws)[1] == {"type": "done"}
 
 
-def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user):
+@pytest.mark.parametrize("mode", ["error", "junk"], ids=["answers 500", "answers a page, not JSON"])
+def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user, mode):
     with logged_in(pages, user) as ws:
-        coach.mode("error")
+        coach.mode(mode)
         assert ask(ws) == ([], COACH_FAILED)
 
 

@@ -327,6 +327,18 @@ def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
     assert r.json() == {"detail": "No LLM configured: set OPENAI_API_KEY in .env"}
 
 
+@pytest.mark.parametrize("mode", ["error", "junk"], ids=["answers 500", "answers a page, not JSON"])
+def test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page(app, coach, user, mode):
+    """POST /api/chat still answers 502 when the LLM fails or sends a page, as in lesson 18.
+    Hint: LLM.ask turns what is not a ChatCompletion (the client hands back a page's text) into
+    the 502 too."""
+    coach.mode(mode)
+    with TestClient(app) as client:
+        r = client.post("/api/chat", json={"message": ASKED}, headers=bearer(user["token"]))
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "The coach is unavailable, try again later"}
+
+
 # --- settings as a dependency: one way to authenticate, everywhere ------------------------------
 
 def test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket(app, overrides, coach, user):

@@ -141,6 +141,21 @@ def test_cut_mode_ends_a_stream_cleanly_before_the_model_says_it_is_done(llm, co
         ask(llm, CONVERSATION)
 
 
+def test_junk_mode_answers_what_is_not_a_chat_completion(llm, coach):
+    """A page where the answer should be: the client hands back its text for a plain answer,
+    and a stream's line that is not JSON raises a ValueError (after "after" tokens)."""
+    coach.mode("junk")
+    assert ask(llm, CONVERSATION).startswith("<html>")
+    with pytest.raises(ValueError):
+        streamed_text(ask(llm, CONVERSATION, stream=True))
+    coach.mode("junk", after=3)
+    texts = []
+    with pytest.raises(ValueError):
+        for chunk in ask(llm, CONVERSATION, stream=True):
+            texts.append(chunk.choices[0].delta.content)
+    assert len([t for t in texts if t]) == 3, texts
+
+
 def test_slow_mode_outlasts_the_clients_timeout(coach):
     coach.mode("slow")
     with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=0.3) as impatient, \

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dotenv import load_dotenv
 from fastapi import HTTPException
 from openai import APIError, APITimeoutError, AsyncOpenAI, OpenAI
+from openai.types.chat import ChatCompletion
 
 # Copy the settings from the .env file into the environment (variables already set win).
 load_dotenv()
@@ -62,10 +63,17 @@ def ask(messages: list[dict]) -> str:
     except APITimeoutError:
         logger.warning("LLM call timed out after %s s", TIMEOUT)
         raise HTTPException(status_code=504, detail="The coach took too long to answer, try again") from None
-    except APIError as error:  # the parent of every error the client raises
+    # APIError: the parent of the client's errors for a call that failed (connection,
+    # timeout, status); ValueError: an answer that is not even JSON.
+    except (APIError, ValueError) as error:
         # The error's kind and status say enough; its text may repeat what the user wrote.
         logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
         raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
+    # A proxy or a captive portal between us and the model may answer 200 with a page: the
+    # client then hands back its text, not a ChatCompletion. That is no answer either.
+    if not isinstance(completion, ChatCompletion) or not completion.choices:
+        logger.warning("LLM call failed: the answer is not a chat completion")
+        raise HTTPException(status_code=502, detail="The coach is unavailable, try again later")
     reply = completion.choices[0].message.content
     if not reply:  # a refusal or an empty answer: nothing to show
         raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
@@ -98,7 +106,7 @@ async def stream(messages: list[dict]) -> AsyncIterator[str]:
     except APITimeoutError:
         logger.warning("LLM stream timed out after %s s", TIMEOUT)
         raise HTTPException(status_code=504, detail="The coach took too long to answer, try again") from None
-    except APIError as error:
+    except (APIError, ValueError) as error:  # ValueError: a chunk that is not JSON (a page)
         logger.warning("LLM stream failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
         raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
     if pieces == 0:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException
 from openai import APIError, APITimeoutError, AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
 from app.config import Settings
 
@@ -88,10 +89,17 @@ class LLM:
         except APITimeoutError:
             logger.warning("LLM call timed out after %s s", self.timeout)
             raise HTTPException(status_code=504, detail=TOO_SLOW) from None
-        except APIError as error:  # the parent of every error the client raises
+        # APIError: the parent of the client's errors for a call that failed (connection,
+        # timeout, status); ValueError: an answer that is not even JSON.
+        except (APIError, ValueError) as error:
             # The error's kind and status say enough; its text may repeat what the user wrote.
             logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
+        # A proxy or a captive portal between us and the model may answer 200 with a page: the
+        # client then hands back its text, not a ChatCompletion. That is no answer either.
+        if not isinstance(completion, ChatCompletion) or not completion.choices:
+            logger.warning("LLM call failed: the answer is not a chat completion")
+            raise HTTPException(status_code=502, detail=UNAVAILABLE)
         reply = completion.choices[0].message.content
         usage.tokens = completion.usage.total_tokens if completion.usage else estimate(messages, reply or "")
         if not reply:  # a refusal or an empty answer: nothing to show
@@ -128,7 +136,7 @@ class LLM:
         except APITimeoutError:
             logger.warning("LLM stream timed out after %s s", self.timeout)
             raise HTTPException(status_code=504, detail=TOO_SLOW) from None
-        except APIError as error:
+        except (APIError, ValueError) as error:  # ValueError: a chunk that is not JSON (a page)
             logger.warning("LLM stream failed: %s %s",
                            type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
