@@ -147,6 +147,7 @@ def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_event(pa
 
 @pytest.mark.parametrize(("mode", "detail"), [
     ("error", "The coach is unavailable, try again later"),
+    ("junk", "The coach is unavailable, try again later"),  # a page where the stream should be
     ("slow", "The coach took too long to answer, try again"),
 ])
 def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, mode, detail):
@@ -170,7 +171,7 @@ def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):
 
 def test_a_client_that_leaves_before_the_first_token_stops_the_llm_call(live_api, coach, user):
     """The coach is slow to start (5 s to its first token); the client leaves before it comes.
-    Hint: wait for the first token inside the stream, where Starlette cancels the generator
+    Hint: wait for the first token inside the stream, where FastAPI cancels the generator
     when the client goes away; awaited before the response starts, nobody cancels it."""
     api = live_api(env={"OPENAI_TIMEOUT": "30"})  # 5 s to the first token is not "too slow" here
     coach.mode("ok", token_delay=5)

@@ -287,7 +287,7 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
 # no user for it: every later request with it is a 401.
 @app.delete("/api/me", status_code=204, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def delete_me(user: CurrentUser, db: SessionDep):
-    user_id = user.id  # after the commit the object is gone too
+    user_id = user.id  # for the log line, once the row is gone
     db.delete(user)
     db.commit()
     logger.info("account deleted: user %s", user_id)

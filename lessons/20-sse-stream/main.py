@@ -293,7 +293,7 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
 # no user for it: every later request with it is a 401.
 @app.delete("/api/me", status_code=204, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def delete_me(user: CurrentUser, db: SessionDep):
-    user_id = user.id  # after the commit the object is gone too
+    user_id = user.id  # for the log line, once the row is gone
     db.delete(user)
     db.commit()
     logger.info("account deleted: user %s", user_id)
@@ -390,9 +390,10 @@ STREAM_ERRORS = {status: {"description": error["description"], "content": PROBLE
 # into the OpenAPI document (/docs).
 # The 200 goes out before the model is even asked, so every failure of the model, before its
 # first token or half-way, is told as an `event: error`.
-# If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
-# (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
-# the model on the way out, and nothing is stored.
+# If the user goes away, at any point, Starlette sees it and ends the response, and FastAPI
+# cancels the generator: the `await` it waits at (for the first token as for any other) raises
+# CancelledError, `aclosing` closes the stream to the model on the way out, and nothing is
+# stored (unless the whole answer was already being saved: that runs to its end).
 # async def: the endpoint and its stream run on the event loop, and wait only with `await`,
 # so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
 @app.post("/api/chat/stream", response_class=EventSourceResponse,

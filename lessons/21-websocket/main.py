@@ -55,7 +55,9 @@ app = FastAPI()
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed. The pages live on http://localhost:8001 (also reached as
 # http://127.0.0.1:8001, a different origin) and the API on :8000, so the API lists those two
-# origins, and only those: any other site stays blocked.
+# origins, and only those: any other site stays blocked. (HTTP only: browsers do not ask CORS
+# before a WebSocket, so /ws/chat is open to any site's page; the token in its first frame is
+# what keeps strangers out.)
 PAGE_ORIGINS = "http://localhost:8001,http://127.0.0.1:8001"
 app.add_middleware(
     CORSMiddleware,
@@ -307,7 +309,7 @@ def update_me(changes: UserUpdate, user: CurrentUser, db: SessionDep):
 # no user for it: every later request with it is a 401.
 @app.delete("/api/me", status_code=204, responses={**NOT_LOGGED_IN, **DB_DOWN})
 def delete_me(user: CurrentUser, db: SessionDep):
-    user_id = user.id  # after the commit the object is gone too
+    user_id = user.id  # for the log line, once the row is gone
     db.delete(user)
     db.commit()
     logger.info("account deleted: user %s", user_id)
@@ -319,8 +321,8 @@ HISTORY_LIMIT = 20
 
 
 # What the coach is sent: the system prompt, then the latest HISTORY_LIMIT messages of this
-# user's conversation in the order they were written, then the new question. Both chat
-# endpoints use it.
+# user's conversation in the order they were written, then the new question. All three chat
+# endpoints use it: POST /api/chat, /api/chat/stream and /ws/chat.
 def conversation(db: Session, user_id: int, question: str) -> list[dict]:
     # The newest HISTORY_LIMIT messages (ORDER BY id DESC LIMIT 20), then turned around: oldest
     # first, as a conversation reads. Ids grow with every INSERT, so they give the exact order,
@@ -404,9 +406,10 @@ STREAM_ERRORS = {status: {"description": error["description"], "content": PROBLE
 # into the OpenAPI document (/docs).
 # The 200 goes out before the model is even asked, so every failure of the model, before its
 # first token or half-way, is told as an `event: error`.
-# If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
-# (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
-# the model on the way out, and nothing is stored.
+# If the user goes away, at any point, Starlette sees it and ends the response, and FastAPI
+# cancels the generator: the `await` it waits at (for the first token as for any other) raises
+# CancelledError, `aclosing` closes the stream to the model on the way out, and nothing is
+# stored (unless the whole answer was already being saved: that runs to its end).
 # async def: the endpoint and its stream run on the event loop, and wait only with `await`,
 # so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
 @app.post("/api/chat/stream", response_class=EventSourceResponse,
@@ -561,7 +564,7 @@ async def stream_answer(websocket: WebSocket, user_id: int, question: str) -> di
                 reply.append(token)
                 await websocket.send_json({"type": "token", "content": token})
         await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
-    except HTTPException as error:  # the model failed (502/504 in the HTTP endpoints)
+    except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
     except OperationalError:
         return error_frame("Database unavailable, try again later")

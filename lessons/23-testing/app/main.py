@@ -39,6 +39,8 @@ app = FastAPI(title="AI Interview Coach", lifespan=lifespan)
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed: the pages' origins, CORS_ORIGINS (config.py), and only those.
+# (HTTP only: browsers do not ask CORS before a WebSocket; the token in /ws/chat's first frame
+# is what keeps other sites out there.)
 app.add_middleware(
     CORSMiddleware,
     allow_origins=settings.CORS_ORIGINS,

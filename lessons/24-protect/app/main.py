@@ -58,6 +58,8 @@ app.add_middleware(SecurityHeaders)
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed: the pages' origins, CORS_ORIGINS (config.py), and only those.
+# (HTTP only: browsers do not ask CORS before a WebSocket; the token in /ws/chat's first frame
+# is what keeps other sites out there.)
 # Outermost, so that every answer carries the header, a 413 or a 429 too: else the page could
 # not read them. expose_headers: a page's script may read Retry-After (by default it sees only
 # a few plain headers such as Content-Type).

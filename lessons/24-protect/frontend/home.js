@@ -30,7 +30,7 @@ async function greet() {
       headers: { Authorization: `Bearer ${token}` },  // who we are, on every request
     });
     if (response.status === 401) {
-      logOut();  // the token expired, or the account is gone: log in again
+      logOut();  // the token expired or was revoked, or the account is gone: log in again
       return;
     }
     const body = await response.json();

@@ -28,7 +28,8 @@ function logOut() {
   location.href = "login.html";
 }
 
-// Every call to the API carries the token. A 401 means it expired or the account is gone.
+// Every call to the API carries the token. A 401 means it expired or was revoked (logged
+// out, or a new email or password), or the account is gone.
 async function api(method, body) {
   const response = await fetch(`${API_URL}/api/me`, {
     method,

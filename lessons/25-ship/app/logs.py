@@ -2,7 +2,8 @@
 
 With several workers behind a proxy, the lines of a hundred requests interleave in one stream.
 A log collector (journald, Docker's log driver, Loki, CloudWatch) reads JSON without guessing,
-and `request_id` finds every line of one request, from the proxy's to the app's:
+and `request_id` finds every line the app wrote for one request (nginx's own lines carry it too
+once its log_format adds $request_id):
 
   {"time": "2026-12-06 10:12:03,456", "level": "WARNING", "logger": "app.deps", "pid": 4121,
    "request_id": "8f14e45fceea467a9c8e1c5b2a7d3e10", "message": "token refused: ..."}

@@ -57,6 +57,8 @@ app.add_middleware(SecurityHeaders)
 
 # A browser lets a page call an API on another origin (scheme + host + port) only if the API
 # says that origin is allowed: the pages' origins, CORS_ORIGINS (config.py), and only those.
+# (HTTP only: browsers do not ask CORS before a WebSocket; the token in /ws/chat's first frame
+# is what keeps other sites out there.)
 # Around all the rest but the request ids (below), so that every answer carries the header, a
 # 413 or a 429 too: else the page could not read them. expose_headers: a page's script may read
 # Retry-After and X-Request-ID (by default it sees only a few plain headers such as Content-Type).
@@ -113,5 +115,5 @@ app.include_router(users.router, prefix="/api")
 app.include_router(auth.router, prefix="/api")
 app.include_router(chat.router, prefix="/api")
 app.include_router(ws.router)
-# /healthz and /readyz, at the top: what Docker, the proxy and an orchestrator ask.
+# /healthz and /readyz, at the top: what Docker's HEALTHCHECK and an orchestrator ask.
 app.include_router(health.router)

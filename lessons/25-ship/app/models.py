@@ -69,7 +69,7 @@ class RateLimit(Base):
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     hits: Mapped[int]
-    # index: the clean-up deletes the rows whose window ended long ago (limits.forget_expired).
+    # index: the clean-up deletes the rows whose window has ended (limits.forget_expired).
     resets_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 

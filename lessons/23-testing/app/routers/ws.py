@@ -113,7 +113,7 @@ async def stream_answer(websocket: WebSocket, llm: LLM, user_id: int, question: 
                 reply.append(token)
                 await websocket.send_json({"type": "token", "content": token})
         await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
-    except HTTPException as error:  # the model failed (502/504 in the HTTP endpoints)
+    except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
     except OperationalError:
         return error_frame("Database unavailable, try again later")

@@ -109,9 +109,10 @@ STREAM_ERRORS = {
 # into the OpenAPI document (/docs).
 # The 200 goes out before the model is even asked, so every failure of the model, before its
 # first token or half-way, is told as an `event: error`.
-# If the user goes away, at any point, Starlette cancels the generator: the `await` it waits at
-# (for the first token as for any other) raises CancelledError, `aclosing` closes the stream to
-# the model on the way out, and nothing is stored.
+# If the user goes away, at any point, Starlette sees it and ends the response, and FastAPI
+# cancels the generator: the `await` it waits at (for the first token as for any other) raises
+# CancelledError, `aclosing` closes the stream to the model on the way out, and nothing is
+# stored (unless the whole answer was already being saved: that runs to its end).
 # async def: the endpoint and its stream run on the event loop, and wait only with `await`,
 # so a hundred streams at once cost a hundred waits, not a hundred blocked threads.
 @router.post("/stream", response_class=EventSourceResponse,

@@ -109,7 +109,7 @@ async def update_me(changes: UserUpdate, user: CurrentUser, request: Request, db
 # no user for it: every later request with it is a 401.
 @router.delete("/me", status_code=204, responses=NOT_LOGGED_IN)
 def delete_me(user: CurrentUser, db: SessionDep):
-    user_id = user.id  # after the commit the object is gone too
+    user_id = user.id  # for the log line, once the row is gone
     db.delete(user)
     db.commit()
     logger.info("account deleted: user %s", user_id)

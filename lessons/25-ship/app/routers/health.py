@@ -1,7 +1,7 @@
 """Two questions whoever runs the app asks it, again and again: are you alive, are you ready?
 
-Docker's HEALTHCHECK, the proxy and an orchestrator (Kubernetes, a cloud's load balancer) ask
-them every few seconds, and act on the answer:
+Docker's HEALTHCHECK (/healthz: compose starts the proxy once it passes) and an orchestrator
+(Kubernetes, a cloud's load balancer) ask them every few seconds, and act on the answer:
   /healthz  alive: the process answers. No: restart it.
   /readyz   ready: it can serve real requests, the database answers and has the schema this
             code expects. No: send no traffic here for now (no restart: the database, not the

@@ -122,7 +122,7 @@ async def stream_answer(websocket: WebSocket, llm: LLM, settings: Settings, user
         await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
     except limits.TooManyRequests as refused:
         return {**error_frame(refused.detail), "retry_after": refused.retry_after}
-    except HTTPException as error:  # the model failed (502/504 in the HTTP endpoints)
+    except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
     except OperationalError:
         return error_frame("Database unavailable, try again later")
@@ -152,7 +152,8 @@ async def answer(websocket: WebSocket, llm: LLM, settings: Settings, user_id: in
 # that comes while an answer is being written gets an error frame (BUSY), and that answer goes
 # on to its done. The token is checked again before each answer, and at the latest every
 # SOCKET_RECHECK_SECONDS, frames or not (the reading stops waiting then: move_on_at); each check
-# also renews the socket's seat. Ends by raising what ended the socket.
+# also keeps the socket's seat (seat.keep() renews it when half its lease has passed). Ends
+# by raising what ended the socket.
 async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, token: str | None,
                           user_id: int, seat: limits.Seat) -> None:
     async with anyio.create_task_group() as answers:
