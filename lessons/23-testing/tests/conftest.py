@@ -10,9 +10,12 @@ with Alembic; each test starts with empty tables. The app's own database is neve
 """
 
 import itertools
+import json
 import os
 import re
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import pytest
@@ -103,6 +106,37 @@ def slow_llm():
         llm = real_llm(f"http://127.0.0.1:{server.getsockname()[1]}/v1")
         yield llm
         anyio.run(llm.close)
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """Answers every question with 200 and a page, as a proxy or a captive portal in between
+    would: HTML for a plain answer, a `data:` line that is not JSON for a stream."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        page = b"<html><body>Please sign in to the network</body></html>"
+        streamed = body.get("stream")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if streamed else "text/html")
+        content = b"data: " + page + b"\n\n" if streamed else page
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, *args):  # quiet: no line per request in the test output
+        pass
+
+
+@pytest.fixture
+def page_llm():
+    """The real LLM, at a server that answers 200 with a page, not a chat completion."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    llm = real_llm(f"http://127.0.0.1:{server.server_address[1]}/v1", timeout=5)
+    yield llm
+    anyio.run(llm.close)
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

@@ -47,6 +47,13 @@ def test_chat_is_502_when_the_llm_is_down(client, auth, down_llm):
     assert r.json() == {"detail": "The coach is unavailable, try again later"}
 
 
+def test_chat_is_502_when_the_llm_answers_with_a_page(client, auth, page_llm):
+    app.dependency_overrides[get_llm] = lambda: page_llm
+    r = ask(client, auth, "Anyone there?")
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "The coach is unavailable, try again later"}
+
+
 def test_chat_is_504_when_the_llm_is_too_slow(client, auth, slow_llm):
     app.dependency_overrides[get_llm] = lambda: slow_llm
     r = ask(client, auth, "Anyone there?")

@@ -24,9 +24,10 @@ def test_stream_stores_question_and_answer(client, auth, llm):
 @pytest.mark.parametrize(("coach", "detail"), [
     ("slow_llm", "The coach took too long to answer, try again"),
     ("down_llm", "The coach is unavailable, try again later"),
+    ("page_llm", "The coach is unavailable, try again later"),
 ])
 def test_stream_tells_a_failing_llm_as_an_error_event(client, auth, request, coach, detail):
-    failing = request.getfixturevalue(coach)  # the fixture of that name: slow_llm or down_llm
+    failing = request.getfixturevalue(coach)  # the fixture of that name: slow_llm, down_llm, ...
     app.dependency_overrides[get_llm] = lambda: failing
     r = client.post("/api/chat/stream", headers=auth, json={"message": "Anyone there?"})
     assert r.status_code == 200, r.text  # sent before the LLM was asked: the error is an event
