@@ -68,6 +68,7 @@ from shared.ground.mutants import (
     OWN_DATABASE_HINT,
     OWN_PASSES,
     Mutant,
+    MutantError,
     load,
     mutants_file,
     plant,
@@ -574,8 +575,12 @@ def main(argv: list[str]) -> None:
           "answer's...", flush=True)
     devdb.ensure_running()
     only = [name for name in args.only.split(",") if name] or None
-    result = grade(folder, lesson.path, mutants, devdb.dev_env(), f"aic_test_{lesson.number}_check",
-                   only=only)
+    try:
+        result = grade(folder, lesson.path, mutants, devdb.dev_env(), f"aic_test_{lesson.number}_check",
+                       only=only)
+    except MutantError as error:  # the course's own mistake, never the learner's: say so in one line
+        sys.exit(f"course error, not your code: a planted bug no longer fits lesson {lesson.number}'s model "
+                 f"answer ({error}); make test LESSON={lesson.number} shows it")
     if args.results:
         data = asdict(result)
         data["own"]["folder"] = None
