@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 
 from helpers import BROWSER_WAIT_MS, ROOT, ForkedServer, ReusedTab, Servers, free_port, serve_folder
 from shared.ground import devdb
+from shared.ground.files import lesson_files
 from shared.ground.manifest import all_lessons, find
 from shared.services import proxy, run, settings, testrun
 from webclient import web
@@ -67,6 +68,39 @@ def test_every_lesson_has_tests_and_a_readme_with_every_section(lesson):
     assert headings[:1] == ["your task"], headings
     assert re.search(r"about \d+ minutes", text.split("\n## ", 2)[1]), "the task gives no time estimate"
     assert re.search(rf"make run lesson=0?{int(lesson.number)}\b", text), "README lacks its make run line"
+
+
+def names_file(section: str, path: str) -> bool:
+    """Whether a README section names a file: its path, or its name as a word; a folder of it in
+    backticks (`frontend/`); or a `...` pattern in backticks (`alembic/versions/..._0005_...py`)."""
+    name = path.rsplit("/", 1)[-1]
+    if path in section or re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", section):
+        return True
+    for token in (" ".join(t.split()) for t in re.findall(r"`([^`]+)`", section)):
+        if token.endswith("/") and path.startswith(token):
+            return True
+        if "..." in token and re.fullmatch(".*".join(map(re.escape, token.split("..."))), path):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("lesson", LESSONS[1:], ids=lambda lesson: lesson.number)
+def test_what_changed_names_every_file_the_step_changes(lesson):
+    """Every file that differs from the lesson before is named in the README's "What changed":
+    one it does not name is either part of the step the README forgot, or a fix to the lesson
+    before that never reached this one (lesson 24's later fixes once missed 25 that way)."""
+    before = LESSONS[LESSONS.index(lesson) - 1]
+    old, new = ({str(p) for p in lesson_files(x.path)} for x in (before, lesson))
+
+    def differs(path: str) -> bool:
+        return path not in old or path not in new or \
+            (before.path / path).read_bytes() != (lesson.path / path).read_bytes()
+
+    changed = sorted(path for path in old | new if path != "README.md" and differs(path))
+    readme = (lesson.path / "README.md").read_text()
+    found = re.search(r"^## What changed\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert found, "the README has no What changed section"
+    assert [path for path in changed if not names_file(found.group(1), path)] == []
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.number)
