@@ -18,7 +18,7 @@ HISTORY_LIMIT = 20
 
 # What the coach is sent: the system prompt, then the latest HISTORY_LIMIT messages of this
 # user's conversation in the order they were written, then the new question. Both chat
-# endpoints use it.
+# endpoints and the socket use it.
 def conversation(db: Session, user_id: int, question: str) -> list[dict]:
     # The newest HISTORY_LIMIT messages (ORDER BY id DESC LIMIT 20), then turned around: oldest
     # first, as a conversation reads. Ids grow with every INSERT, so they give the exact order,
