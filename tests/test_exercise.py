@@ -191,6 +191,15 @@ def test_a_parametrised_requirement_names_its_failing_cases(lesson_16_on_15):
     assert checked >= 2, output
 
 
+@pytest.mark.parametrize("number", ["24", "25"])
+def test_tests_imported_by_name_are_requirements_too(number):
+    """pytest runs the tests a lesson's file imports by name from an earlier one (24 takes 11 of
+    lesson 22's); make check must grade them, as it grades those imported with *."""
+    reqs = {r.test: r for r in requirements(find(number))}
+    taken = reqs.get("test_cors_origins_come_from_the_settings")
+    assert taken is not None and taken.inherited == "test_22_bigger_app.py", sorted(reqs)
+
+
 def test_no_expected_and_got_pair_looks_equal(lesson_16_on_15):
     output, _ = lesson_16_on_15
     pairs = pairs_shown(output)

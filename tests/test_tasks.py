@@ -138,7 +138,7 @@ def links_the_contract(task: str) -> bool:
 def checklist_lines(lesson) -> list[str]:
     """make check's lines: the tests' first docstring lines, or for a lesson graded by mutants
     (lesson 23: the learner writes the tests) the bugs its tests must catch."""
-    # A requirement taken over (star-imported) is the earlier task's.
+    # A requirement taken over (imported, with * or by name) is the earlier task's.
     return [r.text for r in checklist_requirements(lesson) if not r.inherited]
 
 

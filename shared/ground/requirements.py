@@ -34,7 +34,7 @@ class Requirement:
     text: str      # the line a learner reads
     hint: str      # from a "Hint:" line of the docstring, or ""
     line: int      # where the test starts in its file
-    inherited: str = ""  # the test file it comes from when star-imported ("test_21_websocket.py")
+    inherited: str = ""  # the test file it comes from when imported ("test_21_websocket.py")
 
 
 # A sentence ends at . ! or ? at the end of a line, or before a space and a capital ("... pong.
@@ -64,7 +64,7 @@ def sentence(name: str) -> str:
 
 def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement]:
     """One per test function (and test method of a Test* class), in the order of the file;
-    `collected_in` names the file pytest collects them in when another file star-imports them."""
+    `collected_in` names the file pytest collects them in when another file imports them."""
     if not test_file.is_file():
         return []
     tree = ast.parse(test_file.read_text())
@@ -72,9 +72,12 @@ def requirements_in(test_file: Path, collected_in: str = "") -> list[Requirement
              for n in (top.body if isinstance(top, ast.ClassDef) and top.name.startswith("Test") else [top])]
     found = []
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("test_") and \
-                [alias.name for alias in node.names] == ["*"]:
-            found += requirements_in(test_file.with_name(f"{node.module}.py"), collected_in or test_file.name)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("test_"):
+            # Tests taken over from an earlier lesson's file, all of them (*) or by name: pytest
+            # collects and runs them here, so they are requirements here too.
+            names = [alias.name for alias in node.names]
+            taken = requirements_in(test_file.with_name(f"{node.module}.py"), collected_in or test_file.name)
+            found += taken if names == ["*"] else [r for r in taken if r.test in names]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
             first, hint = text_and_hint(ast.get_docstring(node) or "")
             text = first or sentence(node.name)
