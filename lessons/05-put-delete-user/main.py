@@ -13,9 +13,10 @@ users: dict[int, dict] = {}
 next_id = count(1)
 
 
-# JSON lets a client write values that Python reads but cannot write out again: "\ud800" (half
-# of a character pair, not text) or NaN. Stored, they would make every GET of that user crash
-# with a 500, so they are refused now: raising HTTPException answers 400 and stores nothing.
+# JSON lets a client write values that Python reads but the app's JSON answer cannot send back:
+# "\ud800" (half of a character pair, not text) or NaN. Stored, they would make every GET of
+# that user crash with a 500, so they are refused now: raising HTTPException answers 400 and
+# stores nothing.
 def sendable(profile: dict) -> dict:
     """The profile, if it can be sent back as JSON; otherwise a 400 answer."""
     try:

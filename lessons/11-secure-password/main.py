@@ -156,8 +156,8 @@ def test_db():
 
 
 # status_code=201 is the answer for "created".
-# The values travel separately from the SQL (%s placeholders), so psycopg2 sends them as
-# data: a name like "x'); DROP TABLE users; --" is stored as-is and never runs as SQL.
+# psycopg2 fills in the %s placeholders itself, quoting and escaping each value, so a name like
+# "x'); DROP TABLE users; --" is stored as-is and never runs as SQL.
 @app.post("/api/users", status_code=201, responses={**UNREADABLE, **DB_DOWN})
 def create_user(user: UserCreate):
     password_hash = pwd_context.hash(user.password)

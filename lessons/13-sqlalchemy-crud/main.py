@@ -141,7 +141,7 @@ def create_user(user: UserCreate):
         )
         db.add(new_user)  # staged: nothing is written yet
         db.commit()  # INSERT ... now the row exists
-        db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+        db.refresh(new_user)  # reload its values (the commit expired them); the id came with the INSERT
         return {"id": new_user.id, "message": "User profile saved!"}
 
 

@@ -184,7 +184,7 @@ def create_user(user: UserCreate):
             db.commit()  # INSERT ... now the row exists
         except IntegrityError:  # the UNIQUE constraint on email: Postgres already has it
             raise HTTPException(status_code=409, detail="Email already registered") from None
-        db.refresh(new_user)  # reload the row: now it has the id Postgres gave it
+        db.refresh(new_user)  # reload its values (the commit expired them); the id came with the INSERT
         return new_user
 
 
