@@ -572,15 +572,19 @@ def test_the_dockerfile_builds_in_stages_on_a_slim_image(lesson):
 
 def test_the_image_runs_as_a_user_that_is_not_root_and_checks_its_health(lesson):
     """The image runs as a user that is not root, checks /healthz and stops gracefully.
-    Its final stage sets USER (not root or 0), a HEALTHCHECK that asks /healthz, and a CMD in
-    JSON form that runs uvicorn app.main:app with --timeout-graceful-shutdown."""
+    Its final stage sets USER (not root or 0), a HEALTHCHECK that asks /healthz without curl or
+    wget (the slim image has neither: python's urllib will do), and a CMD in JSON form that runs
+    uvicorn app.main:app on --host 0.0.0.0 (else nothing outside the container reaches it) with
+    --timeout-graceful-shutdown."""
     stage = final_stage(dockerfile(lesson))
     users = [args for name, args in stage if name == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), users
     checks = [args for name, args in stage if name == "HEALTHCHECK"]
     assert checks and "/healthz" in checks[-1], checks
+    assert not re.search(r"\b(curl|wget)\b", checks[-1]), f"the slim image has no curl or wget: {checks[-1]}"
     command = json.loads(next(args for name, args in reversed(stage) if name == "CMD"))
     assert "uvicorn" in command[:3] and "app.main:app" in command, command
+    assert "--host" in command and command[command.index("--host") + 1] == "0.0.0.0", command
     assert "--timeout-graceful-shutdown" in command, command
 
 
@@ -627,15 +631,18 @@ def test_compose_keeps_the_data_in_a_named_volume_and_the_api_behind_the_proxy(l
 
 def test_compose_runs_several_workers_with_settings_from_the_environment(lesson):
     """The app service runs two workers or more, with its settings from the environment.
-    WEB_CONCURRENCY is 2 or more, DB_HOST is db and FORWARDED_ALLOW_IPS is set (the proxy is
-    not at 127.0.0.1 in compose; under environment:); stop_grace_period is
+    WEB_CONCURRENCY is 2 or more, DB_HOST is db and DB_PORT 5432 (for app and migrate: the
+    folder's .env says 5433, the dev database's port) and FORWARDED_ALLOW_IPS is set (the proxy
+    is not at 127.0.0.1 in compose; under environment:); stop_grace_period is
     longer than the Dockerfile's --timeout-graceful-shutdown; the proxy mounts nginx.conf into
     /etc/nginx/templates/ with APP_ADDRESS app:8000."""
     services = compose(lesson)["services"]
     app = services["app"]
     environment = app["environment"]
     assert int(environment["WEB_CONCURRENCY"]) >= 2, environment
-    assert environment["DB_HOST"] == "db", environment
+    for name in ("app", "migrate"):
+        found = services[name].get("environment") or {}
+        assert found.get("DB_HOST") == "db" and str(found.get("DB_PORT")) == "5432", (name, found)
     assert environment.get("FORWARDED_ALLOW_IPS"), f"the app trusts no proxy's X-Forwarded-For: {environment}"
     command = json.loads(next(args for name, args in reversed(dockerfile(lesson)) if name == "CMD"))
     grace = int(command[command.index("--timeout-graceful-shutdown") + 1])
