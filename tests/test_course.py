@@ -667,6 +667,32 @@ def test_a_forked_job_past_its_time_limit_is_stopped(tmp_path):
     assert status == testrun.TIMED_OUT and seconds < 10, (status, seconds, report)
 
 
+EXIT_PROBE = """
+import atexit, os
+
+
+def test_exit_probe():
+    atexit.register(lambda: open(os.environ["LEFT_BY_ATEXIT"], "w").close())
+    print("probe printed")
+    assert os.environ["PROBE"] == "passes"
+"""
+
+
+def test_a_job_in_a_new_interpreter_ends_at_once_but_keeps_its_status_output_and_atexit(tmp_path):
+    """make check's one job ends its interpreter as soon as pytest is done (testrun.end_now):
+    pytest's exit status, its whole report and what atexit's handlers do are kept."""
+    (tmp_path / "test_exit_probe.py").write_text(EXIT_PROBE)
+    args = [str(tmp_path / "test_exit_probe.py"), f"--rootdir={tmp_path}", "-c", str(ROOT / "pyproject.toml"),
+            "-s"]
+    for probe, expected in (("passes", 0), ("fails", 1)):
+        left = tmp_path / f"atexit-{probe}"
+        env = {"PATH": os.environ["PATH"], "PROBE": probe, "LEFT_BY_ATEXIT": str(left)}
+        status, report = testrun.pytest_process(args, env, 60, tmp_path / "probe.jsonl")
+        assert status == expected, report
+        assert "probe printed" in report and f"1 {'passed' if expected == 0 else 'failed'}" in report, report
+        assert left.exists(), report
+
+
 def test_no_lesson_module_has_the_name_of_a_package_the_jobs_fork_with():
     """A lesson's own module named like a preloaded package would lose to it in a forked job."""
     tree = ast.parse((ROOT / "shared/services/preload.py").read_text())
