@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
@@ -29,6 +30,7 @@ from types import SimpleNamespace
 import bcrypt
 import jwt
 import pytest
+from fastapi import WebSocketDisconnect
 from fastapi.testclient import TestClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.exceptions import ConnectionClosed
@@ -45,6 +47,7 @@ from helpers import (
     token_for,
     wait_for,
 )
+from helpers import connect as connect_to_db
 from shared.coach import answer as coachs_answer
 from shared.coach import text_of, tokens_of
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: still valid here)
@@ -494,6 +497,69 @@ def test_a_token_without_an_id_or_a_version_is_refused(app, user):
             del claims[missing]
             r = client.get("/api/me", headers=bearer(jwt.encode(claims, JWT_SECRET, algorithm="HS256")))
             assert r.status_code == 401, (missing, r.text)
+
+
+def deleted_while_the_app_waits(db_env: dict, db, user_id: int, request: Callable):
+    """What REQUEST() returned, when the user's account was deleted half-way through it.
+
+    The test holds the user's row (SELECT ... FOR UPDATE): the app's next write to it, or to a
+    row that points at it (a foreign key), waits. Once it waits, the test deletes the account
+    and lets go: the app finds it gone after the token was checked, as when another request
+    (DELETE /api/me from another tab) ends between its steps."""
+    holder = connect_to_db(db_env)
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur, ThreadPoolExecutor(1) as pool:
+            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            answer = pool.submit(request)
+            wait_for(lambda: answer.done() or waits_for_a_lock(db), "the app waits for the user's row")
+            cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+            holder.commit()
+            return answer.result(timeout=30)
+    finally:
+        holder.close()
+
+
+def waits_for_a_lock(db) -> bool:
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")
+        return cur.fetchone()[0] > 0
+
+
+@pytest.mark.parametrize("change", ["PUT /api/me", "POST /api/logout-all"])
+def test_a_change_to_an_account_deleted_meanwhile_is_a_401_not_a_500(app, db_env, db, user, change):
+    """A profile change or a logout everywhere whose account is deleted meanwhile gets the 401, not a 500.
+    Hint: the UPDATE finds no row, and the commit raises StaleDataError (sqlalchemy.orm.exc)."""
+    def request():
+        with TestClient(app) as client:
+            if change == "PUT /api/me":
+                return client.put("/api/me", json={"name": "Ada L"}, headers=bearer(user["token"]))
+            return client.post("/api/logout-all", headers=bearer(user["token"]))
+
+    r = deleted_while_the_app_waits(db_env, db, user["id"], request)
+    assert r.status_code == 401 and r.json() == {"detail": REVOKED}, r.text
+
+
+@pytest.mark.parametrize("kind", ["stream", "socket"])
+def test_a_chat_whose_account_is_deleted_as_it_takes_its_seat_is_refused(app, db_env, db, coach, user, kind):
+    """A stream or socket whose account is deleted as it takes its seat is refused (401 / 1008), not a 500.
+    Hint: the seat's row points at the user (a foreign key): its INSERT raises IntegrityError."""
+    def request():
+        with TestClient(app) as client:
+            if kind == "stream":
+                return client.post("/api/chat/stream", json={"message": ASKED}, headers=bearer(user["token"]))
+            with client.websocket_connect("/ws/chat") as ws:
+                ws.send_json({"token": user["token"]})
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                return closed.value
+
+    answer = deleted_while_the_app_waits(db_env, db, user["id"], request)
+    if kind == "stream":
+        assert answer.status_code == 401 and answer.json() == {"detail": REVOKED}, answer.text
+    else:
+        assert (answer.code, answer.reason) == (1008, "Invalid or expired token")
 
 
 # --- nothing one kind of request does starves the rest -------------------------------------------

@@ -58,6 +58,11 @@ bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+# What a token that no longer holds is told: forged, expired, revoked, or its account gone
+# (found so at the start of a request, or half-way through it).
+ACCOUNT_GONE = "Invalid or expired token: log in again"
+
+
 # 401 Unauthorized: "say who you are first". The WWW-Authenticate header tells the client
 # which kind of credentials to send.
 def not_authenticated(detail: str) -> HTTPException:
@@ -97,7 +102,7 @@ def get_current_user(db: SessionDep, settings: SettingsDep, credentials: Credent
     db.commit()
     if user is None:
         logger.warning("token refused: invalid, expired, revoked, or its user is gone")
-        raise not_authenticated("Invalid or expired token: log in again")
+        raise not_authenticated(ACCOUNT_GONE)
     return user
 
 

@@ -20,10 +20,11 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from app.config import Settings
 from app.db import engine
+from app.deps import ACCOUNT_GONE, not_authenticated
 from app.models import OpenChat, RateLimit, RevokedToken
 
 logger = logging.getLogger(__name__)
@@ -193,8 +194,14 @@ TOO_MANY_OPEN = "Too many open chats: close one and try again"
 
 @asynccontextmanager
 async def open_chat(user_id: int, most: int, lease: float) -> AsyncIterator[Seat]:
-    """Holds one of the user's `most` seats for the block; TooManyRequests when none is free."""
-    seat_id = await run_in_threadpool(take_seat, user_id, most, lease)
+    """Holds one of the user's `most` seats for the block; TooManyRequests when none is free,
+    the 401 of a token whose account is gone when the account was deleted a moment ago (after
+    the token was checked: the seat's foreign key refuses it)."""
+    try:
+        seat_id = await run_in_threadpool(take_seat, user_id, most, lease)
+    except IntegrityError:
+        logger.warning("open chats: user %s was deleted meanwhile", user_id)
+        raise not_authenticated(ACCOUNT_GONE) from None
     if seat_id is None:
         logger.warning("open chats: user %s holds %s already", user_id, most)
         raise TooManyRequests(TOO_MANY_OPEN, math.ceil(lease))

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from app import models
 from app.db import SessionLocal
-from app.deps import not_authenticated
+from app.deps import ACCOUNT_GONE, not_authenticated
 from app.llm import SYSTEM_PROMPT
 
 # How many earlier messages go with each question: enough for the coach to follow the
@@ -55,7 +55,7 @@ def store_exchange(db: Session, user_id: int, question: str, asked_at: datetime,
         db.commit()
     except IntegrityError:  # the foreign key refuses: the account was deleted while the coach thought
         db.rollback()
-        raise not_authenticated("Invalid or expired token: log in again") from None
+        raise not_authenticated(ACCOUNT_GONE) from None
 
 
 # These have a session of their own, closed at once, for the endpoints and the socket that run

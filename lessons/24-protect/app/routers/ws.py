@@ -212,6 +212,8 @@ async def chat_socket(websocket: WebSocket, settings: SettingsDep, llm: LLMDep):
                 await read_and_answer(websocket, settings, llm, token, user_id, seat)
         except limits.TooManyRequests as refused:
             raise CloseSocket(status.WS_1013_TRY_AGAIN_LATER, refused.detail) from None
+        except HTTPException:  # open_chat's 401: the account was deleted as the seat was taken
+            raise CloseSocket(status.WS_1008_POLICY_VIOLATION, "Invalid or expired token") from None
         except OperationalError:  # no seat could be taken: 1011, as in check_token
             reason = "Database unavailable, try again later"
             raise CloseSocket(status.WS_1011_INTERNAL_ERROR, reason) from None

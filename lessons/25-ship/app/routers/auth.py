@@ -5,10 +5,19 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import limits, models
 from app.crud import user_by_email
-from app.deps import Credentials, CurrentUser, SessionDep, SettingsDep, client_address, not_authenticated
+from app.deps import (
+    ACCOUNT_GONE,
+    Credentials,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    not_authenticated,
+)
 from app.schemas import DB_DOWN, NOT_LOGGED_IN, TOO_MANY, UNREADABLE, WRONG_LOGIN, LoginForm
 from app.security import create_token, decode_token, password_matches
 
@@ -59,5 +68,9 @@ def logout(user: CurrentUser, credentials: Credentials, db: SessionDep, settings
 @router.post("/logout-all", status_code=204, responses=NOT_LOGGED_IN)
 def logout_all(user: CurrentUser, db: SessionDep):
     user.token_version = models.User.token_version + 1
-    db.commit()
+    try:
+        db.commit()
+    except StaleDataError:  # the UPDATE found no row: the account was deleted meanwhile
+        db.rollback()
+        raise not_authenticated(ACCOUNT_GONE) from None
     logger.info("logout everywhere: user %s", user.id)

@@ -6,10 +6,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import limits, models
 from app.config import Settings
-from app.deps import CurrentUser, SessionDep, SettingsDep, client_address
+from app.deps import ACCOUNT_GONE, CurrentUser, SessionDep, SettingsDep, client_address, not_authenticated
 from app.schemas import (
     DB_DOWN,
     EMAIL_TAKEN,
@@ -29,7 +30,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["users"], responses=DB_DOWN)
 
 
-# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409.
+# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409. An UPDATE
+# that finds no row (StaleDataError: another request deleted the account after this one's
+# token was checked) becomes the 401 of a token whose account is gone.
 def commit_or_409(db: Session, action: str) -> None:
     try:
         db.commit()
@@ -37,6 +40,10 @@ def commit_or_409(db: Session, action: str) -> None:
         db.rollback()
         logger.warning("%s refused: email already registered", action)
         raise HTTPException(status_code=409, detail="Email already registered") from None
+    except StaleDataError:
+        db.rollback()
+        logger.warning("%s refused: the account was deleted meanwhile", action)
+        raise not_authenticated(ACCOUNT_GONE) from None
 
 
 # status_code=201 is the answer for "created". async def: the endpoint waits for its turn to
