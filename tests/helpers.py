@@ -65,6 +65,7 @@ import urllib.parse
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -701,6 +702,34 @@ class Servers:
     def stop_all(self):
         for proc in self.procs:
             self.stop(proc)
+
+
+def deleted_while_the_app_waits(db_env: dict, db, user_id: int, request: Callable):
+    """What REQUEST() returned, when the user's account was deleted half-way through it.
+
+    The test holds the user's row (SELECT ... FOR UPDATE): the app's next write to it, or to a
+    row that points at it (a foreign key), waits. Once it waits, the test deletes the account
+    and lets go: the app finds it gone after the token was checked, as when another request
+    (DELETE /api/me from another tab) ends between its steps."""
+    holder = connect(db_env)
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur, ThreadPoolExecutor(1) as pool:
+            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            answer = pool.submit(request)
+            wait_for(lambda: answer.done() or waits_for_a_lock(db), "the app waits for the user's row")
+            cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+            holder.commit()
+            return answer.result(timeout=30)
+    finally:
+        holder.close()
+
+
+def waits_for_a_lock(db) -> bool:
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")
+        return cur.fetchone()[0] > 0
 
 
 # --- the event loop stays free (lessons 20 on) ---------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpers import bearer, insert_user, log_in_page, text_when, token_for
+from helpers import bearer, deleted_while_the_app_waits, insert_user, log_in_page, text_when, token_for
 from webclient import web
 
 PASSWORD = "secret123"
@@ -116,6 +116,14 @@ def test_token_of_a_deleted_account_is_401(client, user):
     r = client.get("/api/me", headers=bearer(user["token"]))
     assert r.status_code == 401, r.text
     assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_change_to_an_account_deleted_meanwhile_is_401_not_500(client, db, db_env, user):
+    """A PUT /api/me whose account is deleted meanwhile (after its token was checked) is 401, not 500.
+    Hint: the UPDATE finds no row, and the commit raises StaleDataError (sqlalchemy.orm.exc)."""
+    r = deleted_while_the_app_waits(db_env, db, user["id"], lambda: put_me(client, user, {"name": "Ada L"}))
+    assert r.status_code == 401, r.text
+    assert r.json() == {"detail": "Invalid or expired token: log in again"}
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])

@@ -13,6 +13,9 @@ import pytest
 
 from helpers import CHAT_BOX, bearer, log_in_page, text_when, user_with_token, wait_until_the_coach_is_asked
 from shared.coach import answer as coachs_answer
+from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
+    test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
+)
 from webclient import web
 
 QUESTION = "How do I answer 'Tell me about yourself'?"

@@ -27,6 +27,9 @@ from helpers import (
     user_with_token,
     wait_until_the_coach_is_asked,
 )
+from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
+    test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
+)
 from webclient import web
 
 

@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
@@ -42,12 +41,12 @@ from helpers import (
     ReusedTab,
     Servers,
     bearer,
+    deleted_while_the_app_waits,
     insert_user,
     log_in_page,
     token_for,
     wait_for,
 )
-from helpers import connect as connect_to_db
 from shared.coach import answer as coachs_answer
 from shared.coach import text_of, tokens_of
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: still valid here)
@@ -497,34 +496,6 @@ def test_a_token_without_an_id_or_a_version_is_refused(app, user):
             del claims[missing]
             r = client.get("/api/me", headers=bearer(jwt.encode(claims, JWT_SECRET, algorithm="HS256")))
             assert r.status_code == 401, (missing, r.text)
-
-
-def deleted_while_the_app_waits(db_env: dict, db, user_id: int, request: Callable):
-    """What REQUEST() returned, when the user's account was deleted half-way through it.
-
-    The test holds the user's row (SELECT ... FOR UPDATE): the app's next write to it, or to a
-    row that points at it (a foreign key), waits. Once it waits, the test deletes the account
-    and lets go: the app finds it gone after the token was checked, as when another request
-    (DELETE /api/me from another tab) ends between its steps."""
-    holder = connect_to_db(db_env)
-    holder.autocommit = False
-    try:
-        with holder.cursor() as cur, ThreadPoolExecutor(1) as pool:
-            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
-            answer = pool.submit(request)
-            wait_for(lambda: answer.done() or waits_for_a_lock(db), "the app waits for the user's row")
-            cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
-            holder.commit()
-            return answer.result(timeout=30)
-    finally:
-        holder.close()
-
-
-def waits_for_a_lock(db) -> bool:
-    with db.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")
-        return cur.fetchone()[0] > 0
 
 
 @pytest.mark.parametrize("change", ["PUT /api/me", "POST /api/logout-all"])

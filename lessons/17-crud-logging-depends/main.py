@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 import models
 from auth import create_token
@@ -173,7 +174,9 @@ class UserOut(BaseModel):
 pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
 
 
-# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409.
+# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409. An UPDATE
+# that finds no row (StaleDataError: another request deleted the account after this one's
+# token was checked) becomes the 401 of a token whose account is gone.
 def commit_or_409(db: Session, action: str) -> None:
     try:
         db.commit()
@@ -181,6 +184,10 @@ def commit_or_409(db: Session, action: str) -> None:
         db.rollback()
         logger.warning("%s refused: email already registered", action)
         raise HTTPException(status_code=409, detail="Email already registered") from None
+    except StaleDataError:
+        db.rollback()
+        logger.warning("%s refused: the account was deleted meanwhile", action)
+        raise not_authenticated("Invalid or expired token: log in again") from None
 
 
 # A GET request to /api/time runs this function; its return value is sent back as JSON.

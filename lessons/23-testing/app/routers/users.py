@@ -5,9 +5,10 @@ import logging
 from fastapi import APIRouter, HTTPException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import models
-from app.deps import CurrentUser, SessionDep
+from app.deps import CurrentUser, SessionDep, not_authenticated
 from app.schemas import DB_DOWN, EMAIL_TAKEN, NOT_LOGGED_IN, UNREADABLE, UserCreate, UserOut, UserUpdate
 from app.security import pwd_context
 
@@ -17,7 +18,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["users"], responses=DB_DOWN)
 
 
-# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409.
+# Writes the session's changes; a taken email (the UNIQUE constraint) becomes a 409. An UPDATE
+# that finds no row (StaleDataError: another request deleted the account after this one's
+# token was checked) becomes the 401 of a token whose account is gone.
 def commit_or_409(db: Session, action: str) -> None:
     try:
         db.commit()
@@ -25,6 +28,10 @@ def commit_or_409(db: Session, action: str) -> None:
         db.rollback()
         logger.warning("%s refused: email already registered", action)
         raise HTTPException(status_code=409, detail="Email already registered") from None
+    except StaleDataError:
+        db.rollback()
+        logger.warning("%s refused: the account was deleted meanwhile", action)
+        raise not_authenticated("Invalid or expired token: log in again") from None
 
 
 # status_code=201 is the answer for "created".
