@@ -1,8 +1,11 @@
 """Signing up, and the logged-in user's own account: /api/users and /api/me."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from helpers import PASSWORD, bearer, make_token
 
@@ -72,6 +75,27 @@ def test_update_me_to_a_taken_email_is_409(client, make_user, auth):
     r = client.put("/api/me", headers=auth, json={"email": other.email, "current_password": PASSWORD})
     assert r.status_code == 409, r.text
     assert r.json() == {"detail": "Email already registered"}
+
+
+def test_update_me_of_an_account_deleted_meanwhile_is_401(client, database, user, auth):
+    # Another tab deletes the account while this PUT is under way, after its token was checked.
+    # The test holds the user's row (FOR UPDATE) until the PUT waits to write it, then deletes
+    # the account and lets go: the PUT's UPDATE finds no row.
+    with database.connect() as holder, database.connect() as watcher, ThreadPoolExecutor(1) as pool:
+        holder.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": user.id})
+        answer = pool.submit(client.put, "/api/me", headers=auth, json={"name": "Grace"})
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 10
+        while not answer.done() and time.monotonic() < deadline:
+            if watcher.execute(waiting).scalar():
+                break
+            watcher.rollback()  # a transaction sees pg_stat_activity as it was at its start
+            time.sleep(0.01)
+        holder.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
+        holder.commit()
+        r = answer.result(timeout=10)
+    assert r.status_code == 401, r.text
 
 
 def test_delete_me_deletes_the_account(client, user, auth):
