@@ -24,8 +24,9 @@ Controls for tests and benchmarks (lessons never use them):
   GET    /_coach/requests     the JSON bodies received at /v1/chat/completions, oldest first
   DELETE /_coach/requests     forget them
   GET    /_coach/stats        streams {"started", "completed", "cancelled"} (client went away)
-  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut" | "junk", "token_delay"?: s,
-                              "after"?: tokens, "seconds"?: s}; every field is optional
+  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut" | "junk" | "odd",
+                              "token_delay"?: s, "after"?: tokens, "seconds"?: s, "shape"?: name};
+                              every field is optional
       ok     normal answers
       error  HTTP 500 with an OpenAI-style error body; with "after": N, a stream sends N tokens
              first and then an error chunk `data: {"error": {...}}` (the openai client raises
@@ -41,6 +42,11 @@ Controls for tests and benchmarks (lessons never use them):
              HTML page (the openai client hands back its text, not a ChatCompletion); a stream
              sends "after" tokens (default 0) and then a `data:` line that is not JSON (the
              client raises a ValueError, JSONDecodeError)
+      odd    JSON shaped like an answer outside but not inside, which the openai client takes
+             without checking: by "shape", `choices` that is not a list ("choices", the default),
+             a content that is a number, not text ("number"), or text with a NUL character,
+             which Postgres cannot store ("nul"). A stream sends "after" tokens (default 0),
+             then one such chunk, and ends
   POST   /_coach/reset        mode ok, the start-up token delay, no requests, stats zeroed
 """
 
@@ -61,7 +67,8 @@ from starlette.routing import Route
 
 MODEL = "coach"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
-MODES = {"ok", "error", "slow", "drop", "cut", "junk"}
+MODES = {"ok", "error", "slow", "drop", "cut", "junk", "odd"}
+ODD_SHAPES = {"choices", "number", "nul"}
 # What mode junk sends where an answer should be: a page, as a proxy or a captive portal would.
 JUNK_PAGE = "<html><body><h1>Please sign in to the network</h1></body></html>"
 
@@ -177,6 +184,7 @@ class Coach:
 
     def reset(self) -> None:
         self.mode, self.token_delay, self.after, self.seconds = "ok", self.start_delay, None, 3600.0
+        self.shape = "choices"
         self.received.clear()
         self.stats = {"started": 0, "completed": 0, "cancelled": 0}
         self.counter = 0
@@ -210,6 +218,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             return openai_error(500, "The offline coach was told to fail (mode error).", "server_error")
         if mode == "junk" and not body.get("stream"):
             return HTMLResponse(JUNK_PAGE)
+        shape = coach.shape
         text = answer(messages)
         reply_id, created = coach.next_id(), int(time.time())
         usage = {"prompt_tokens": sum(len(text_of(m.get("content")).split()) for m in messages),
@@ -219,7 +228,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
                 stream(coach, text, reply_id, created, model, usage if include_usage else None,
-                       mode, delay, after),
+                       mode, delay, after, shape),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         completion = {
             "id": reply_id, "object": "chat.completion", "created": created, "model": model,
@@ -228,6 +237,8 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             "usage": usage, "system_fingerprint": None,
         }
         await asyncio.sleep(delay * usage["completion_tokens"])  # as long as a stream of it takes
+        if mode == "odd":
+            completion["choices"] = odd_choices(shape, "message")
         if mode in ("drop", "cut"):
             encoded = json.dumps(completion).encode()
             return StreamingResponse(cut_off([encoded[: len(encoded) // 2]]), media_type="application/json")
@@ -256,11 +267,17 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             after = body.get("after")
             after = None if after is None else int(after)
             seconds = float(body.get("seconds", 3600))
+            shape = body.get("shape", "choices")
+            if shape not in ODD_SHAPES:
+                raise ValueError(shape)
         except (ValueError, TypeError, AttributeError):
-            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut"|"junk", '
-                                           '"token_delay": s, "after": n, "seconds": s}'}, status_code=400)
+            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut"|"junk"|"odd", '
+                                           '"token_delay": s, "after": n, "seconds": s, '
+                                           '"shape": "choices"|"number"|"nul"}'}, status_code=400)
         coach.mode, coach.token_delay, coach.after, coach.seconds = mode, token_delay, after, seconds
-        return JSONResponse({"mode": mode, "token_delay": token_delay, "after": after, "seconds": seconds})
+        coach.shape = shape
+        return JSONResponse({"mode": mode, "token_delay": token_delay, "after": after, "seconds": seconds,
+                             "shape": shape})
 
     async def reset(request: Request):
         coach.reset()
@@ -302,7 +319,16 @@ def sse(data) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-async def stream(coach: Coach, text, reply_id, created, model, usage, mode, delay, after):
+def odd_choices(shape: str, key: str):
+    """The `choices` of mode odd's answer (key "message") or chunk (key "delta")."""
+    if shape == "choices":
+        return "not a list"
+    content = 42 if shape == "number" else "half\u0000way"
+    return [{"index": 0, key: {"role": "assistant", "content": content}, "logprobs": None,
+             "finish_reason": "stop"}]
+
+
+async def stream(coach: Coach, text, reply_id, created, model, usage, mode, delay, after, shape="choices"):
     """The answer as OpenAI streams it: a chunk per token, a last chunk, then [DONE]."""
 
     def chunk(delta, finish=None):
@@ -312,14 +338,18 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
 
     coach.stats["started"] += 1
     finished, started = False, time.monotonic()
-    fails_at = after if after is not None else 0 if mode == "junk" else 3  # tokens sent before
+    fails_at = after if after is not None else 0 if mode in ("junk", "odd") else 3  # tokens sent before
     try:
         yield sse(chunk({"role": "assistant", "content": "", "refusal": None}))
         for n, token in enumerate(tokens_of(text)):
-            if mode in ("error", "drop", "cut", "junk") and n == fails_at:
+            if mode in ("error", "drop", "cut", "junk", "odd") and n == fails_at:
                 if mode == "drop":
                     raise Dropped
                 finished = True
+                if mode == "odd":  # a chunk that is JSON, but no chunk of an answer
+                    yield sse({**chunk({}), "choices": odd_choices(shape, "delta")})
+                    yield "data: [DONE]\n\n"
+                    return
                 if mode == "junk":  # a page where the next chunk should be: not JSON
                     yield f"data: {JUNK_PAGE}\n\n"
                     return

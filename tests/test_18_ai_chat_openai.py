@@ -92,15 +92,23 @@ def test_a_message_of_4000_characters_is_fine(client, user):
 
 # --- when the LLM fails -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["error", "drop", "junk"],
-                         ids=["answers 500", "cuts the connection", "answers a page, not JSON"])
-def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode):
+@pytest.mark.parametrize(("mode", "options"), [
+    pytest.param("error", {}, id="answers 500"),
+    pytest.param("drop", {}, id="cuts the connection"),
+    pytest.param("junk", {}, id="answers a page, not JSON"),
+    pytest.param("odd", {"shape": "choices"}, id="answers choices that are not a list"),
+    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
+    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
+])
+def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode, options):
     """The LLM failing is a 502 with a short detail.
 
-    An error answer, a connection cut, or a 200 that is not a chat completion (a page from
-    something in between). Hint: for a page, the openai client hands back its text, not a
-    ChatCompletion; a body that is not JSON raises a ValueError."""
-    coach.mode(mode)
+    An error answer, a connection cut, or a 200 that is no answer: a page from something in
+    between, or JSON whose inside is not an answer's. Hint: the openai client builds its objects
+    from any JSON without checking them (for a page it hands back its text, not a
+    ChatCompletion; a body that is not JSON raises a ValueError): check that the content is text
+    that Postgres can store (no NUL character)."""
+    coach.mode(mode, **options)
     r = chat(client, user)
     assert r.status_code == 502, r.text
     assert r.json() == {"detail": "The coach is unavailable, try again later"}

@@ -65,6 +65,18 @@ def test_the_question_and_the_answer_are_stored(client, db, user):
     assert stored(db, user["id"]) == [("user", "My name is Ada."), ("assistant", reply)]
 
 
+@pytest.mark.parametrize("shape", ["number", "nul"], ids=["a number, not text", "text with a NUL character"])
+def test_an_answer_that_is_no_text_is_a_502_and_nothing_is_stored(client, coach, db, user, shape):
+    """An LLM answer that is no text we can store is a 502, and nothing is stored (no 500 half-way).
+    Hint: lesson 18's ask() checks the content before anything is stored: Postgres refuses a NUL
+    character, and a number is no text."""
+    coach.mode("odd", shape=shape)
+    r = client.post("/api/chat", headers=bearer(user["token"]), json={"message": "My name is Ada."})
+    assert r.status_code == 502, r.text
+    assert r.json() == {"detail": "The coach is unavailable, try again later"}
+    assert stored(db, user["id"]) == []
+
+
 def test_the_second_question_is_sent_after_the_first_exchange(client, coach, user):
     first = chat(client, user, "My name is Ada.")
     second = chat(client, user, "What is my name?")

@@ -148,14 +148,20 @@ def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_event(pa
     assert history(pages, user) == []  # half an answer is not stored
 
 
-@pytest.mark.parametrize(("mode", "detail"), [
-    ("error", "The coach is unavailable, try again later"),
-    ("junk", "The coach is unavailable, try again later"),  # a page where the stream should be
-    ("slow", "The coach took too long to answer, try again"),
+@pytest.mark.parametrize(("mode", "options", "detail"), [
+    ("error", {}, "The coach is unavailable, try again later"),
+    ("junk", {}, "The coach is unavailable, try again later"),  # a page where the stream should be
+    ("slow", {}, "The coach took too long to answer, try again"),
+    # JSON, but no chunk of an answer: choices that are not a list, a number, a NUL character
+    ("odd", {"shape": "choices"}, "The coach is unavailable, try again later"),
+    ("odd", {"shape": "number"}, "The coach is unavailable, try again later"),
+    ("odd", {"shape": "nul"}, "The coach is unavailable, try again later"),
 ])
-def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, mode, detail):
-    """The 200 is sent before the model is asked: its failure can only be told in the stream."""
-    coach.mode(mode)
+def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, mode, options, detail):
+    """The 200 is sent before the model is asked: its failure can only be told in the stream.
+    Hint: the openai client builds a chunk's objects from any JSON without checking them: check
+    that each piece is text Postgres can store, as lesson 18's ask() does for a whole answer."""
+    coach.mode(mode, **options)
     assert chat_stream(pages, user) == [("error", {"detail": detail})]
     assert history(pages, user) == []
 

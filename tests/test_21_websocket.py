@@ -201,10 +201,15 @@ def test_a_frame_that_is_no_message_gets_an_error_frame(pages, coach, user, fram
         assert ask(ws)[1] == {"type": "done"}
 
 
-@pytest.mark.parametrize("mode", ["error", "junk"], ids=["answers 500", "answers a page, not JSON"])
-def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user, mode):
+@pytest.mark.parametrize(("mode", "options"), [
+    pytest.param("error", {}, id="answers 500"),
+    pytest.param("junk", {}, id="answers a page, not JSON"),
+    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
+    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
+])
+def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user, mode, options):
     with logged_in(pages, user) as ws:
-        coach.mode(mode)
+        coach.mode(mode, **options)
         assert ask(ws) == ([], COACH_FAILED)
 
 

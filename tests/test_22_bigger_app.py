@@ -327,12 +327,17 @@ def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
     assert r.json() == {"detail": "No LLM configured: set OPENAI_API_KEY in .env"}
 
 
-@pytest.mark.parametrize("mode", ["error", "junk"], ids=["answers 500", "answers a page, not JSON"])
-def test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page(app, coach, user, mode):
+@pytest.mark.parametrize(("mode", "options"), [
+    pytest.param("error", {}, id="answers 500"),
+    pytest.param("junk", {}, id="answers a page, not JSON"),
+    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
+    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
+])
+def test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page(app, coach, user, mode, options):
     """POST /api/chat still answers 502 when the LLM fails or sends a page, as in lesson 18.
-    Hint: LLM.ask turns what is not a ChatCompletion (the client hands back a page's text) into
-    the 502 too."""
-    coach.mode(mode)
+    Hint: LLM.ask turns what is not a ChatCompletion (the client hands back a page's text), or
+    holds no text Postgres can store, into the 502 too."""
+    coach.mode(mode, **options)
     with TestClient(app) as client:
         r = client.post("/api/chat", json={"message": ASKED}, headers=bearer(user["token"]))
     assert r.status_code == 502, r.text

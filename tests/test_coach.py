@@ -156,6 +156,20 @@ def test_junk_mode_answers_what_is_not_a_chat_completion(llm, coach):
     assert len([t for t in texts if t]) == 3, texts
 
 
+def test_odd_mode_answers_json_that_the_client_takes_but_is_no_answer(llm, coach):
+    """JSON shaped like an answer outside only: the openai client builds its objects from it
+    without checking them, so what is inside is whatever was sent."""
+    coach.mode("odd")  # shape "choices": not a list
+    assert llm.chat.completions.create(model="coach", messages=CONVERSATION).choices == "not a list"
+    coach.mode("odd", shape="number")
+    assert ask(llm, CONVERSATION).choices[0].message.content == 42
+    chunks = list(ask(llm, CONVERSATION, stream=True))
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["", 42], chunks
+    coach.mode("odd", shape="nul", after=3)
+    pieces = [c.choices[0].delta.content for c in ask(llm, CONVERSATION, stream=True) if c.choices]
+    assert len(pieces) == 5 and pieces[-1] == "half\x00way", pieces  # the first, 3 tokens, the odd one
+
+
 def test_slow_mode_outlasts_the_clients_timeout(coach):
     coach.mode("slow")
     with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=0.3) as impatient, \

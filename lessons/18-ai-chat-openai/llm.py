@@ -67,12 +67,42 @@ def ask(messages: list[dict]) -> str:
         # The error's kind and status say enough; its text may repeat what the user wrote.
         logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
         raise HTTPException(status_code=502, detail="The coach is unavailable, try again later") from None
-    # A proxy or a captive portal between us and the model may answer 200 with a page: the
-    # client then hands back its text, not a ChatCompletion. That is no answer either.
-    if not isinstance(completion, ChatCompletion) or not completion.choices:
+    reply = text_of(completion)
+    if reply is None:
         logger.warning("LLM call failed: the answer is not a chat completion")
         raise HTTPException(status_code=502, detail="The coach is unavailable, try again later")
-    reply = completion.choices[0].message.content
     if not reply:  # a refusal or an empty answer: nothing to show
         raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
     return reply
+
+
+def text_of(completion) -> str | None:
+    """The answer's text ("" for none), or None when the body is no answer we can use.
+
+    The client trusts the server: it builds its objects from whatever JSON came, without
+    checking their shape. So a 200 may hold anything. A proxy or a captive portal between us
+    and the model may answer with a page (the client hands back its text, not a ChatCompletion);
+    a server that is not quite OpenAI may send `choices` that is not a list of messages, a
+    content that is not text, or text no database or JSON can carry (a NUL character, half of
+    a UTF-16 pair). Each would be a 500 further on; here each is an answer that did not come.
+    """
+    if not isinstance(completion, ChatCompletion):
+        return None
+    try:
+        text = completion.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):  # no list of messages inside
+        return None
+    if text is None:  # a refusal: no text
+        return ""
+    return text if usable(text) else None
+
+
+def usable(text) -> bool:
+    """Text we can store in Postgres and send as UTF-8."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

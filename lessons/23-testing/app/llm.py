@@ -82,12 +82,10 @@ class LLM:
             # The error's kind and status say enough; its text may repeat what the user wrote.
             logger.warning("LLM call failed: %s %s", type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
-        # A proxy or a captive portal between us and the model may answer 200 with a page: the
-        # client then hands back its text, not a ChatCompletion. That is no answer either.
-        if not isinstance(completion, ChatCompletion) or not completion.choices:
+        reply = text_of(completion)
+        if reply is None:
             logger.warning("LLM call failed: the answer is not a chat completion")
             raise HTTPException(status_code=502, detail=UNAVAILABLE)
-        reply = completion.choices[0].message.content
         if not reply:  # a refusal or an empty answer: nothing to show
             raise HTTPException(status_code=502, detail="The coach gave no answer, try again")
         return reply
@@ -110,16 +108,16 @@ class LLM:
             # the model stops writing an answer nobody will read.
             async with response:
                 async for chunk in response:
-                    if chunk.choices and chunk.choices[0].finish_reason:
-                        finished = True  # the model's own word that the answer is complete ("stop", ...)
-                    piece = chunk.choices[0].delta.content if chunk.choices else None
+                    piece, done = piece_of(chunk)
+                    finished = finished or done
                     if piece:  # the first and last chunks carry no text
                         pieces += 1
                         yield piece
         except APITimeoutError:
             logger.warning("LLM stream timed out after %s s", self.timeout)
             raise HTTPException(status_code=504, detail=TOO_SLOW) from None
-        except (APIError, ValueError) as error:  # ValueError: a chunk that is not JSON (a page)
+        # ValueError: a chunk that is not JSON (a page), or JSON but no chunk of an answer (piece_of)
+        except (APIError, ValueError) as error:
             logger.warning("LLM stream failed: %s %s",
                            type(error).__name__, getattr(error, "status_code", ""))
             raise HTTPException(status_code=502, detail=UNAVAILABLE) from None
@@ -132,3 +130,49 @@ class LLM:
         if not finished:
             logger.warning("LLM stream ended before the model finished its answer")
             raise HTTPException(status_code=502, detail=UNAVAILABLE)
+
+
+def text_of(completion) -> str | None:
+    """The answer's text ("" for none), or None when the body is no answer we can use.
+
+    The client trusts the server: it builds its objects from whatever JSON came, without
+    checking their shape. So a 200 may hold anything. A proxy or a captive portal between us
+    and the model may answer with a page (the client hands back its text, not a ChatCompletion);
+    a server that is not quite OpenAI may send `choices` that is not a list of messages, a
+    content that is not text, or text no database or JSON can carry (a NUL character, half of
+    a UTF-16 pair). Each would be a 500 further on; here each is an answer that did not come.
+    """
+    if not isinstance(completion, ChatCompletion):
+        return None
+    try:
+        text = completion.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):  # no list of messages inside
+        return None
+    if text is None:  # a refusal: no text
+        return ""
+    return text if usable(text) else None
+
+
+def usable(text) -> bool:
+    """Text we can store in Postgres and send as UTF-8."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def piece_of(chunk) -> tuple[str | None, bool]:
+    """A streamed chunk's text (None for none), and whether the model says with it that the
+    answer is complete (a finish_reason: "stop", ...). ValueError for a chunk that is JSON but
+    no chunk of an answer, as text_of() finds them in a whole answer."""
+    try:
+        choice = chunk.choices[0] if chunk.choices else None
+        piece, finished = (choice.delta.content, bool(choice.finish_reason)) if choice else (None, False)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise ValueError("a chunk that is no chunk of an answer") from None
+    if piece is not None and not usable(piece):
+        raise ValueError("a chunk whose content is not text we can use")
+    return piece, finished
