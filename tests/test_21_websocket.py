@@ -39,6 +39,9 @@ from shared.coach import answer as coachs_answer
 from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
     test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
 )
+from test_20_sse_stream import (  # noqa: F401  (lesson 20's test: the same stream)
+    test_a_message_that_is_not_1_to_4000_characters_is_422,
+)
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while it runs

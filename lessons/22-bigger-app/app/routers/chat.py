@@ -43,12 +43,14 @@ def chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep, llm: LLMDep):
 # endpoint) and what the coach is sent. As a dependency it runs before the stream's first byte,
 # so a bad token is still a plain 401 and a database that is down a plain 503, like everywhere
 # else. A plain `def`: FastAPI runs it in a worker thread, as SQLAlchemy's calls block.
-def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int, list[dict]]:
+# The question comes back with the rest: were the endpoint to take ChatIn as well, FastAPI
+# would check the body twice, and a 422 would list each broken rule twice.
+def start_chat(chat_in: ChatIn, user: CurrentUser, db: SessionDep) -> tuple[int, str, list[dict]]:
     messages = conversation(db, user.id, chat_in.message)
     # get_db closes the session only once the response is sent, after the last token: give its
     # connection back to the pool now, so that a long answer does not hold one of the few.
     db.close()
-    return user.id, messages
+    return user.id, chat_in.message, messages
 
 
 # The stream's errors come before its first byte, as JSON ({"detail": "..."}) like any other.
@@ -78,9 +80,9 @@ STREAM_ERRORS = {status: {"description": error["description"], "content": PROBLE
                                   'with `data: {}`; or `event: error` with `data: {"detail": "..."}`',
              responses=STREAM_ERRORS)
 async def chat_stream(
-    chat_in: ChatIn, start: Annotated[tuple[int, list[dict]], Depends(start_chat)], llm: LLMDep
+    start: Annotated[tuple[int, str, list[dict]], Depends(start_chat)], llm: LLMDep
 ) -> AsyncIterator[ServerSentEvent]:
-    user_id, messages = start
+    user_id, question, messages = start
     asked_at = datetime.now(UTC)
     reply = []
     try:
@@ -88,7 +90,7 @@ async def chat_stream(
             async for token in tokens:
                 reply.append(token)
                 yield ServerSentEvent(data={"token": token})
-        await run_in_threadpool(save_exchange, user_id, chat_in.message, asked_at, "".join(reply))
+        await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
