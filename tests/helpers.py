@@ -732,6 +732,26 @@ def waits_for_a_lock(db) -> bool:
         return cur.fetchone()[0] > 0
 
 
+@contextmanager
+def pool_exhausted() -> Iterator[None]:
+    """The app's pool of database connections (this process's lesson: database.engine, or
+    app.db.engine from lesson 22) full for the block: its one connection taken by the test, and
+    a wait for another given up after 0.2 s. The app's next database call raises SQLAlchemy's
+    TimeoutError, as when every connection stays busy for the pool's timeout (30 s by default)."""
+    from sqlalchemy import create_engine
+
+    engine = next(module.engine for name in ("database", "app.db") if (module := sys.modules.get(name)))
+    small = create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    saved, engine.pool = engine.pool, small.pool  # the engine's pool is a plain attribute
+    taken = small.pool.connect()
+    try:
+        yield
+    finally:
+        engine.pool = saved
+        taken.close()
+        small.dispose()
+
+
 # --- the event loop stays free (lessons 20 on) ---------------------------------------------
 # An async app answers everyone from one thread, the event loop: a call that blocks it (a
 # synchronous OpenAI client waiting for a token, a database call made straight in an async

@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import threading
+from contextlib import ExitStack
 
 import pytest
 
@@ -22,6 +23,7 @@ from helpers import (
     earlier_messages_load_on_the_page,
     history_read_in_pages,
     log_in_page,
+    pool_exhausted,
     wait_for,
 )
 from helpers import chat_history as history
@@ -164,6 +166,28 @@ def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, 
     coach.mode(mode, **options)
     assert chat_stream(pages, user) == [("error", {"detail": detail})]
     assert history(pages, user) == []
+
+
+def test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_event(client, coach, user):
+    """A pool with no free connection when the answer is stored is an error event, not a cut stream.
+    Hint: the pool gives up after its timeout with sqlalchemy.exc.TimeoutError, not an
+    OperationalError: the database is as good as down, and the stream says so."""
+    coach.mode("ok", token_delay=0.01)  # a second or so for the whole answer
+    exhausted = ExitStack()
+
+    def exhaust_once_the_coach_answers():
+        wait_for(lambda: coach.stats()["started"] == 1, "the coach starts its answer")
+        exhausted.enter_context(pool_exhausted())
+
+    watcher = threading.Thread(target=exhaust_once_the_coach_answers)
+    watcher.start()
+    try:
+        r = client.post("/api/chat/stream", json={"message": QUESTION}, headers=bearer(user["token"]))
+    finally:
+        watcher.join()
+        exhausted.close()
+    assert r.status_code == 200, r.text
+    assert list(events(r))[-1] == ("error", {"detail": "Database unavailable, try again later"}), r.text
 
 
 def test_a_client_that_goes_away_stops_the_llm_call(pages, coach, user):

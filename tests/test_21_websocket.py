@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import jwt
 import pytest
+from fastapi import WebSocketDisconnect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +32,7 @@ from helpers import (
     history_read_in_pages,
     insert_user,
     log_in_page,
+    pool_exhausted,
     token_for,
     wait_for,
 )
@@ -39,8 +41,9 @@ from shared.coach import answer as coachs_answer
 from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
     test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
 )
-from test_20_sse_stream import (  # noqa: F401  (lesson 20's test: the same stream)
+from test_20_sse_stream import (  # noqa: F401  (lesson 20's tests: the same stream)
     test_a_message_that_is_not_1_to_4000_characters_is_422,
+    test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_event,
 )
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
@@ -214,6 +217,17 @@ def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user, mod
     with logged_in(pages, user) as ws:
         coach.mode(mode, **options)
         assert ask(ws) == ([], COACH_FAILED)
+
+
+def test_a_pool_with_no_free_connection_at_login_closes_the_socket_with_1011(client, coach, user):
+    """A pool with no free connection at login closes the socket with 1011, as a database that is down.
+    Hint: the pool gives up after its timeout with sqlalchemy.exc.TimeoutError, not an
+    OperationalError (lesson 20's stream catches both too)."""
+    with pool_exhausted(), client.websocket_connect("/ws/chat") as ws:
+        ws.send_json({"token": user["token"]})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert (closed.value.code, closed.value.reason) == (1011, "Database unavailable, try again later")
 
 
 def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_frame(pages, coach, user):

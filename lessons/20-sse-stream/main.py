@@ -65,6 +65,10 @@ def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
 
+# Both, where the code catches them itself (a stream, a socket: no handler can answer there).
+DATABASE_DOWN = (OperationalError, PoolTimeout)
+
+
 # Postgres error codes for "no such table" and "no such column": the database is behind the
 # models because the migrations have not run. Say what to do, instead of a bare 500.
 SCHEMA_BEHIND = {"42P01", "42703"}
@@ -424,7 +428,7 @@ async def chat_stream(
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
-    except OperationalError:  # the database went away before the exchange was stored
+    except DATABASE_DOWN:  # the database went away before the exchange was stored
         yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
     logger.info("chat stream: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)

@@ -76,6 +76,10 @@ def database_unavailable(request: Request, exc: OperationalError):
     return JSONResponse(status_code=503, content={"detail": "Database unavailable, try again later"})
 
 
+# Both, where the code catches them itself (a stream, a socket: no handler can answer there).
+DATABASE_DOWN = (OperationalError, PoolTimeout)
+
+
 # Postgres error codes for "no such table" and "no such column": the database is behind the
 # models because the migrations have not run. Say what to do, instead of a bare 500.
 SCHEMA_BEHIND = {"42P01", "42703"}
@@ -440,7 +444,7 @@ async def chat_stream(
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
-    except OperationalError:  # the database went away before the exchange was stored
+    except DATABASE_DOWN:  # the database went away before the exchange was stored
         yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
     logger.info("chat stream: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
@@ -511,7 +515,7 @@ def socket_user(token: str | None) -> int | None:
 async def check_token(token: str | None) -> int:
     try:
         user_id = await run_in_threadpool(socket_user, token)
-    except OperationalError:  # 1011: the server cannot go on; the page reconnects a little later
+    except DATABASE_DOWN:  # 1011: the server cannot go on; the page reconnects a little later
         raise CloseSocket(status.WS_1011_INTERNAL_ERROR, "Database unavailable, try again later") from None
     if user_id is None:
         raise CloseSocket(status.WS_1008_POLICY_VIOLATION, "Invalid or expired token")
@@ -575,7 +579,7 @@ async def stream_answer(websocket: WebSocket, user_id: int, question: str) -> di
         await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
     except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
-    except OperationalError:
+    except DATABASE_DOWN:
         return error_frame("Database unavailable, try again later")
     logger.info("chat socket: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
     return {"type": "done"}

@@ -1,4 +1,6 @@
 from sqlalchemy import URL, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from app.config import get_settings
@@ -30,3 +32,9 @@ engine = create_engine(
 # (by default a commit forgets them, and the next read of user.name queries again). So a
 # commit can end a read early and give the connection back, and the object stays usable.
 SessionLocal = sessionmaker(bind=engine, expire_on_commit=False)
+
+# What SQLAlchemy raises when the database cannot serve a request now: it cannot be reached
+# (OperationalError), or no connection of the pool came free within the pool's timeout
+# (TimeoutError: as good as down). main.py answers both with a 503; a stream or a socket, which
+# no handler can answer, catches them together as this.
+DATABASE_DOWN = (OperationalError, PoolTimeout)

@@ -20,10 +20,10 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.config import Settings
-from app.db import engine
+from app.db import DATABASE_DOWN, engine
 from app.deps import ACCOUNT_GONE, not_authenticated
 from app.models import OpenChat, RateLimit, RevokedToken
 
@@ -130,7 +130,7 @@ async def spend_tokens(user_id: int, tokens: int, settings: Settings) -> None:
         with anyio.CancelScope(shield=True):
             try:
                 await run_in_threadpool(count, tokens_used(user_id, tokens, settings))
-            except OperationalError:  # the answer was given: not counting it is only logged
+            except DATABASE_DOWN:  # the answer was given: not counting it is only logged
                 logger.warning("tokens not counted, database unavailable: user %s, %s", user_id, tokens)
 
 
@@ -185,7 +185,7 @@ class Seat:
             self.renewed = time.monotonic()
             try:
                 await run_in_threadpool(renew_seat, self.id, self.lease)
-            except OperationalError:  # tried again next time; meanwhile the lease runs on
+            except DATABASE_DOWN:  # tried again next time; meanwhile the lease runs on
                 logger.warning("seat %s not renewed: database unavailable", self.id)
 
 
@@ -213,7 +213,7 @@ async def open_chat(user_id: int, most: int, lease: float) -> AsyncIterator[Seat
         with anyio.CancelScope(shield=True):
             try:
                 await run_in_threadpool(leave_seat, seat_id)
-            except OperationalError:  # the seat frees itself when its lease ends
+            except DATABASE_DOWN:  # the seat frees itself when its lease ends
                 logger.warning("seat %s not left: database unavailable", seat_id)
 
 

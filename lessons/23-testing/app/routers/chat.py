@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from app import models
 from app.crud import conversation, save_exchange, store_exchange
+from app.db import DATABASE_DOWN
 from app.deps import CurrentUser, LLMDep, SessionDep
 from app.schemas import DB_DOWN, LLM_DOWN, NOT_LOGGED_IN, UNREADABLE, ChatIn, ChatOut, MessageOut, Problem
 
@@ -94,7 +94,7 @@ async def chat_stream(
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
-    except OperationalError:  # the database went away before the exchange was stored
+    except DATABASE_DOWN:  # the database went away before the exchange was stored
         yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
     logger.info("chat stream: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)

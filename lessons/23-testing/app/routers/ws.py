@@ -8,11 +8,10 @@ import anyio
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.crud import load_conversation, save_exchange
-from app.db import SessionLocal
+from app.db import DATABASE_DOWN, SessionLocal
 from app.deps import LLMDep, SettingsDep, authenticate
 from app.llm import LLM
 from app.schemas import ChatIn, SocketLogin
@@ -54,7 +53,7 @@ def socket_user(token: str | None, settings: Settings) -> int | None:
 async def check_token(token: str | None, settings: Settings) -> int:
     try:
         user_id = await run_in_threadpool(socket_user, token, settings)
-    except OperationalError:  # 1011: the server cannot go on; the page reconnects a little later
+    except DATABASE_DOWN:  # 1011: the server cannot go on; the page reconnects a little later
         raise CloseSocket(status.WS_1011_INTERNAL_ERROR, "Database unavailable, try again later") from None
     if user_id is None:
         raise CloseSocket(status.WS_1008_POLICY_VIOLATION, "Invalid or expired token")
@@ -115,7 +114,7 @@ async def stream_answer(websocket: WebSocket, llm: LLM, user_id: int, question: 
         await run_in_threadpool(save_exchange, user_id, question, asked_at, "".join(reply))
     except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
-    except OperationalError:
+    except DATABASE_DOWN:
         return error_frame("Database unavailable, try again later")
     logger.info("chat socket: user %s asked the coach, %s earlier messages sent", user_id, len(messages) - 2)
     return {"type": "done"}

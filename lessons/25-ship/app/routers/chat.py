@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from app import limits, models
 from app.crud import conversation, save_exchange
+from app.db import DATABASE_DOWN
 from app.deps import CurrentUser, LLMDep, SessionDep, SettingsDep
 from app.llm import Usage
 from app.schemas import (
@@ -133,7 +133,7 @@ async def chat_stream(seat: Annotated[limits.Seat, Depends(chat_seat)], question
     except HTTPException as error:  # the model failed (502 or 504 in /api/chat), or the account is gone
         yield ServerSentEvent(data={"detail": error.detail}, event="error")
         return
-    except OperationalError:  # the database went away before the exchange was stored
+    except DATABASE_DOWN:  # the database went away before the exchange was stored
         yield ServerSentEvent(data={"detail": "Database unavailable, try again later"}, event="error")
         return
     finally:

@@ -8,12 +8,11 @@ import anyio
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
 
 from app import limits
 from app.config import Settings
 from app.crud import load_conversation, save_exchange
-from app.db import SessionLocal
+from app.db import DATABASE_DOWN, SessionLocal
 from app.deps import LLMDep, SettingsDep, authenticate
 from app.llm import LLM, Usage
 from app.schemas import ChatIn, SocketLogin
@@ -57,7 +56,7 @@ def socket_user(token: str | None, settings: Settings) -> int | None:
 async def check_token(token: str | None, settings: Settings) -> int:
     try:
         user_id = await run_in_threadpool(socket_user, token, settings)
-    except OperationalError:  # 1011: the server cannot go on; the page reconnects a little later
+    except DATABASE_DOWN:  # 1011: the server cannot go on; the page reconnects a little later
         raise CloseSocket(status.WS_1011_INTERNAL_ERROR, "Database unavailable, try again later") from None
     if user_id is None:
         raise CloseSocket(status.WS_1008_POLICY_VIOLATION, "Invalid or expired token")
@@ -124,7 +123,7 @@ async def stream_answer(websocket: WebSocket, llm: LLM, settings: Settings, user
         return {**error_frame(refused.detail), "retry_after": refused.retry_after}
     except HTTPException as error:  # the model failed (502/504 over HTTP), or the account is gone (401)
         return error_frame(error.detail)
-    except OperationalError:
+    except DATABASE_DOWN:
         return error_frame("Database unavailable, try again later")
     finally:
         await limits.spend_tokens(user_id, usage.tokens, settings)
@@ -214,7 +213,7 @@ async def chat_socket(websocket: WebSocket, settings: SettingsDep, llm: LLMDep):
             raise CloseSocket(status.WS_1013_TRY_AGAIN_LATER, refused.detail) from None
         except HTTPException:  # open_chat's 401: the account was deleted as the seat was taken
             raise CloseSocket(status.WS_1008_POLICY_VIOLATION, "Invalid or expired token") from None
-        except OperationalError:  # no seat could be taken: 1011, as in check_token
+        except DATABASE_DOWN:  # no seat could be taken: 1011, as in check_token
             reason = "Database unavailable, try again later"
             raise CloseSocket(status.WS_1011_INTERNAL_ERROR, reason) from None
     except CloseSocket as close:
