@@ -317,14 +317,20 @@ def test_readyz_turns_503_when_the_database_stops_and_200_when_it_is_back(fresh_
 
 def test_the_app_echoes_an_x_request_id_or_makes_one(client):
     """Every answer carries X-Request-ID: the one the request came with, or a new one.
-    A request id is 32 hex digits or a UUID; anything else is replaced by a new one."""
+    A request id is 32 hex digits or a UUID in its dashed form; anything else is replaced by a new
+    one. Hint: asgi-correlation-id's default validator takes whatever uuid.UUID() reads (any number
+    of dashes, braces, urn:uuid:): give it one of your own."""
     given = new_id()
     assert client.get("/healthz", headers={"X-Request-ID": given}).headers["X-Request-ID"] == given
     made = client.get("/healthz").headers["X-Request-ID"]
     assert REQUEST_ID.fullmatch(made), made
     assert client.get("/healthz").headers["X-Request-ID"] != made  # a new one for each request
-    replaced = client.get("/api/me", headers={"X-Request-ID": "not an id\r"}).headers["X-Request-ID"]
-    assert REQUEST_ID.fullmatch(replaced), replaced
+    dashed = str(uuid.uuid4())
+    assert client.get("/healthz", headers={"X-Request-ID": dashed}).headers["X-Request-ID"] == dashed
+    # uuid.UUID() reads the last two: 100,000 dashes and an id, and an id in braces after urn:uuid:
+    for odd in ("not an id\r", "-" * 100_000 + given, "{urn:uuid:" + given + "}"):
+        replaced = client.get("/api/me", headers={"X-Request-ID": odd}).headers["X-Request-ID"]
+        assert REQUEST_ID.fullmatch(replaced), replaced[:100]
 
 
 def test_the_request_id_wraps_cors_and_the_body_limit_and_pages_may_read_it(fresh_app):

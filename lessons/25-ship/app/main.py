@@ -1,5 +1,6 @@
 """The application: made here from the parts in the other modules. `uvicorn app.main:app` runs it."""
 
+import re
 from contextlib import asynccontextmanager
 
 import anyio
@@ -70,10 +71,20 @@ app.add_middleware(
     expose_headers=["Retry-After", "X-Request-ID"],
 )
 
+# An id as nginx makes them ($request_id: 32 hex digits) or a UUID in its usual dashed form. The
+# library's default takes whatever uuid.UUID() reads, which skips braces, "urn:uuid:" and any
+# number of dashes: a header of 8 MB of dashes and one UUID was kept, sent back and logged.
+REQUEST_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def is_request_id(value: str) -> bool:
+    return REQUEST_ID.fullmatch(value) is not None
+
+
 # Every request gets an id: the X-Request-ID it came with (nginx sends one), or a new one. It is
 # sent back in the answer's X-Request-ID and put on every log line written while the request
 # is served (logs.py). Added last, so it wraps everything else, CORS answers included.
-app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=is_request_id)
 
 
 # When Postgres cannot be reached, SQLAlchemy raises OperationalError. This handler turns it
