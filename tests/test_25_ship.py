@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 import test_24_protect
-from helpers import IN_CI, bearer, free_port, wait_for
+from helpers import IN_CI, bearer, free_port, tables_held, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
 from test_24_protect import twenty_wrong_passwords
@@ -237,6 +237,23 @@ def test_readyz_answers_503_while_the_schema_is_behind_the_migrations(client, db
             cur.execute("UPDATE alembic_version SET version_num = %s", (head,))
     assert r.status_code == 503, r.text
     assert r.json() == {"detail": SCHEMA_BEHIND}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_answers_503_within_seconds_while_the_database_keeps_it_waiting(client, db_env):
+    """GET /readyz answers 503 within seconds while the database keeps it waiting (a migration's lock).
+    Hint: a probe that hangs tells nobody anything: let the database give up on the read
+    (SET LOCAL statement_timeout), and stop waiting for a thread that does not come back
+    (anyio.fail_after around anyio.to_thread.run_sync(..., abandon_on_cancel=True))."""
+    with tables_held(db_env, "alembic_version") as held:
+        letting_go = threading.Timer(15, held.release)  # the old way answers only once it ends
+        letting_go.start()
+        try:
+            r = client.get("/readyz")
+        finally:
+            letting_go.cancel()
+    assert r.status_code == 503, r.text
+    assert r.json() == {"detail": DB_DOWN}
     assert client.get("/readyz").status_code == 200
 
 

@@ -11,11 +11,13 @@ Docker's HEALTHCHECK (/healthz: compose starts the proxy once it passes) and an 
 from functools import cache
 from pathlib import Path
 
+import anyio
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from app.db import engine
 from app.schemas import Problem
@@ -23,6 +25,7 @@ from app.schemas import Problem
 # alembic.ini beside app/: the migrations this code was written with.
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 SCHEMA_BEHIND = "Database schema is not at the latest migration: run alembic upgrade head"
+DATABASE_UNAVAILABLE = "Database unavailable, try again later"  # main.py's 503, word for word
 NOT_READY = {503: {"model": Problem, "description": "Not ready: the database is down or not migrated"}}
 
 router = APIRouter(tags=["health"])
@@ -42,14 +45,33 @@ async def healthz():
     return {"status": "ok"}
 
 
+# A probe that waits longer than this is told no: whoever asks wants an answer, not a wait.
+READY_WITHIN = 2  # seconds
+
+
+# The schema's revision, read in a worker thread (the calls block). A lock held on
+# alembic_version (a migration under way, say) makes the read wait: statement_timeout lets the
+# database give up on it, so neither the thread nor the pool's connection stays taken.
+def current_revisions() -> set[str]:
+    with engine.connect() as connection:
+        connection.execute(text(f"SET LOCAL statement_timeout = {READY_WITHIN * 1000}"))
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
 # A database that does not answer raises OperationalError, which main.py's handler turns into a
-# 503 "Database unavailable, try again later", like for every endpoint. A database that answers
+# 503 "Database unavailable, try again later", like for every endpoint; so does a read that
+# took longer than READY_WITHIN. One that never comes back at all (a network that drops every
+# packet, a machine paused) is a 503 after READY_WITHIN + 1 seconds: the endpoint stops
+# waiting for its thread (abandon_on_cancel), which TCP frees later. A database that answers
 # but whose alembic_version is not the head of our migrations (`migrate` has not run yet, or
 # the code is older than the schema) is a 503 too: these tables are not the ones the code needs.
 @router.get("/readyz", responses=NOT_READY)
-def readyz():
-    with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
+async def readyz():
+    try:
+        with anyio.fail_after(READY_WITHIN + 1):
+            current = await anyio.to_thread.run_sync(current_revisions, abandon_on_cancel=True)
+    except TimeoutError:
+        return JSONResponse(status_code=503, content={"detail": DATABASE_UNAVAILABLE})
     if current != head_revisions():
         return JSONResponse(status_code=503, content={"detail": SCHEMA_BEHIND})
     return {"status": "ready"}
