@@ -401,6 +401,18 @@ def test_a_body_sent_in_chunks_gets_413_once_it_grows_too_large(pages):
     assert json.loads(body) == {"detail": TOO_LARGE}
 
 
+def test_openapi_lists_the_413_on_every_operation_with_a_body_or_without(app):
+    """OpenAPI lists the 413 on every operation, with a body or without: the limit runs before any endpoint.
+    Hint: FastAPI(responses=...) adds an entry to every operation."""
+    with TestClient(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    missing = [f"{method.upper()} {path}" for path, operations in paths.items()
+               for method, operation in operations.items() if "413" not in operation["responses"]]
+    assert missing == []
+    assert paths["/api/me"]["get"]["responses"]["413"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"}
+
+
 # --- tokens that can be taken back --------------------------------------------------------------
 
 def test_a_new_password_ends_every_token_issued_before(app):

@@ -16,6 +16,7 @@ from app.body_limit import LimitBody
 from app.config import get_settings
 from app.llm import LLM
 from app.routers import auth, chat, users, utils, ws
+from app.schemas import TOO_LARGE
 from app.security_headers import SecurityHeaders
 
 # Log lines go to the terminal, with time, level, process id and where they come from:
@@ -45,7 +46,8 @@ async def lifespan(app: FastAPI):
     await app.state.llm.close()
 
 
-app = FastAPI(title="AI Interview Coach", lifespan=lifespan)
+# responses: what every operation may answer, in /docs (the body limit below runs before any).
+app = FastAPI(title="AI Interview Coach", lifespan=lifespan, responses=TOO_LARGE)
 
 # Middleware wraps the app like layers: the one added last is the outermost, the first to see
 # a request and the last to see its answer.

@@ -67,9 +67,11 @@ class Problem(BaseModel):
     detail: str
 
 
+# A body too large to be read at all: refused before any endpoint runs, so every operation may
+# answer it, with a body or without (main.py says so once, for all of them).
+TOO_LARGE = {413: {"model": Problem, "description": "The body is over MAX_BODY_BYTES: refused unread"}}
 # Every endpoint with a body: one that cannot be read, or one too large to be read at all.
-UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"},
-              413: {"model": Problem, "description": "The body is over MAX_BODY_BYTES: refused unread"}}
+UNREADABLE = {400: {"model": Problem, "description": "The body could not be read (not UTF-8)"}, **TOO_LARGE}
 DB_DOWN = {503: {"model": Problem, "description": "The database cannot be reached, or is not migrated"}}
 WRONG_LOGIN = {401: {"model": Problem, "description": "Wrong email or password"}}
 NOT_LOGGED_IN = {401: {"model": Problem, "description": "No token, or a bad or expired one: log in (again)"}}
