@@ -255,6 +255,25 @@ def test_failed_logins_from_one_address_have_a_budget_of_their_own(app, override
         assert other.post("/api/login", json={"email": email, "password": PASSWORD}).status_code == 200
 
 
+def test_a_login_refused_for_its_address_does_not_count_against_the_account_it_names(app, overrides):
+    """A login refused for its address does not count against the account it names.
+    An address that is over its budget can neither lock other people's accounts nor add a
+    counter for every new email it types. Hint: count the address first, and the account only
+    when the address is within its budget."""
+    with_settings(overrides, LOGIN_FAILURES_PER_ADDRESS=1)
+    with client_from(app) as guesser, client_from(app) as owner:
+        email = sign_up(owner)
+        wrong = {"email": email, "password": "wrong-password"}
+        assert guesser.post("/api/login", json=wrong).status_code == 401  # the address's one failure
+        for _ in range(5):
+            r = guesser.post("/api/login", json=wrong)
+            assert r.status_code == 429 and r.json() == {"detail": TOO_MANY_LOGINS}, r.text
+    with_settings(overrides, LOGIN_FAILURES_PER_ADDRESS=100)
+    with client_from(app) as owner:  # a new address: only the account's own budget is left
+        statuses = [owner.post("/api/login", json=wrong).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]
+
+
 def test_signups_from_one_address_have_a_budget(app, overrides):
     """Signups from one client address have a budget (SIGNUPS_PER_ADDRESS): then 429 with Retry-After."""
     with_settings(overrides, SIGNUPS_PER_ADDRESS=2, SIGNUP_WINDOW_SECONDS=3600)

@@ -413,8 +413,9 @@ def checklist(grade: Grade) -> list[str]:
     inherited = [r for r in grade.results if r.requirement.inherited]
     if inherited and all(r.state != "missed" for r in inherited):
         lessons = sorted({r.requirement.inherited.split("_")[1] for r in inherited})
-        lines.append(f"  {OK} Everything lesson {' and '.join(lessons)} required ({len(inherited)} "
-                     "requirements, on your folder)")
+        count = f"{len(inherited)} requirement{'s' if len(inherited) != 1 else ''}"
+        lines.append(f"  {OK} What lesson {' and '.join(lessons)} required that this lesson keeps ({count}, "
+                     "on your folder)")
     for req in grade.results:
         if req.requirement.inherited and req.state != "missed":
             continue

@@ -61,6 +61,15 @@ def login_budgets(email: str, address: str, settings: Settings, cost: int = 1) -
             Budget(f"login-address:{address}", settings.LOGIN_FAILURES_PER_ADDRESS, window, detail, cost)]
 
 
+def take_login_try(email: str, address: str, settings: Settings) -> None:
+    """A login's try (or a current password's), counted against its address first, and against
+    the account it names only when the address is within its budget: an address that is over
+    can neither lock other people's accounts nor add a counter for every new email it types."""
+    account, by_address = login_budgets(email, address, settings)
+    take(by_address)
+    take(account)
+
+
 def signup_budget(address: str, settings: Settings) -> Budget:
     return Budget(f"signup:{address}", settings.SIGNUPS_PER_ADDRESS, settings.SIGNUP_WINDOW_SECONDS,
                   TOO_MANY_SIGNUPS)

@@ -76,7 +76,7 @@ def me(user: CurrentUser):
 async def check_current_password(password: str, user: models.User, request: Request,
                                  settings: Settings) -> None:
     address = client_address(request)
-    await run_in_threadpool(limits.take, *limits.login_budgets(user.email, address, settings))
+    await run_in_threadpool(limits.take_login_try, user.email, address, settings)
     if not await password_matches(password, user.password_hash):
         logger.warning("profile update refused: wrong current password for user %s", user.id)
         raise HTTPException(status_code=403, detail="Current password is wrong")

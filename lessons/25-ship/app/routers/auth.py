@@ -34,7 +34,7 @@ router = APIRouter(tags=["auth"], responses=DB_DOWN)
 @router.post("/login", responses={**UNREADABLE, **WRONG_LOGIN, **TOO_MANY})
 async def login(form: LoginForm, request: Request, settings: SettingsDep):
     address = client_address(request)
-    await run_in_threadpool(limits.take, *limits.login_budgets(form.email, address, settings))
+    await run_in_threadpool(limits.take_login_try, form.email, address, settings)
     # A session of its own, closed at once (crud.user_by_email): in a storm of logins the check
     # below waits its turn for seconds, and must not hold one of the pool's few connections.
     user = await run_in_threadpool(user_by_email, form.email)
