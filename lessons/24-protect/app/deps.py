@@ -111,8 +111,10 @@ def get_current_user(db: SessionDep, settings: SettingsDep, credentials: Credent
 CurrentUser = Annotated[models.User, Depends(get_current_user)]
 
 
-# Where a request or socket comes from, for the budgets counted per client address. Behind a
-# proxy (lesson 25) this is the proxy's address, unless uvicorn is told to believe the proxy's
-# X-Forwarded-For (--proxy-headers --forwarded-allow-ips=<the proxy's address>).
+# Where a request or socket comes from, for the budgets counted per client address. uvicorn
+# puts here the address in X-Forwarded-For when the connection comes from an address it trusts
+# (--forwarded-allow-ips, by default 127.0.0.1 only): right behind a proxy on the same machine
+# that writes the header itself (lesson 25's nginx). With nothing in front, a program on the
+# same machine could name any address that way: there, run uvicorn with --no-proxy-headers.
 def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else "unknown"
