@@ -207,6 +207,22 @@ def test_a_frame_that_is_no_message_gets_an_error_frame(pages, coach, user, fram
         assert ask(ws)[1] == {"type": "done"}
 
 
+def test_more_than_ten_frames_in_a_row_that_are_no_question_close_the_socket_with_1008(pages, coach, user):
+    """Over ten frames in a row that are no question close the socket with 1008; an answer resets the count.
+    Each gets an error frame, many times its size: a client that sends thousands and reads none
+    would fill the server's buffers until sending blocks. The page never sends them."""
+    with logged_in(pages, user) as ws:
+        for _ in range(9):
+            ws.send("not a message")
+            assert receive(ws)["type"] == "error"
+        assert ask(ws)[1] == {"type": "done"}  # a question answered: the count starts again
+        for _ in range(10):
+            ws.send("not a message")
+            assert receive(ws)["type"] == "error"
+        ws.send("not a message")
+        assert close_of(ws) == (1008, "Too many frames that are no question: wait for each answer")
+
+
 @pytest.mark.parametrize(("mode", "options"), [
     pytest.param("error", {}, id="answers 500"),
     pytest.param("junk", {}, id="answers a page, not JSON"),

@@ -26,6 +26,12 @@ router = APIRouter(tags=["chat"])
 MAX_FRAME = 64 * 1024
 NOT_A_MESSAGE = 'Send {"message": "..."} with 1 to 4000 characters'
 BUSY = "An answer is still coming: send the next message after it is done"
+# Frames in a row that get one of those two error frames, before the socket is closed. The page
+# never sends them (its button waits for each answer), and each costs an error frame back, many
+# times its size: a client that sends them by the thousand and reads nothing would fill the
+# server's buffers until sending blocks, and the socket would hang, unread and unchecked.
+MOST_REFUSED_IN_A_ROW = 10
+TOO_MANY_REFUSED = "Too many frames that are no question: wait for each answer"
 
 
 # Ends the socket with a close code and a reason the client can read (the page's `close` event
@@ -100,6 +106,15 @@ def error_frame(detail: str) -> dict:
     return {"type": "error", "detail": detail}
 
 
+# An error frame for a frame that is no question to answer now; closes the socket (1008) once
+# MOST_REFUSED_IN_A_ROW came in a row. Returns how many came in a row, this one counted.
+async def refuse(websocket: WebSocket, detail: str, in_a_row: int) -> int:
+    if in_a_row >= MOST_REFUSED_IN_A_ROW:
+        raise CloseSocket(status.WS_1008_POLICY_VIOLATION, TOO_MANY_REFUSED)
+    await websocket.send_json(error_frame(detail))
+    return in_a_row + 1
+
+
 # One question over the socket: {"type": "token"} frames as the coach writes; returns the frame
 # that ends the answer, {"type": "done"}, or an error frame when it fails (the socket stays open
 # for the next question). The same budgets as the HTTP chat: a question over one of them gets
@@ -149,7 +164,7 @@ async def answer(websocket: WebSocket, llm: LLM, settings: Settings, user_id: in
 # the last frame, not even the client's answers to its pings, so an unread frame would get the
 # socket closed as dead (1011, keepalive ping timeout) in the middle of the answer. A question
 # that comes while an answer is being written gets an error frame (BUSY), and that answer goes
-# on to its done. The token is checked again before each answer, and at the latest every
+# on to its done; more than MOST_REFUSED_IN_A_ROW such frames in a row close the socket. The token is checked again before each answer, and at the latest every
 # SOCKET_RECHECK_SECONDS, frames or not (the reading stops waiting then: move_on_at); each check
 # also keeps the socket's seat (seat.keep() renews it when half its lease has passed). Ends
 # by raising what ended the socket.
@@ -158,6 +173,7 @@ async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, to
     async with anyio.create_task_group() as answers:
         answered = anyio.Event()
         answered.set()  # no answer is being written
+        refused = 0  # frames in a row that got an error frame (refuse)
         next_check = anyio.current_time() + settings.SOCKET_RECHECK_SECONDS
         try:
             while True:
@@ -173,11 +189,12 @@ async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, to
                 try:
                     question = ChatIn.model_validate_json(frame).message
                 except ValidationError:
-                    await websocket.send_json(error_frame(NOT_A_MESSAGE))
+                    refused = await refuse(websocket, NOT_A_MESSAGE, refused)
                     continue
                 if not answered.is_set():
-                    await websocket.send_json(error_frame(BUSY))
+                    refused = await refuse(websocket, BUSY, refused)
                     continue
+                refused = 0
                 await check_token(token, settings)  # 1008 when the token has expired or was revoked
                 answered = anyio.Event()
                 answers.start_soon(answer, websocket, llm, settings, user_id, question, answered)
