@@ -355,9 +355,10 @@ def test_the_answer_appears_on_the_page_piece_by_piece(pages, page, coach, user)
 
 
 def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
-    """While nothing else is sent for 15 s (a slow model), FastAPI sends the comment `: ping`
-    so that no proxy closes a quiet connection. Hint: skip every block without a `data:` line
-    (`: ping` is a comment, not a token): read a token only from a block's `data:` line."""
+    """The page skips the `: ping` comments that FastAPI sends during a quiet 15 s, and shows the answer.
+    FastAPI sends one while nothing else is sent for 15 s (a slow model), so that no proxy closes
+    a quiet connection. Hint: skip every block without a `data:` line (`: ping` is a comment, not
+    a token): read a token only from a block's `data:` line."""
     body = (': ping\n\ndata: {"token": "Hi"}\n\n: ping\n\n'
             'data: {"token": " there"}\n\nevent: done\ndata: {}\n\n')
 
