@@ -812,9 +812,11 @@ def test_the_folders_own_tests_pass(lesson, db_env):
     assert "429" in suite, "no test in tests/ expects a 429"
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     env.update(db_env, TEST_DB_NAME=f"{db_env['DB_NAME']}_own")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
-                          cwd=lesson.path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-o",
+                           "addopts="], cwd=lesson.path, env=env, capture_output=True, text=True, timeout=300)
+    # pytest's summary lines first ("FAILED tests/test_x.py::test_y - why"): which test, and why.
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-3000:] + done.stderr[-2000:]
 
 
 # --- lesson 22's tests whose contract this lesson changes, adapted ------------------------------

@@ -248,11 +248,14 @@ def test_readyz_answers_503_within_seconds_while_the_database_keeps_it_waiting(c
     with tables_held(db_env, "alembic_version") as held:
         letting_go = threading.Timer(15, held.release)  # the old way answers only once it ends
         letting_go.start()
+        started = time.monotonic()
         try:
             r = client.get("/readyz")
         finally:
             letting_go.cancel()
-    assert r.status_code == 503, r.text
+        took = time.monotonic() - started
+    assert r.status_code == 503, (f"{r.status_code} {r.text} after {took:.1f} s (the test let go of the"
+                                  " lock after 15 s): give up on the read within a few seconds")
     assert r.json() == {"detail": DB_DOWN}
     assert client.get("/readyz").status_code == 200
 
@@ -345,9 +348,13 @@ def test_the_app_echoes_an_x_request_id_or_makes_one(client):
     dashed = str(uuid.uuid4())
     assert client.get("/healthz", headers={"X-Request-ID": dashed}).headers["X-Request-ID"] == dashed
     # uuid.UUID() reads the last two: 100,000 dashes and an id, and an id in braces after urn:uuid:
-    for odd in ("not an id\r", "-" * 100_000 + given, "{urn:uuid:" + given + "}"):
+    sent = {"not an id\r": "a text that is no id", "-" * 100_000 + given: "100,000 dashes and an id",
+            "{urn:uuid:" + given + "}": "an id in braces after urn:uuid:"}
+    for odd, what in sent.items():
         replaced = client.get("/api/me", headers={"X-Request-ID": odd}).headers["X-Request-ID"]
-        assert REQUEST_ID.fullmatch(replaced), replaced[:100]
+        assert REQUEST_ID.fullmatch(replaced), (
+            f"sent {what}, got back an X-Request-ID of {len(replaced)} characters starting {replaced[:40]!r}:"
+            " expected a new id, 32 hex digits")
 
 
 def test_the_request_id_wraps_cors_and_the_body_limit_and_pages_may_read_it(fresh_app):
