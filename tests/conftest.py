@@ -47,6 +47,7 @@ import shutil
 import socket
 import sys
 import time
+import traceback
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,9 +492,27 @@ def response_in(frames) -> dict | None:
     return None
 
 
+# What Starlette raises when an app fails once its answer has started (a stream half-sent):
+# the failure itself is the exception it was raised while handling.
+STARTED_ANSWER = "Caught handled exception, but response already started"
+
+
+def first_inside(error: BaseException) -> BaseException:
+    """What went wrong, under what wraps it: the first exception an ExceptionGroup holds (a task
+    group's: a stream's, a socket's), however deep, and the failure behind Starlette's "response
+    already started"; else the error itself. With its own traceback, for the learner's line."""
+    while True:
+        if isinstance(error, BaseExceptionGroup) and error.exceptions:
+            error = error.exceptions[0]
+        elif isinstance(error, RuntimeError) and str(error).startswith(STARTED_ANSWER) and error.__context__:
+            error = error.__context__
+        else:
+            return error
+
+
 def failure_of(call, report, phase: str, started: float) -> results.Failure:
     excinfo = call.excinfo
-    error = excinfo.value
+    group, error = excinfo.value, first_inside(excinfo.value)
     entries = list(excinfo.traceback)
     tests_dir = Path(__file__).resolve().parent
 
@@ -506,7 +525,10 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
     # traceback ends with the exception and the frames that raised it.
     text = str(error)
     message = text if len(text) <= 4000 else f"{text[:1000]}\n...\n{text[-3000:]}"
-    failure = results.Failure(exception=type(error).__name__, message=message, phase=phase,
+    name = type(error).__name__
+    if error is not group:
+        name += f" (inside {type(group).__name__})"
+    failure = results.Failure(exception=name, message=message, phase=phase,
                               module="" if module in ("builtins", "_pytest.outcomes") else module,
                               report=report.longreprtext[-4000:])
     # A server this test talked to (uvicorn) that logged a traceback meanwhile: a 500's reason.
@@ -527,6 +549,11 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
     if folder:
         where = [(path_of(e), e.lineno + 1) for e in entries if path_of(e).is_relative_to(folder)
                  and "site-packages" not in path_of(e).parts]
+        if error is not group:  # the frames of what went wrong inside, deepest last
+            inside = [(Path(frame.filename).resolve(), frame.lineno or 0)
+                      for frame in traceback.extract_tb(error.__traceback__)]
+            where += [(path, line) for path, line in inside
+                      if path.is_relative_to(folder) and "site-packages" not in path.parts]
         source = Path(error.filename).resolve() if isinstance(error, SyntaxError) and error.filename else None
         if source and source.is_relative_to(folder):  # a syntax error: the file and line it names
             where.append((source, error.lineno or 0))

@@ -171,7 +171,9 @@ def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, 
 def test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_event(client, coach, user):
     """A pool with no free connection when the answer is stored is an error event, not a cut stream.
     Hint: the pool gives up after its timeout with sqlalchemy.exc.TimeoutError, not an
-    OperationalError: the database is as good as down, and the stream says so."""
+    OperationalError: the database is as good as down, and the stream says so. Whatever the
+    stream does with the database after that (lesson 24: giving back its seat, counting its
+    tokens) meets the same full pool."""
     coach.mode("ok", token_delay=0.01)  # a second or so for the whole answer
     exhausted = ExitStack()
 

@@ -328,3 +328,22 @@ def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, h
 def test_hints_come_from_the_table(failure, words):
     assert all(isinstance(pattern, str) and isinstance(hint, str) for pattern, hint in HINTS)
     assert words in hint_for(failure, LESSON, LESSON.path)
+
+
+def test_what_went_wrong_inside_a_task_group_or_a_started_answer_is_what_a_line_names():
+    """A stream's failure reaches the test wrapped: in an ExceptionGroup (a task group's), or in
+    Starlette's "response already started". The line names what is inside, and its place."""
+    from conftest import STARTED_ANSWER, first_inside
+
+    inner = TimeoutError("QueuePool limit of size 1 overflow 0 reached")
+    grouped = ExceptionGroup("unhandled errors in a TaskGroup", [ExceptionGroup("a stream", [inner])])
+    assert first_inside(grouped) is inner
+    try:
+        try:
+            raise inner
+        except TimeoutError:
+            raise RuntimeError(f"{STARTED_ANSWER}.") from None  # `from None` keeps __context__
+    except RuntimeError as started:
+        assert first_inside(started) is inner
+    plain = RuntimeError("something else")
+    assert first_inside(plain) is plain
