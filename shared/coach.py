@@ -44,9 +44,10 @@ Controls for tests and benchmarks (lessons never use them):
              client raises a ValueError, JSONDecodeError)
       odd    JSON shaped like an answer outside but not inside, which the openai client takes
              without checking: by "shape", `choices` that is not a list ("choices", the default),
-             a content that is a number, not text ("number"), or text with a NUL character,
-             which Postgres cannot store ("nul"). A stream sends "after" tokens (default 0),
-             then one such chunk, and ends
+             a content that is a number, not text ("number"), text with a NUL character,
+             which Postgres cannot store ("nul"), or a body that says it is JSON and is not
+             ("broken": the client raises a ValueError, JSONDecodeError). A stream sends "after"
+             tokens (default 0), then one such chunk, and ends
   POST   /_coach/reset        mode ok, the start-up token delay, no requests, stats zeroed
 """
 
@@ -62,13 +63,14 @@ import zlib
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "coach"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 MODES = {"ok", "error", "slow", "drop", "cut", "junk", "odd"}
-ODD_SHAPES = {"choices", "number", "nul"}
+ODD_SHAPES = {"choices", "number", "nul", "broken"}
+BROKEN_JSON = '{"id": "chatcmpl-coach", "choices": ['  # mode odd, shape broken: JSON cut short
 # What mode junk sends where an answer should be: a page, as a proxy or a captive portal would.
 JUNK_PAGE = "<html><body><h1>Please sign in to the network</h1></body></html>"
 
@@ -237,6 +239,8 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             "usage": usage, "system_fingerprint": None,
         }
         await asyncio.sleep(delay * usage["completion_tokens"])  # as long as a stream of it takes
+        if mode == "odd" and shape == "broken":
+            return Response(BROKEN_JSON, media_type="application/json")
         if mode == "odd":
             completion["choices"] = odd_choices(shape, "message")
         if mode in ("drop", "cut"):
@@ -273,7 +277,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
         except (ValueError, TypeError, AttributeError):
             return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut"|"junk"|"odd", '
                                            '"token_delay": s, "after": n, "seconds": s, '
-                                           '"shape": "choices"|"number"|"nul"}'}, status_code=400)
+                                           '"shape": "choices"|"number"|"nul"|"broken"}'}, status_code=400)
         coach.mode, coach.token_delay, coach.after, coach.seconds = mode, token_delay, after, seconds
         coach.shape = shape
         return JSONResponse({"mode": mode, "token_delay": token_delay, "after": after, "seconds": seconds,
@@ -346,6 +350,9 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
                 if mode == "drop":
                     raise Dropped
                 finished = True
+                if mode == "odd" and shape == "broken":  # a chunk that is not JSON after all
+                    yield f"data: {BROKEN_JSON}\n\n"
+                    return
                 if mode == "odd":  # a chunk that is JSON, but no chunk of an answer
                     yield sse({**chunk({}), "choices": odd_choices(shape, "delta")})
                     yield "data: [DONE]\n\n"

@@ -99,6 +99,7 @@ def test_a_message_of_4000_characters_is_fine(client, user):
     pytest.param("odd", {"shape": "choices"}, id="answers choices that are not a list"),
     pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
     pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
+    pytest.param("odd", {"shape": "broken"}, id="answers JSON cut short"),
 ])
 def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode, options):
     """The LLM failing is a 502 with a short detail.
@@ -115,6 +116,8 @@ def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode,
 
 
 def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
+    """The LLM slower than OPENAI_TIMEOUT is a 504.
+    The tests set OPENAI_TIMEOUT to 1 s before the app starts."""
     coach.mode("slow")
     r = chat(client, user)
     assert r.status_code == 504, r.text

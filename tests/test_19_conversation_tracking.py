@@ -30,6 +30,9 @@ from helpers import (
 from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
     test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
 )
+from test_18_ai_chat_openai import (  # noqa: F401  (lesson 18's test: the same /api/chat)
+    test_no_database_connection_is_held_while_the_llm_thinks,
+)
 from webclient import web
 
 
@@ -117,6 +120,8 @@ def test_history_lists_role_content_and_time_oldest_first(client, user):
         ("user", "First question"), ("assistant", replies[0]),
         ("user", "Second question"), ("assistant", replies[1])]
     times = [datetime.fromisoformat(m["created_at"]) for m in history]
+    naive = [m["created_at"] for m, time in zip(history, times, strict=True) if time.tzinfo is None]
+    assert not naive, f"created_at without a time zone: {naive[0]} (DateTime(timezone=True) gives one)"
     assert times == sorted(times) and times[0] >= started - timedelta(seconds=5), times
     assert all(set(m) == {"id", "role", "content", "created_at"} for m in history), history
     assert [m["id"] for m in history] == sorted(m["id"] for m in history), history

@@ -31,6 +31,9 @@ from shared.coach import answer as coachs_answer
 from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
     test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
 )
+from test_18_ai_chat_openai import (  # noqa: F401  (lesson 18's test: the same /api/chat)
+    test_no_database_connection_is_held_while_the_llm_thinks,
+)
 from webclient import web
 
 QUESTION = "How do I answer 'Tell me about yourself'?"

@@ -41,6 +41,9 @@ from shared.coach import answer as coachs_answer
 from test_17_crud_logging_depends import (  # noqa: F401  (lesson 17's test: the same PUT /api/me)
     test_a_change_to_an_account_deleted_meanwhile_is_401_not_500,
 )
+from test_18_ai_chat_openai import (  # noqa: F401  (lesson 18's test: the same /api/chat)
+    test_no_database_connection_is_held_while_the_llm_thinks,
+)
 from test_20_sse_stream import (  # noqa: F401  (lesson 20's tests: the same stream)
     test_a_message_that_is_not_1_to_4000_characters_is_422,
     test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_event,

@@ -165,6 +165,9 @@ def test_odd_mode_answers_json_that_the_client_takes_but_is_no_answer(llm, coach
     assert ask(llm, CONVERSATION).choices[0].message.content == 42
     chunks = list(ask(llm, CONVERSATION, stream=True))
     assert [c.choices[0].delta.content for c in chunks if c.choices] == ["", 42], chunks
+    coach.mode("odd", shape="broken")
+    with pytest.raises(ValueError):
+        ask(llm, CONVERSATION)
     coach.mode("odd", shape="nul", after=3)
     pieces = [c.choices[0].delta.content for c in ask(llm, CONVERSATION, stream=True) if c.choices]
     assert len(pieces) == 5 and pieces[-1] == "half\x00way", pieces  # the first, 3 tokens, the odd one
