@@ -151,7 +151,8 @@ async def answer(websocket: WebSocket, llm: LLM, user_id: int, question: str, an
 # the last frame, not even the client's answers to its pings, so an unread frame would get the
 # socket closed as dead (1011, keepalive ping timeout) in the middle of the answer. A question
 # that comes while an answer is being written gets an error frame (BUSY), and that answer goes
-# on to its done; more than MOST_REFUSED_IN_A_ROW such frames in a row close the socket. Before each answer, check_token again. Ends by raising what ended the socket.
+# on to its done; more than MOST_REFUSED_IN_A_ROW such frames in a row close the socket. Before
+# each answer, check_token again. Ends by raising what ended the socket.
 async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, token: str | None,
                           user_id: int) -> None:
     async with anyio.create_task_group() as answers:

@@ -164,10 +164,11 @@ async def answer(websocket: WebSocket, llm: LLM, settings: Settings, user_id: in
 # the last frame, not even the client's answers to its pings, so an unread frame would get the
 # socket closed as dead (1011, keepalive ping timeout) in the middle of the answer. A question
 # that comes while an answer is being written gets an error frame (BUSY), and that answer goes
-# on to its done; more than MOST_REFUSED_IN_A_ROW such frames in a row close the socket. The token is checked again before each answer, and at the latest every
-# SOCKET_RECHECK_SECONDS, frames or not (the reading stops waiting then: move_on_at); each check
-# also keeps the socket's seat (seat.keep() renews it when half its lease has passed). Ends
-# by raising what ended the socket.
+# on to its done; more than MOST_REFUSED_IN_A_ROW such frames in a row close the socket. The
+# token is checked again before each answer, and at the latest every SOCKET_RECHECK_SECONDS,
+# frames or not (the reading stops waiting then: move_on_at); each check also keeps the socket's
+# seat (seat.keep() renews it when half its lease has passed). Ends by raising what ended the
+# socket.
 async def read_and_answer(websocket: WebSocket, settings: Settings, llm: LLM, token: str | None,
                           user_id: int, seat: limits.Seat) -> None:
     async with anyio.create_task_group() as answers:
