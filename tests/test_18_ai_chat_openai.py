@@ -20,6 +20,7 @@ from webclient import web
 
 QUESTION = "How do I answer 'Tell me about yourself'?"
 MODEL = "coach-for-tests"  # the app must use whatever model OPENAI_MODEL names
+ASKED_AGAIN = "the LLM was asked more than once: the client tries once (max_retries=0)"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,6 +114,7 @@ def test_the_llm_failing_is_a_502_with_a_short_detail(client, coach, user, mode,
     r = chat(client, user)
     assert r.status_code == 502, r.text
     assert r.json() == {"detail": "The coach is unavailable, try again later"}
+    assert len(coach.requests()) == 1, ASKED_AGAIN
 
 
 def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
@@ -122,6 +124,7 @@ def test_the_llm_slower_than_openai_timeout_is_a_504(client, coach, user):
     r = chat(client, user)
     assert r.status_code == 504, r.text
     assert r.json() == {"detail": "The coach took too long to answer, try again"}
+    assert len(coach.requests()) == 1, ASKED_AGAIN
 
 
 def test_no_database_connection_is_held_while_the_llm_thinks(client, coach, db, user):
