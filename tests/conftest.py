@@ -135,7 +135,7 @@ def pytest_collection_finish(session):
     # What is imported and collected by now (the libraries, the lesson's app, the tests) lives
     # until the run ends: out of the garbage collector's sight from here (gc.freeze). Its full
     # collections, a few during the run and pytest's two at its end, then walk only what the tests
-    # make, not some 200,000 objects each time: 0.5-1.5 s of each lesson's run from 14 on.
+    # make, not some 200,000 objects each time (lesson 18's: 0.05 s each instead of 0.12 s).
     gc.freeze()
 
 
