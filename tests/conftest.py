@@ -79,6 +79,7 @@ from helpers import (  # noqa: E402
 from shared.ground import devdb, results  # noqa: E402
 from shared.ground.manifest import find  # noqa: E402
 from shared.ground.paths import RESULTS  # noqa: E402
+from shared.ground.testenv import NO_CERTIFICATES  # noqa: E402
 
 # bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
 # the slowness, about 0.2 s a hash, to hold off guessing). The hashes are real bcrypt all the same;
@@ -91,6 +92,9 @@ passlib.hash.bcrypt.default_rounds = 4
 # Lessons 16 on refuse to start without a secret; helpers.token_for signs with the same one.
 # (A test file may set its own before the app is imported: variables already set win over .env.)
 os.environ["JWT_SECRET"] = JWT_SECRET
+# No test talks TLS, and each OpenAI client an app makes would read the system's CA certificates
+# (shared/ground/testenv.py): the apps of this process, and those it starts, skip them.
+os.environ.update(NO_CERTIFICATES)
 # Debian's chromium-headless-shell: the same Chromium, built without the windowing parts
 # (Playwright's own headless default). Measured: it starts for half the CPU of the full
 # `chromium` (0.75 s against 1.4 s) and loads a page for half as well (35 ms against 75 ms).

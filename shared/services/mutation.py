@@ -75,6 +75,7 @@ from shared.ground.mutants import (
     requirements,
 )
 from shared.ground.paths import ROOT
+from shared.ground.testenv import NO_CERTIFICATES
 
 OK, NO = "\u2714", "\u2718"
 OWN_TIMEOUT = 300  # seconds for the suite on the learner's app (the model answer's takes about 5)
@@ -227,7 +228,8 @@ def run_env(run: Run, db_env: dict) -> dict:
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("DB_", "PYTEST_", "COV_", "COVERAGE_")) and name != "TEST_DB_NAME"}
     env.update(db_env, DB_NAME=f"{run.database}_app", TEST_DB_NAME=run.database, OPENAI_BASE_URL=CLOSED_LLM,
-               OPENAI_API_KEY="make-check-reaches-no-llm", COVERAGE_FILE=str(run.folder / ".coverage"))
+               OPENAI_API_KEY="make-check-reaches-no-llm", COVERAGE_FILE=str(run.folder / ".coverage"),
+               **NO_CERTIFICATES)
     return env
 
 
