@@ -68,7 +68,8 @@ class Stack:
         self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
 
     def start(self) -> "Stack":
-        wait_for(lambda: self.workers_ready(), f"{WORKERS} workers answering /healthz", seconds=30)
+        wait_for(lambda: self.workers_ready(), f"{WORKERS} workers started, each with its JSON log line "
+                 '"Application startup complete." (uvicorn\'s own logger, through app/logs.py)', seconds=30)
         self.nginx.start()
         self.url = self.nginx.url
         return self
