@@ -30,11 +30,13 @@ TIMED_OUT = -1  # the exit status of a run stopped at its time limit
 # this. Runs whose report nobody reads in full (make check unless VERBOSE=1, make test
 # PREVIOUS=1) use it; the structured results (conftest.py) are the same either way.
 BRIEF_TRACEBACKS = ("--tb=native",)
-# Jobs at once: one more than the cores. A job is mostly one busy Python process, but the later
-# lessons' jobs also wait (for a stream's next token, a timeout, a page), and a third job fills
-# those waits. Measured, make test whole on 2 cores, every job green each time: 2 at once
-# 175 s; 3 at once 134.6, 134.7 and 139.2 s; 4 at once 144.4 s.
-JOBS = (os.cpu_count() or 2) + 1
+# Jobs at once: two more than the cores. A job is mostly one busy Python process, but the later
+# lessons' jobs also wait (for a stream's next token, a timeout, a page), and the extra jobs fill
+# those waits. Measured, make test whole on 2 cores, every job green each time: 2 at once 175 s;
+# 3 at once 134.6, 134.7 and 139.2 s; 4 at once 144.4 s. Once the jobs' CPU shrank (gc.freeze,
+# no CA certificates in the test processes): 3 at once 119.3 and 117.9 s (86-88 % of both cores
+# busy), 4 at once 112.8 and 115.2 s (94-96 %).
+JOBS = (os.cpu_count() or 2) + 2
 
 
 @dataclass
