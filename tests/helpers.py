@@ -752,6 +752,18 @@ def pool_exhausted() -> Iterator[None]:
         small.dispose()
 
 
+# --- the LLM (lessons 18 on) ----------------------------------------------------------------
+
+# The offline coach's ways of giving no usable answer (its modes, shared/coach.py), for a test
+# parametrized over them as (mode, options): lesson 21's socket and lesson 22's POST /api/chat.
+LLM_FAILURES = [
+    pytest.param("error", {}, id="answers 500"),
+    pytest.param("junk", {}, id="answers a page, not JSON"),
+    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
+    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
+]
+
+
 # --- the event loop stays free (lessons 20 on) ---------------------------------------------
 # An async app answers everyone from one thread, the event loop: a call that blocks it (a
 # synchronous OpenAI client waiting for a token, a database call made straight in an async

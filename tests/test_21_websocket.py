@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from helpers import (
+    LLM_FAILURES,
     WATCH_ANSWER,
     answer_times,
     answer_times_while_a_chat_waits_for_the_database,
@@ -226,12 +227,7 @@ def test_more_than_ten_frames_in_a_row_that_are_no_question_close_the_socket_wit
         assert close_of(ws) == (1008, "Too many frames that are no question: wait for each answer")
 
 
-@pytest.mark.parametrize(("mode", "options"), [
-    pytest.param("error", {}, id="answers 500"),
-    pytest.param("junk", {}, id="answers a page, not JSON"),
-    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
-    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
-])
+@pytest.mark.parametrize(("mode", "options"), LLM_FAILURES)
 def test_the_llm_down_before_any_token_is_an_error_frame(pages, coach, user, mode, options):
     with logged_in(pages, user) as ws:
         coach.mode(mode, **options)

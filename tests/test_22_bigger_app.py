@@ -21,7 +21,7 @@ from fastapi import APIRouter, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from helpers import alembic, bearer, token_for, traceback_end
+from helpers import LLM_FAILURES, alembic, bearer, token_for, traceback_end
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: the same app, so they pass here too)
 
 ASKED = "How do I prepare for a system design interview?"
@@ -327,12 +327,7 @@ def test_an_llm_without_a_key_answers_502_when_swapped_in(app, overrides, user):
     assert r.json() == {"detail": "No LLM configured: set OPENAI_API_KEY in .env"}
 
 
-@pytest.mark.parametrize(("mode", "options"), [
-    pytest.param("error", {}, id="answers 500"),
-    pytest.param("junk", {}, id="answers a page, not JSON"),
-    pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
-    pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
-])
+@pytest.mark.parametrize(("mode", "options"), LLM_FAILURES)
 def test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page(app, coach, user, mode, options):
     """POST /api/chat still answers 502 when the LLM fails or sends a page, as in lesson 18.
     Hint: LLM.ask turns what is not a ChatCompletion (the client hands back a page's text), or
