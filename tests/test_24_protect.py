@@ -49,6 +49,7 @@ from helpers import (
 )
 from shared.coach import answer as coachs_answer
 from shared.coach import text_of, tokens_of
+from shared.ground.testenv import NO_CERTIFICATES
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: still valid here)
 from test_21_websocket import close_of, receive
 from test_22_bigger_app import (  # noqa: F401  (lesson 22's tests that still hold)
@@ -810,7 +811,9 @@ def test_the_folders_own_tests_pass(lesson, db_env):
     suite = " ".join(path.read_text() for path in (lesson.path / "tests").glob("test_*.py"))
     assert "/api/logout" in suite, "no test in tests/ asks /api/logout or /api/logout-all"
     assert "429" in suite, "no test in tests/ expects a 429"
+    # The environment a shell gives it, and what every test process here adds (testenv.py).
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env.update(NO_CERTIFICATES)
     env.update(db_env, TEST_DB_NAME=f"{db_env['DB_NAME']}_own")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-o",
                            "addopts="], cwd=lesson.path, env=env, capture_output=True, text=True, timeout=300)

@@ -130,7 +130,9 @@ class PageHandler(BaseHTTPRequestHandler):
 def page_llm():
     """The real LLM, at a server that answers 200 with a page, not a chat completion."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() at the end waits until the server's loop looks again: every 0.05 s here, not
+    # the default 0.5 s (half a second lost by each test that uses this fixture).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     llm = real_llm(f"http://127.0.0.1:{server.server_address[1]}/v1", timeout=5)
     yield llm
     anyio.run(llm.close)
