@@ -5,7 +5,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .PHONY: help setup run diff diffs table test lint bench bench-stream bench-ship bench-protect bench-pool fuzz db db-stop db-status db-reset psql \
-	alembic clean start check solution progress site site-serve
+	alembic clean start check watch solution progress site site-serve
 
 PYTHON ?= python3
 VENV := .venv
@@ -45,6 +45,10 @@ start: setup
 
 check: setup
 	@$(SHARED) check "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
+
+# make check again each time a file of the folder changes (until Ctrl-C).
+watch: setup
+	@$(SHARED) watch "$(LESSON)" $(if $(DIR),--dir "$(DIR)")
 
 solution: setup
 	@$(SHARED) solution "$(LESSON)" $(if $(DIR),--dir "$(DIR)")

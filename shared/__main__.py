@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "front": ["help", "validate-make-args", "numbers", "checks"],
-    "learner": ["run", "diff", "start", "check", "solution", "progress"],
+    "learner": ["run", "diff", "start", "check", "watch", "solution", "progress"],
     "maintainer": ["test", "site", "diffs", "table", "bench", "bench-stream", "bench-ship", "bench-protect",
                    "bench-pool", "fuzz", "db", "alembic", "mutants"],
 }

@@ -8,9 +8,13 @@ and gives a hint for the first miss, without a traceback.
 import difflib
 import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -119,7 +123,72 @@ def test_solution_shows_what_is_left(started_07):
     assert "+class User(BaseModel):" in r.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "solution", "run"])
+class Lines:
+    """A running command's output, read line by line in a thread: .until() waits for a line,
+    .rest() reads to the end once the command has ended."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.seen: list[str] = []
+        self.queue: queue.Queue = queue.Queue()
+
+        def read():
+            for line in proc.stdout:
+                self.queue.put(line)
+            self.queue.put(None)  # the end
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def until(self, condition, what: str, seconds: float = 60) -> str:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                line = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = ""
+            if not line:
+                pytest.fail(f"not within {seconds} s: {what}\n" + "".join(self.seen))
+            self.seen.append(line)
+            if condition(line):
+                return line
+
+    def rest(self) -> str:
+        while (line := self.queue.get(timeout=10)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def test_make_watch_checks_again_on_each_save_and_stops_on_ctrl_c(workspace):
+    """make watch on lesson 02: waits for main.py, checks each save (the checks after the first
+    forked from packages loaded already), leaves an editor's swap files and caches alone, stops
+    on Ctrl-C with exit 0."""
+    lesson = find("02")
+    assert exercise(workspace, "start", "02").returncode == 0
+    folder = workspace / lesson.folder  # lesson 01's index.html: no main.py yet
+    env = dict(os.environ, AIC_WORKSPACE=str(workspace))
+    with subprocess.Popen([*SHARED, "watch", "02"], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as proc:
+        out = Lines(proc)
+        out.until(lambda line: "has no main.py" in line and "waiting for it" in line, "no main.py yet")
+        for name in ("main.py", "requirements.txt"):
+            shutil.copy2(lesson.path / name, folder / name)
+        out.until(lambda line: "Lesson 02 done" in line, "the model answer checked green")
+        (folder / ".main.py.swp").write_text("an editor's swap file")
+        (folder / "__pycache__").mkdir(exist_ok=True)
+        (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"")
+        (folder / "main.py").write_text((lesson.path / "main.py").read_text().replace('"time"', '"tme"'))
+        met = out.until(lambda line: " requirements met in " in line, "the saved typo checked")
+        out.until(lambda line: line.startswith("Fix the first \u2718, then save"), "what to do next")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0, "".join(out.seen)
+        printed = out.rest()
+    assert int(met.split()[0]) < 8, printed
+    changed = [line.split(" ", 2)[2] for line in printed.splitlines() if line.startswith("--- ")]
+    assert changed == ["main.py, requirements.txt changed ---", "main.py changed ---"], printed
+    assert printed.endswith("Stopped watching.\n") and "Traceback" not in printed, printed
+    assert json.loads((workspace / ".progress.json").read_text())["02"]["met"] == int(met.split()[0])
+
+
+@pytest.mark.parametrize("command", ["check", "watch", "solution", "run"])
 def test_a_missing_folder_gets_one_line(workspace, command):
     r = exercise(workspace, command, "07", *(["--mine"] if command == "run" else []))  # make run MINE=1
     assert r.returncode == 2

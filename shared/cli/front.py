@@ -37,6 +37,7 @@ TARGETS = [
     (LEARN, "test LESSON=NN", "a lesson's tests (DIR=path grades your own folder with them)"),
     (LEARN, "start LESSON=NN", "do lesson NN yourself in workspace/ (a copy of the lesson before)"),
     (LEARN, "check LESSON=NN", "grade your workspace folder: a checklist with a hint"),
+    (LEARN, "watch LESSON=NN", "make check, and again each time you save a file; Ctrl-C stops"),
     (LEARN, "run LESSON=NN MINE=1", "run your workspace folder instead of the model answer"),
     (LEARN, "solution LESSON=NN", "your workspace folder against the model answer (a diff)"),
     (LEARN, "progress", "which lessons you have passed (make check records them)"),

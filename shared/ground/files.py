@@ -19,7 +19,9 @@ IGNORED = {"__pycache__", ".env", "docker.env", ".venv", ".pytest_cache", ".ruff
            "README.md"}
 
 
-def _kept(relative: Path) -> bool:
+def is_kept(relative: Path) -> bool:
+    """Whether a path, relative to a lesson's or a learner's folder, is one of its files (not a
+    cache, a secret or the README)."""
     return relative.suffix != ".pyc" and not IGNORED & set(relative.parts)
 
 
@@ -31,13 +33,13 @@ def lesson_files(folder: Path) -> list[Path]:
         files = [Path(name) for name in listed.stdout.split("\0") if name]
     else:
         files = [p.relative_to(folder) for p in folder.rglob("*")]
-    return sorted(f for f in files if (folder / f).is_file() and _kept(f))
+    return sorted(f for f in files if (folder / f).is_file() and is_kept(f))
 
 
 def learner_files(folder: Path) -> list[Path]:
     """The files of a learner's folder (git ignores workspace/), left out as for a lesson."""
     return sorted(p.relative_to(folder) for p in folder.rglob("*")
-                  if p.is_file() and _kept(p.relative_to(folder)))
+                  if p.is_file() and is_kept(p.relative_to(folder)))
 
 
 def copy_files(source: Path, files: list[Path], target: Path) -> None:

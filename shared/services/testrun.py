@@ -10,6 +10,7 @@ which folder.
 import atexit
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -138,6 +139,13 @@ FORK_SERVER.set_forkserver_preload(["shared.services.preload"])
 PRELOADED_PLUGIN_PACKAGES = ("anyio",)
 ALREADY_IMPORTED = tuple(f"-Wignore:Module already imported so cannot be rewritten; {name}:"
                          "pytest.PytestAssertRewriteWarning" for name in PRELOADED_PLUGIN_PACKAGES)
+
+
+def start_fork_server() -> None:
+    """Starts the fork server now, without waiting for it: it loads the packages on a core of its
+    own while this process goes on (make watch: during its first check, which starts a new
+    interpreter). A forked job connects to it later, as it would have anyway."""
+    multiprocessing.forkserver.ensure_running()
 
 
 def forked_pytest(args: list[str], env: dict, timeout: float | None, running: Path) -> tuple[int, str]:

@@ -3,14 +3,16 @@
     python -m shared bench                     the check-loop table and a whole make test
     python -m shared bench --lessons 16,20     only these lessons' rows
     python -m shared bench --no-test           without the whole make test
+    python -m shared bench --no-watch          without make watch's check after a save
     python -m shared bench --startup           also database starts and make run to first answer
 
 The table, per lesson: `make check` on the model answer (green: the target is 5 s) and on the
 previous lesson's folder (a typical red attempt: the target is 10 s), each the wall time of the
-whole command as a learner types it; then `make test` whole (target 90 s wall, every lesson and
-every check job). The machine's load is printed beside it: timings taken beside other work are
-longer. Each check runs with a workspace of its own (AIC_WORKSPACE), so your progress is never
-touched. Results also go to build/bench.json.
+whole command as a learner types it; `make watch`'s check after a save, on the model answer
+(from the save to the checklist's last line; --no-watch leaves it out); then `make test` whole
+(target 90 s wall, every lesson and every check job). The machine's load is printed beside it:
+timings taken beside other work are longer. Each check runs with a workspace of its own
+(AIC_WORKSPACE), so your progress is never touched. Results also go to build/bench.json.
 """
 
 import argparse
@@ -46,7 +48,34 @@ def make(*args: str, env: dict | None = None, log: Path | None = None) -> tuple[
     return time.perf_counter() - started, done.returncode
 
 
-def check_loop(numbers: list[str]) -> list[dict]:
+def watch_after_a_save(lesson) -> float:
+    """Seconds from a save to the end of `make watch`'s checklist (its summary line), on a copy
+    of the model answer: its second check, which forks from the packages loaded already. The save
+    comes 2 s after the first check has ended, as a learner's edit would (the fork server loads
+    them during the first check)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / lesson.folder
+        shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        saved = lesson.app_file(folder) if lesson.has_api() else folder / "index.html"
+        proc = subprocess.Popen(["make", "--no-print-directory", "watch", f"LESSON={lesson.number}",
+                                 f"DIR={folder}"], cwd=ROOT, env=dict(os.environ, AIC_WORKSPACE=tmp),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            summaries = (line for line in proc.stdout if " requirements met in " in line)
+            next(summaries)
+            time.sleep(2)
+            started = time.perf_counter()
+            saved.write_text(saved.read_text())  # saved again, unchanged
+            next(summaries)
+            return time.perf_counter() - started
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+            proc.stdout.close()
+
+
+def check_loop(numbers: list[str], watch: bool = True) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as workspace:
         env = dict(os.environ, AIC_WORKSPACE=workspace)
@@ -63,9 +92,12 @@ def check_loop(numbers: list[str]) -> list[dict]:
             if before:
                 red, red_code = make("check", f"LESSON={lesson.number}", f"DIR={before.path}", env=env)
                 row.update(red_s=round(red, 1), red_is_red=red_code != 0)
+            if watch and row["green_ok"]:
+                row["watch_s"] = round(watch_after_a_save(lesson), 1)
             rows.append(row)
             red = f"{row['red_s']:.1f} s" if "red_s" in row else "-"
-            print(f"  {lesson.number}: green {row['green_s']:.1f} s, red {red}", flush=True)
+            saved = f", make watch after a save {row['watch_s']:.1f} s" if "watch_s" in row else ""
+            print(f"  {lesson.number}: green {row['green_s']:.1f} s, red {red}{saved}", flush=True)
     return rows
 
 
@@ -74,18 +106,22 @@ def flag(seconds: float, target: float) -> str:
 
 
 def table(rows: list[dict], test_wall: float | None) -> str:
-    lines = ["| lesson | make check, model answer (s) | make check, previous lesson's folder (s) |",
-             "|---|---:|---:|"]
+    lines = ["| lesson | make check, model answer (s) | make check, previous lesson's folder (s) "
+             "| make watch, model answer after a save (s) |", "|---|---:|---:|---:|"]
     for row in rows:
         red = flag(row["red_s"], RED_TARGET) if "red_s" in row else "    -  "
+        saved = f"{row['watch_s']:5.1f}" if "watch_s" in row else "    -"
         notes = ("" if row["green_ok"] else f" (model answer NOT green: build/test-results/"
                                             f"{row['lesson']}-check-green-failed.jsonl)") + \
             ("" if row.get("red_is_red", True) else " (previous folder passed)")
-        lines.append(f"| {row['lesson']} | {flag(row['green_s'], row['green_target'])} | {red} |{notes}")
+        green = flag(row["green_s"], row["green_target"])
+        lines.append(f"| {row['lesson']} | {green} | {red} | {saved} |{notes}")
     greens = [r["green_s"] for r in rows]
     reds = [r["red_s"] for r in rows if "red_s" in r]
-    lines.append(f"| max | {max(greens):5.1f} | {max(reds, default=0):5.1f} |")
-    lines.append(f"| median | {statistics.median(greens):5.1f} | {statistics.median(reds or [0]):5.1f} |")
+    saves = [r["watch_s"] for r in rows if "watch_s" in r]
+    lines.append(f"| max | {max(greens):5.1f} | {max(reds, default=0):5.1f} | {max(saves, default=0):5.1f} |")
+    lines.append(f"| median | {statistics.median(greens):5.1f} | {statistics.median(reds or [0]):5.1f} | "
+                 f"{statistics.median(saves or [0]):5.1f} |")
     mutants = f"{MUTANTS_GREEN_TARGET:.0f} s graded by mutants"
     lines.append(f"\ntargets: green <= {GREEN_TARGET:.0f} s ({mutants}), "
                  f"red <= {RED_TARGET:.0f} s (* marks a miss); "
@@ -202,6 +238,7 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lessons", default="", help="comma-separated lessons (default: all)")
     parser.add_argument("--no-test", action="store_true", help="skip the whole make test")
+    parser.add_argument("--no-watch", action="store_true", help="skip make watch's check after a save")
     parser.add_argument("--only-tests", action="store_true", help="the last make test's per-job times")
     parser.add_argument("--startup", action="store_true", help="database starts and make run too")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of database starts (--startup)")
@@ -211,7 +248,7 @@ def main(argv: list[str]) -> None:
         return
     numbers = [n for n in args.lessons.split(",") if n] or [x.number for x in all_lessons()]
     print(f"make check per lesson (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):", flush=True)
-    rows = check_loop(numbers)
+    rows = check_loop(numbers, watch=not args.no_watch)
     test_wall = None
     if not args.no_test:
         print(f"make test whole (its output: {shown(TEST_LOG)}) ...", flush=True)
