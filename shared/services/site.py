@@ -327,7 +327,8 @@ def lesson_page(lesson: Lesson, lessons: list[Lesson]) -> str:
     source = (f"`tests/{lesson.test_file.name}`" if lesson.grader != "mutants" else
               f"your own tests and the bugs of `shared/mutants/{lesson.folder}.toml`")
     check = (f"## The checklist\n\n`make check LESSON={lesson.number}` grades your folder against these "
-             f"lines, made from {source}:\n\n{lines or '- (no tests yet)'}\n\n")
+             f"lines, made from {source} (`make watch LESSON={lesson.number}` grades it again each time "
+             f"you save a file):\n\n{lines or '- (no tests yet)'}\n\n")
     diff = (f"## The step, line by line\n\n`make diff LESSON={lesson.number}` prints the same "
             f"{'changes' if before else 'files'}"
             f"{f' (lesson {before.number} left, lesson {lesson.number} right)' if before else ''}."
