@@ -138,7 +138,7 @@ class Lines:
 
         threading.Thread(target=read, daemon=True).start()
 
-    def until(self, condition, what: str, seconds: float = 60) -> str:
+    def until(self, condition, what: str, seconds: float = 30) -> str:
         deadline = time.monotonic() + seconds
         while True:
             try:
@@ -167,20 +167,23 @@ def test_make_watch_checks_again_on_each_save_and_stops_on_ctrl_c(workspace):
     env = dict(os.environ, AIC_WORKSPACE=str(workspace))
     with subprocess.Popen([*SHARED, "watch", "02"], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:
-        out = Lines(proc)
-        out.until(lambda line: "has no main.py" in line and "waiting for it" in line, "no main.py yet")
-        for name in ("main.py", "requirements.txt"):
-            shutil.copy2(lesson.path / name, folder / name)
-        out.until(lambda line: "Lesson 02 done" in line, "the model answer checked green")
-        (folder / ".main.py.swp").write_text("an editor's swap file")
-        (folder / "__pycache__").mkdir(exist_ok=True)
-        (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"")
-        (folder / "main.py").write_text((lesson.path / "main.py").read_text().replace('"time"', '"tme"'))
-        met = out.until(lambda line: " requirements met in " in line, "the saved typo checked")
-        out.until(lambda line: line.startswith("Fix the first \u2718, then save"), "what to do next")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0, "".join(out.seen)
-        printed = out.rest()
+        try:
+            out = Lines(proc)
+            out.until(lambda line: "has no main.py" in line and "waiting for it" in line, "no main.py yet")
+            for name in ("main.py", "requirements.txt"):
+                shutil.copy2(lesson.path / name, folder / name)
+            out.until(lambda line: "Lesson 02 done" in line, "the model answer checked green")
+            (folder / ".main.py.swp").write_text("an editor's swap file")
+            (folder / "__pycache__").mkdir(exist_ok=True)
+            (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"")
+            (folder / "main.py").write_text((lesson.path / "main.py").read_text().replace('"time"', '"tme"'))
+            met = out.until(lambda line: " requirements met in " in line, "the saved typo checked")
+            out.until(lambda line: line.startswith("Fix the first \u2718, then save"), "what to do next")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0, "".join(out.seen)
+            printed = out.rest()
+        finally:
+            proc.kill()  # a failed step above leaves it watching (Popen's `with` would wait for it)
     assert int(met.split()[0]) < 8, printed
     changed = [line.split(" ", 2)[2] for line in printed.splitlines() if line.startswith("--- ")]
     assert changed == ["main.py, requirements.txt changed ---", "main.py changed ---"], printed

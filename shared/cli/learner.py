@@ -178,12 +178,14 @@ def cmd_check(args) -> None:
         raise Stop("", code=Stop.RED)
 
 
-def changes_to(folder: Path) -> queue.Queue[set[str]]:
+def changes_to(folder: Path) -> queue.Queue[set[str] | Exception]:
     """A queue that gets, from now on, the names of the folder's own files (is_kept) each time
     some change: by watchfiles (uvicorn --reload's watcher: the operating system's change
     notifications; changes close together, such as an editor's save-all, come as one set), in
-    a thread of its own, so that nothing saved while a check runs is missed."""
-    saves: queue.Queue[set[str]] = queue.Queue()
+    a thread of its own, so that nothing saved while a check runs is missed. Where the system
+    gives no notifications (none left: inotify's limit of instances), watchfiles looks at the
+    files every 0.3 s instead; if that fails too, the queue gets the error."""
+    saves: queue.Queue[set[str] | Exception] = queue.Queue()
     editors = DefaultFilter()  # an editor's swap and backup files (.swp, ~), caches, .git
 
     def ours(change: Change, path: str) -> bool:
@@ -193,13 +195,19 @@ def changes_to(folder: Path) -> queue.Queue[set[str]]:
         # Ctrl-C is the main thread's, which waits on the queue: a SIGINT this thread (or the
         # watcher's own thread, which inherits the mask) took would never wake it.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        for changes in watch(folder, watch_filter=ours, raise_interrupt=False):
-            # A file added and gone again in one set was an editor's (or sed -i's) temporary copy.
-            added = {path for change, path in changes if change == Change.added}
-            names = {Path(path).relative_to(folder).as_posix() for _, path in changes
-                     if not (path in added and not Path(path).exists())}
-            if names:
-                saves.put(names)
+        for polling in (False, True):
+            try:
+                for changes in watch(folder, watch_filter=ours, raise_interrupt=False, force_polling=polling,
+                                     poll_delay_ms=300):
+                    # A file added and gone again in one set: an editor's (or sed -i's) temporary copy.
+                    added = {path for change, path in changes if change == Change.added}
+                    names = {Path(path).relative_to(folder).as_posix() for _, path in changes
+                             if not (path in added and not Path(path).exists())}
+                    if names:
+                        saves.put(names)
+            except Exception as error:  # noqa: BLE001 (whatever stopped the watcher, the learner reads it)
+                if polling:
+                    saves.put(error)
 
     threading.Thread(target=watching, daemon=True).start()
     return saves
@@ -218,6 +226,10 @@ def cmd_watch(args) -> None:
     folder = (Path(args.dir).expanduser() if args.dir else workspace_folder(lesson)).resolve()
     if not folder.is_dir():
         resolve_folder(lesson, args.dir)  # stops with make check's line: no folder, or a file
+    # Ctrl-C, or a SIGTERM (the terminal closed, a kill): both end the watch the same way, even
+    # when whatever started it had SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     start_fork_server()
     saves = changes_to(folder)
     print(f"Watching {shown(folder)}: make check LESSON={lesson.number} now, and again each time you "
@@ -233,8 +245,12 @@ def cmd_watch(args) -> None:
                 check_once(lesson, folder, watching=True, forked=checks > 0)
                 checks += 1
             changed = saves.get()
-            while not saves.empty():  # saved again during the check: one check for all of it
-                changed |= saves.get()
+            while not saves.empty() and not isinstance(changed, Exception):
+                more = saves.get()  # saved again during the check: one check for all of it
+                changed = more if isinstance(more, Exception) else changed | more
+            if isinstance(changed, Exception):
+                raise Stop(f"stopped watching {shown(folder)}: {type(changed).__name__}: {changed}",
+                           code=Stop.RED)
             if not folder.is_dir():  # deleted or moved away: the watcher has nothing left to watch
                 raise Stop(f"{shown(folder)} is gone: stopped watching", code=Stop.RED)
             changed.discard(".")  # the folder itself
