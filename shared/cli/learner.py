@@ -205,12 +205,30 @@ def changes_to(folder: Path) -> queue.Queue[set[str] | Exception]:
                              if not (path in added and not Path(path).exists())}
                     if names:
                         saves.put(names)
-            except Exception as error:  # noqa: BLE001 (whatever stopped the watcher, the learner reads it)
+            except Exception as error:  # whatever stopped the watcher: the learner reads it
                 if polling:
                     saves.put(error)
 
     threading.Thread(target=watching, daemon=True).start()
     return saves
+
+
+def next_saves(saves: queue.Queue[set[str] | Exception], folder: Path) -> list[str]:
+    """Waits for the next change to the folder's files: their names, with any saved meanwhile
+    (during a check, say) for one check of all of them."""
+    while True:
+        changed = saves.get()
+        while not saves.empty() and not isinstance(changed, Exception):
+            more = saves.get()
+            changed = more if isinstance(more, Exception) else changed | more
+        if isinstance(changed, Exception):
+            why = f"{type(changed).__name__}: {changed}"
+            raise Stop(f"stopped watching {shown(folder)}: {why}", code=Stop.RED)
+        if not folder.is_dir():  # deleted or moved away: the watcher has nothing left to watch
+            raise Stop(f"{shown(folder)} is gone: stopped watching", code=Stop.RED)
+        changed.discard(".")  # the folder itself (its own time stamp)
+        if changed:
+            return sorted(changed)
 
 
 def cmd_watch(args) -> None:
@@ -244,17 +262,7 @@ def cmd_watch(args) -> None:
             else:
                 check_once(lesson, folder, watching=True, forked=checks > 0)
                 checks += 1
-            changed = saves.get()
-            while not saves.empty() and not isinstance(changed, Exception):
-                more = saves.get()  # saved again during the check: one check for all of it
-                changed = more if isinstance(more, Exception) else changed | more
-            if isinstance(changed, Exception):
-                raise Stop(f"stopped watching {shown(folder)}: {type(changed).__name__}: {changed}",
-                           code=Stop.RED)
-            if not folder.is_dir():  # deleted or moved away: the watcher has nothing left to watch
-                raise Stop(f"{shown(folder)} is gone: stopped watching", code=Stop.RED)
-            changed.discard(".")  # the folder itself
-            names = sorted(changed)
+            names = next_saves(saves, folder)
             named = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             print(f"\n--- {time.strftime('%H:%M:%S')} {named} changed ---\n", flush=True)
     except KeyboardInterrupt:
