@@ -130,7 +130,8 @@ def pytest_process(args: list[str], env: dict, timeout: float | None, running: P
 # but without the 1.3 s of imports. make test whole on 2 cores, a new interpreter per job: 133 s,
 # 248 s of CPU; forked: 109-124 s, 206-228 s of CPU. (multiprocessing's "forkserver": the server
 # is a new interpreter, so no job inherits the threads or the state of the command line.) A
-# single job (make check) starts a new interpreter, which imports only what its lesson needs.
+# single job (make check) starts a new interpreter, which imports only what its lesson needs;
+# make watch's checks after its first are forked, from a fork server it starts at once.
 FORK_SERVER = multiprocessing.get_context("forkserver")
 FORK_SERVER.set_forkserver_preload(["shared.services.preload"])
 # pytest rewrites the asserts of every package that ships a pytest plugin, and warns (an error
