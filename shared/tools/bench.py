@@ -10,8 +10,9 @@ The table, per lesson: `make check` on the model answer (green: the target is 5 
 previous lesson's folder (a typical red attempt: the target is 10 s), each the wall time of the
 whole command as a learner types it; `make watch`'s check after a save, on the model answer
 (from the save to the checklist's last line; --no-watch leaves it out); then `make test` whole
-(target 90 s wall, every lesson and every check job). The machine's load is printed beside it:
-timings taken beside other work are longer. Each check runs with a workspace of its own
+(target 90 s wall, every lesson and every check job). The machine's load is printed beside it
+(timings taken beside other work are longer), and a speed probe before and after (speed_probe:
+the cores of a shared host change speed). Each check runs with a workspace of its own
 (AIC_WORKSPACE), so your progress is never touched. Results also go to build/bench.json.
 """
 
@@ -73,6 +74,19 @@ def watch_after_a_save(lesson) -> float:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=30)
             proc.stdout.close()
+
+
+def speed_probe() -> float:
+    """Seconds a fixed piece of pure-Python work takes here (the best of five): a yardstick for
+    comparing runs made on different days. A shared host's cores change speed with what else it
+    runs (seen here: the same loop three times as long took 0.57 to 0.94 s within one hour, with
+    hardly any steal time in /proc/stat), and every number in the table changes with them."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def check_loop(numbers: list[str], watch: bool = True) -> list[dict]:
@@ -247,14 +261,19 @@ def main(argv: list[str]) -> None:
         print(test_times())
         return
     numbers = [n for n in args.lessons.split(",") if n] or [x.number for x in all_lessons()]
-    print(f"make check per lesson (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):", flush=True)
+    probe_before = speed_probe()
+    print(f"make check per lesson (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, speed probe "
+          f"{probe_before:.2f} s: lower is faster):", flush=True)
     rows = check_loop(numbers, watch=not args.no_watch)
     test_wall = None
     if not args.no_test:
         print(f"make test whole (its output: {shown(TEST_LOG)}) ...", flush=True)
         test_wall, _ = make("test", log=TEST_LOG)
+    probe_after = speed_probe()
     print()
     print(table(rows, test_wall))
+    print(f"speed probe (a fixed Python loop, best of 5): {probe_before:.2f} s before, "
+          f"{probe_after:.2f} s after")
     if not args.no_test:
         print("\n" + test_times())
     if args.startup:
@@ -262,6 +281,7 @@ def main(argv: list[str]) -> None:
     out = BUILD / "bench.json"
     data = json.loads(out.read_text()) if out.exists() else {}
     data["check_loop"] = {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
-                          "rows": rows, "make_test_wall_s": test_wall and round(test_wall, 1)}
+                          "rows": rows, "make_test_wall_s": test_wall and round(test_wall, 1),
+                          "speed_probe_s": {"before": round(probe_before, 3), "after": round(probe_after, 3)}}
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n")
