@@ -64,11 +64,13 @@ def watch_after_a_save(lesson) -> float:
                                 start_new_session=True)
         try:
             summaries = (line for line in proc.stdout if " requirements met in " in line)
-            next(summaries)
+            if next(summaries, None) is None:
+                raise SystemExit(f"make watch LESSON={lesson.number} ended before its first checklist")
             time.sleep(2)
             started = time.perf_counter()
             saved.write_text(saved.read_text())  # saved again, unchanged
-            next(summaries)
+            if next(summaries, None) is None:
+                raise SystemExit(f"make watch LESSON={lesson.number} ended before checking the save")
             return time.perf_counter() - started
         finally:
             os.killpg(proc.pid, signal.SIGINT)
