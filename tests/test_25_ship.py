@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 import test_24_protect
-from helpers import IN_CI, bearer, free_port, tables_held, wait_for
+from helpers import IN_CI, bearer, free_port, tables_held, user_with_token, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
 from test_24_protect import twenty_wrong_passwords
@@ -46,16 +46,16 @@ DB_DOWN = "Database unavailable, try again later"
 SIGNUPS = 10  # lesson 24's SIGNUPS_PER_ADDRESS
 
 
-class Stack:
-    """The workers (uvicorn, WORKERS processes, output in a file) and nginx in front of them."""
+class Workers:
+    """One group of workers: uvicorn with WORKERS worker processes, its output in a file."""
 
     def __init__(self, lesson, log: Path):
         self.log = log
-        self.app_port = free_port()
+        self.port = free_port()
         with open(log, "a") as out:
             self.uvicorn = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", lesson.app, "--host", "127.0.0.1",
-                 "--port", str(self.app_port), "--workers", str(WORKERS),
+                 "--port", str(self.port), "--workers", str(WORKERS),
                  "--timeout-graceful-shutdown", str(GRACE)],
                 # Quick signups, and lesson 24's budget of signups per address (the inherited
                 # tests set a huge one in the environment). The workers trust X-Forwarded-For from
@@ -65,45 +65,72 @@ class Stack:
                 cwd=lesson.path, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, "BCRYPT_ROUNDS": "4", "SIGNUPS_PER_ADDRESS": str(SIGNUPS),
                      "FORWARDED_ALLOW_IPS": "*"})
-        self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.app_port}")
 
-    def start(self) -> "Stack":
-        wait_for(lambda: self.workers_ready(), f"{WORKERS} workers started, each with its JSON log line "
-                 '"Application startup complete." (uvicorn\'s own logger, through app/logs.py)', seconds=30)
-        self.nginx.start()
-        self.url = self.nginx.url
-        return self
-
-    def workers_ready(self) -> bool:
+    def ready(self) -> bool:
         """WORKERS workers running, each past its startup (its "Application startup complete")."""
         assert self.uvicorn.poll() is None, self.log.read_text()[-3000:]
-        started = {line["pid"] for line in self.log_lines()
+        started = {line["pid"] for line in json_lines(self.log.read_text())
                    if line["message"] == "Application startup complete."}
-        workers = self.worker_pids()
+        workers = self.pids()
         return len(workers) == WORKERS and workers <= started
 
-    def worker_pids(self) -> set[int]:
+    def pids(self) -> set[int]:
         """The worker processes the uvicorn supervisor runs now (multiprocessing's spawn_main;
         its other child is multiprocessing's resource tracker)."""
         children = Path(f"/proc/{self.uvicorn.pid}/task/{self.uvicorn.pid}/children").read_text()
         return {int(pid) for pid in children.split()
                 if alive(int(pid)) and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
-    def log_lines(self) -> list[dict]:
-        """The workers' log lines (the supervisor's own are plain text)."""
-        return json_lines(self.log.read_text())
-
-    def lines_of(self, request_id: str) -> list[dict]:
-        return [line for line in self.log_lines() if line.get("request_id") == request_id]
-
     def stop(self):
-        self.nginx.stop()
         self.uvicorn.terminate()
         try:
             self.uvicorn.wait(timeout=GRACE + 5)
         except subprocess.TimeoutExpired:
             self.uvicorn.kill()
             self.uvicorn.wait()
+
+
+class Stack:
+    """As `make run LESSON=25`: nginx in front of two groups of workers, the API's (.api) and
+    those of the streamed answers and the chat sockets (.streams)."""
+
+    def __init__(self, lesson, folder: Path):
+        self.api = Workers(lesson, folder / "api.log")
+        self.streams = Workers(lesson, folder / "streams.log")
+        self.nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{self.api.port}",
+                                 f"127.0.0.1:{self.streams.port}")
+
+    def start(self) -> "Stack":
+        wait_for(lambda: self.workers_ready(), f"{WORKERS} workers in each group started, each with its "
+                 'JSON log line "Application startup complete." (uvicorn\'s own logger, through app/logs.py)',
+                 seconds=30)
+        self.nginx.start()
+        self.url = self.nginx.url
+        return self
+
+    def workers_ready(self) -> bool:
+        return self.api.ready() and self.streams.ready()
+
+    def worker_pids(self) -> set[int]:
+        return self.api.pids() | self.streams.pids()
+
+    def log_text(self) -> str:
+        """What both groups have written so far."""
+        return self.api.log.read_text() + self.streams.log.read_text()
+
+    def log_lines(self) -> list[dict]:
+        """The workers' log lines (the supervisors' own are plain text)."""
+        return json_lines(self.log_text())
+
+    def lines_of(self, request_id: str) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("request_id") == request_id]
+
+    def stop(self):
+        self.nginx.stop()
+        for group in (self.api, self.streams):
+            group.uvicorn.terminate()  # both stop at once: each may wait GRACE for its answers
+        self.api.stop()
+        self.streams.stop()
 
 
 def alive(pid: int) -> bool:
@@ -117,7 +144,8 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(lesson, app, coach_server, tmp_path_factory):
-    """The lesson's app in WORKERS uvicorn workers behind nginx, started once for the module."""
+    """The lesson's app in two groups of WORKERS uvicorn workers behind nginx, started once for
+    the module."""
     if proxy.binary() is None:
         message = "nginx is not installed (apt-get install nginx): the proxy tests need it"
         if IN_CI:
@@ -125,7 +153,7 @@ def stack(lesson, app, coach_server, tmp_path_factory):
         pytest.skip(message)
     if not (lesson.path / "nginx.conf").is_file():
         pytest.fail(f"no nginx.conf in {lesson.path.name}/")
-    running = Stack(lesson, tmp_path_factory.mktemp("stack") / "workers.log")
+    running = Stack(lesson, tmp_path_factory.mktemp("stack"))
     try:
         yield running.start()
     finally:
@@ -398,7 +426,7 @@ def test_every_log_line_of_a_request_is_json_with_its_request_id(stack):
     assert any("token refused" in line["message"] and line["level"] == "WARNING" for line in lines), messages
     assert any("GET /api/me" in line["message"] and "401" in line["message"] for line in lines), messages
     assert all({"time", "level", "logger", "pid", "message"} <= set(line) for line in lines), lines
-    assert "forged" not in stack.log.read_text()  # no token in the log
+    assert "forged" not in stack.log_text()  # no token in the log
 
 
 # --- streaming through the proxy -------------------------------------------------------------
@@ -432,20 +460,73 @@ def test_the_chat_socket_works_through_the_proxy(stack, coach, user):
     assert "".join(frames).startswith("You wrote:")
 
 
-def served_by(stack, url: str) -> int:
-    """GET url (200 expected); the pid of the worker that answered, from its log line."""
+# --- streams on workers of their own ----------------------------------------------------------
+
+def sockets_accepted(workers) -> int:
+    """How many chat sockets this group of workers has accepted (uvicorn's own log line)."""
+    return sum("/ws/chat" in line["message"] and "accepted" in line["message"]
+               for line in json_lines(workers.log.read_text()))
+
+
+def test_streams_and_sockets_go_to_workers_of_their_own_and_the_rest_to_the_others(stack, coach, user):
+    """Streams and sockets go to workers of their own, every other request to the API's workers.
+    nginx sends /api/chat/stream and /ws/ to STREAMS_ADDRESS, the rest to APP_ADDRESS."""
+    assert served_by(stack, f"{stack.url}/api/me", user) in stack.api.pids(), "GET /api/me: not an API worker"
+    assert served_by(stack, f"{stack.url}/healthz") in stack.api.pids(), "GET /healthz: not an API worker"
+    assert stream_served_by(stack, user) in stack.streams.pids(), "the stream: not a stream worker"
+    before = sockets_accepted(stack.api), sockets_accepted(stack.streams)
+    with connect(stack.url.replace("http", "ws") + "/ws/chat", open_timeout=10) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "ready"}
+    wait_for(lambda: sockets_accepted(stack.streams) > before[1], "the stream workers accepting the socket")
+    assert sockets_accepted(stack.api) == before[0], "an API worker accepted the socket"
+
+
+def test_with_the_stream_workers_frozen_the_api_still_answers(stack, user):
+    """With every stream worker frozen, the API still answers through nginx.
+    The test stops the stream workers dead (SIGSTOP: as a worker stuck relaying tokens would
+    be) and asks GET /api/me and /readyz; then lets them go on (SIGCONT)."""
+    frozen = stack.streams.pids()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        me = web.get(f"{stack.url}/api/me", headers=bearer(user["token"]), timeout=10)
+        assert me.status_code == 200, me.text
+        assert me.json()["id"] == user["id"]
+        ready = web.get(f"{stack.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+
+
+def served_by(stack, url: str, user: dict | None = None) -> int:
+    """GET url (200 expected; as `user` when given); the pid of the worker that answered, from its
+    log line."""
     request_id = new_id()
-    r = web.get(url, headers={"X-Request-ID": request_id}, timeout=5)
+    headers = {"X-Request-ID": request_id} | (bearer(user["token"]) if user else {})
+    r = web.get(url, headers=headers, timeout=5)
     assert r.status_code == 200, r.text
     wait_for(lambda: stack.lines_of(request_id), "the request's log line")
     return stack.lines_of(request_id)[0]["pid"]
 
 
+def stream_served_by(stack, user) -> int:
+    """Opens a streamed answer for `user` and reads its first event; the pid of the worker."""
+    request_id = new_id()
+    with open_stream(stack.url, user, request_id) as r:
+        assert r.status_code == 200, r.read()
+        next(timed_events(r))
+    wait_for(lambda: stack.lines_of(request_id), "the stream's log line")
+    return stack.lines_of(request_id)[0]["pid"]
+
+
 def test_a_sigterm_mid_stream_lets_the_answer_finish_while_new_requests_go_to_another_worker(
-        stack, coach, user):
+        stack, coach, user, db):
     """A SIGTERM mid-stream lets the answer finish while new requests go to another worker.
-    The worker told to stop takes no new request, ends its stream with done, then exits
-    (uvicorn's --timeout-graceful-shutdown bounds the wait); uvicorn starts another in its place."""
+    The stream worker told to stop takes no new request, ends its stream with done, then exits
+    (uvicorn's --timeout-graceful-shutdown bounds the wait); new streams go to the other stream
+    worker meanwhile, and uvicorn starts another in its place."""
     coach.mode("ok", token_delay=TOKEN_DELAY)
     request_id = new_id()
     with open_stream(stack.url, user, request_id) as r:
@@ -455,19 +536,19 @@ def test_a_sigterm_mid_stream_lets_the_answer_finish_while_new_requests_go_to_an
         # The access line is written when the answer starts: it names the worker's pid.
         wait_for(lambda: stack.lines_of(request_id), "the stream's log line")
         worker = stack.lines_of(request_id)[0]["pid"]
-        assert worker in stack.worker_pids()
+        assert worker in stack.streams.pids(), "the stream was not served by a stream worker"
         os.kill(worker, signal.SIGTERM)
         # uvicorn looks at its stop flag ten times a second: from this line on it takes no more.
         wait_for(lambda: any(line["pid"] == worker and line["message"] == "Shutting down"
                              for line in stack.log_lines()), "the worker starting to shut down")
-        others = {served_by(stack, f"{stack.url}/healthz") for _ in range(3)}
+        others = {stream_served_by(stack, user_with_token(db)) for _ in range(3)}
         assert alive(worker), "the worker stopped before its stream was over"
         received += list(events)
     assert worker not in others, "a new request went to the worker that is shutting down"
     assert received[-1][1:] == ("done", {}), received[-3:]
     assert len(received) > 20
     wait_for(lambda: not alive(worker), "the stopped worker exiting after its stream", seconds=GRACE)
-    # uvicorn's supervisor replaces it: the stack serves on with WORKERS workers.
+    # uvicorn's supervisor replaces it: the stack serves on with WORKERS workers in each group.
     wait_for(lambda: stack.workers_ready(), "a new worker in its place", seconds=30)
 
 
@@ -542,7 +623,8 @@ def test_the_proxy_answers_502_with_a_detail_when_no_worker_answers(lesson, clos
     """With no worker answering, nginx answers 502 {"detail": "The app is not answering, try again later"}."""
     if proxy.binary() is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
-    nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), f"127.0.0.1:{closed_port}").start()
+    closed = f"127.0.0.1:{closed_port}"
+    nginx = proxy.Nginx(lesson.path / "nginx.conf", free_port(), closed, closed).start()
     try:
         r = web.get(f"{nginx.url}/api/time", timeout=5)
     finally:
@@ -682,3 +764,16 @@ def test_compose_runs_several_workers_with_settings_from_the_environment(lesson)
     # The image fills in only the files of templates/ whose names end in .template.
     assert re.search(r"nginx\.conf:/etc/nginx/templates/\S+\.template\b", mounts), mounts
     assert services["proxy"]["environment"]["APP_ADDRESS"] == "app:8000"
+
+
+def test_compose_runs_the_streams_on_a_service_of_their_own(lesson):
+    """compose runs the streams and sockets on a service of their own, streams, set up as app is.
+    The same image, settings, waits and stop_grace_period as app, and no port; the proxy waits
+    for it to be healthy too, with STREAMS_ADDRESS streams:8000."""
+    services = compose(lesson)["services"]
+    assert "streams" in services, list(services)
+    same = ("build", "image", "env_file", "environment", "depends_on", "stop_grace_period", "command")
+    assert {k: services["streams"].get(k) for k in same} == {k: services["app"].get(k) for k in same}
+    assert not services["streams"].get("ports"), services["streams"]["ports"]
+    assert services["proxy"]["depends_on"]["streams"]["condition"] == "service_healthy"
+    assert services["proxy"]["environment"]["STREAMS_ADDRESS"] == "streams:8000"

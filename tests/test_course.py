@@ -443,7 +443,8 @@ def clone():
     (where / ".venv").symlink_to(ROOT / ".venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "OPENAI_"))}
     env.update(DEVDB_PORT=str(free_port()), AIC_API_PORT=str(free_port()), AIC_PAGES_PORT=str(free_port()),
-               AIC_COACH_PORT=str(free_port()), AIC_WORKERS_PORT=str(free_port()))
+               AIC_COACH_PORT=str(free_port()), AIC_WORKERS_PORT=str(free_port()),
+               AIC_STREAMS_PORT=str(free_port()))
     yield where, env
     subprocess.run(["make", "--no-print-directory", "db-stop"], cwd=where, env=env, capture_output=True)
     shutil.rmtree(top)
@@ -557,10 +558,12 @@ SHIPPED = [lesson for lesson in LESSONS if (lesson.path / "nginx.conf").is_file(
 
 @pytest.mark.skipif(not SHIPPED or not proxy.binary(), reason="no lesson with an nginx.conf, or no nginx")
 def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(clone):
-    """make run LESSON=25 says nginx is in front of two workers; through it, /readyz is 200 and a
-    signup, a login and a streamed chat work; Ctrl-C stops nginx and the workers."""
+    """make run LESSON=25 says nginx is in front of two groups of two workers (the API's, the
+    streams'); through it, /readyz is 200 and a signup, a login and a streamed chat work; Ctrl-C
+    stops nginx and the workers."""
     env = clone[1]
     api, workers = f"http://127.0.0.1:{env['AIC_API_PORT']}", int(env["AIC_WORKERS_PORT"])
+    streams = int(env["AIC_STREAMS_PORT"])
     user = {"name": "Ada", "email": "ada@example.com", "password": "correct-horse"}
 
     def signup_login_chat():
@@ -574,9 +577,11 @@ def test_make_run_puts_the_workers_behind_nginx_for_a_lesson_with_an_nginx_conf(
     (status, server, body), output = make_run_in(clone, SHIPPED[0].number, api + "/readyz", signup_login_chat)
     assert status == 200 and server.startswith("nginx"), output
     assert "event: done" in body, body
-    assert f"(nginx on :{env['AIC_API_PORT']} -> 2 uvicorn workers on :{workers})" in output, output
+    assert (f"(nginx on :{env['AIC_API_PORT']} -> 2 uvicorn workers on :{workers}, and for the streams "
+            f"and sockets 2 on :{streams})") in output, output
     assert not port_in_use(int(env["AIC_API_PORT"])), "nginx still listens after Ctrl-C"
-    assert not port_in_use(workers), "the workers still listen after Ctrl-C"
+    assert not port_in_use(workers), "the API's workers still listen after Ctrl-C"
+    assert not port_in_use(streams), "the stream workers still listen after Ctrl-C"
 
 
 PROBE_APP = """\
@@ -714,7 +719,7 @@ def test_nginx_that_cannot_be_configured_says_why_and_leaves_nothing_behind(temp
     if template != "missing":
         conf.write_text(f"server {{ listen {template}; }}\n")
     with pytest.raises(proxy.ProxyError) as error:
-        proxy.Nginx(conf, free_port(), "127.0.0.1:1").start()
+        proxy.Nginx(conf, free_port(), "127.0.0.1:1", "127.0.0.1:1").start()
     assert ("no nginx.conf in" if template == "missing" else "${UNKNOWN}") in str(error.value)
     assert [p.name for p in tmp_path.iterdir()] == ([] if template == "missing" else ["nginx.conf"])
 

@@ -1,7 +1,8 @@
 """nginx in front of a lesson's workers, without Docker: what `make run`, the tests and the bench use.
 
 A lesson's nginx.conf (lesson 25 on) is the part of nginx's configuration inside `http { }`,
-with ${PROXY_PORT} and ${APP_ADDRESS} to fill in, as the nginx image fills in a template. Here
+with ${PROXY_PORT}, ${APP_ADDRESS} (the API's workers) and ${STREAMS_ADDRESS} (the workers of the
+streamed answers and the sockets) to fill in, as the nginx image fills in a template. Here
 it is filled in and wrapped in a main configuration of our own: every file nginx writes (pid,
 temporary bodies) goes into a fresh private folder, errors go to stderr, and when this runs as
 root nginx runs as the unprivileged user `nobody`, on a port above 1024, like any other server.
@@ -60,14 +61,17 @@ def render(template: str, **values: str) -> str:
 
 
 class Nginx:
-    """nginx on 127.0.0.1:port in front of app_address (host:port), with the lesson's nginx.conf.
+    """nginx on 127.0.0.1:port in front of app_address and streams_address (host:port each: the
+    two groups of workers; the same address twice is one group for all), with the lesson's nginx.conf.
 
     .start() returns once it listens; .stop() ends it (SIGQUIT: open requests finish first) and
     removes its folder. .proc is the master process; its stderr holds nginx's error lines.
     """
 
-    def __init__(self, template: Path, port: int, app_address: str, host: str = "127.0.0.1"):
-        self.template, self.port, self.app_address, self.host = template, port, app_address, host
+    def __init__(self, template: Path, port: int, app_address: str, streams_address: str,
+                 host: str = "127.0.0.1"):
+        self.template, self.port, self.host = template, port, host
+        self.app_address, self.streams_address = app_address, streams_address
         self.folder: Path | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -76,7 +80,7 @@ class Nginx:
             raise ProxyError(f"no {self.template.name} in {self.template.parent}")
         # Filled in before the folder is made: a template that fails leaves nothing behind.
         site = render(self.template.read_text(), PROXY_PORT=f"{self.host}:{self.port}",
-                      APP_ADDRESS=self.app_address)
+                      APP_ADDRESS=self.app_address, STREAMS_ADDRESS=self.streams_address)
         program = binary()
         if program is None:
             raise ProxyError("nginx is not installed (apt-get install nginx)")

@@ -2,9 +2,10 @@
 
 The app runs in uvicorn --reload (its manifest `app`, main:app by default), the pages of
 frontend/ in http.server, the offline coach when the lesson needs an LLM and no key is set.
-A folder with an nginx.conf (lesson 25 on) runs in its production shape instead: WORKERS uvicorn
-workers (no reload) on WORKERS_PORT behind nginx on the API's port (services/proxy.py); where
-nginx is not installed, the workers alone on the API's port, and one line says so.
+A folder with an nginx.conf (lesson 25 on) runs in its production shape instead, behind nginx on
+the API's port (services/proxy.py): two groups of WORKERS uvicorn workers each (no reload), the
+API's on WORKERS_PORT and those of the streamed answers and the sockets on STREAMS_PORT; where
+nginx is not installed, one group alone on the API's port, and one line says so.
 """
 
 import os
@@ -23,13 +24,14 @@ from shared.services.settings import (
     API_PORT,
     COACH_PORT,
     PAGES_PORT,
+    STREAMS_PORT,
     WORKERS_PORT,
     folder_settings,
     llm_setup,
 )
 
-# The production shape (a folder with nginx.conf): as many workers as the course's machines have
-# cores, and the bound on a graceful stop (uvicorn --timeout-graceful-shutdown, in seconds).
+# The production shape (a folder with nginx.conf): in each group as many workers as the course's
+# machines have cores, and the bound on a graceful stop (uvicorn --timeout-graceful-shutdown, s).
 WORKERS = 2
 GRACE = 10
 
@@ -64,7 +66,7 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
     needs_llm = "llm" in lesson.needs
     shaped = has_api and (folder / "nginx.conf").is_file()  # the production shape, lesson 25 on
     behind_nginx = shaped and proxy.binary() is not None
-    ports = [API_PORT] + [PAGES_PORT] * has_pages + [WORKERS_PORT] * behind_nginx
+    ports = [API_PORT] + [PAGES_PORT] * has_pages + [WORKERS_PORT, STREAMS_PORT] * behind_nginx
     busy = [str(p) for p in ports if not port_free(p)]
     if busy:
         raise CannotRun(f"port {' and '.join(busy)} is already in use: stop the other server "
@@ -86,12 +88,13 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
                                 "(another make run?) first")
             commands.append((coach, ROOT))
     if shaped:
-        port = WORKERS_PORT if behind_nginx else API_PORT
-        commands.append((["-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", str(port),
-                          "--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE),
-                          *lesson.server_options], folder))
+        for port in [WORKERS_PORT, STREAMS_PORT] if behind_nginx else [API_PORT]:
+            commands.append((["-m", "uvicorn", lesson.app, "--host", "127.0.0.1", "--port", str(port),
+                              "--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE),
+                              *lesson.server_options], folder))
         print(f"  API docs: http://localhost:{API_PORT}/docs  " + (
-            f"(nginx on :{API_PORT} -> {WORKERS} uvicorn workers on :{WORKERS_PORT})" if behind_nginx else
+            f"(nginx on :{API_PORT} -> {WORKERS} uvicorn workers on :{WORKERS_PORT}, and for the streams "
+            f"and sockets {WORKERS} on :{STREAMS_PORT})" if behind_nginx else
             f"(nginx is not installed, apt-get install nginx: {WORKERS} uvicorn workers on :{API_PORT} "
             "with no proxy in front)"))
     elif has_api:
@@ -122,7 +125,8 @@ def run_folder(lesson: Lesson, folder: Path) -> None:
     nginx = None
     try:
         if behind_nginx:
-            nginx = proxy.Nginx(folder / "nginx.conf", API_PORT, f"127.0.0.1:{WORKERS_PORT}").start()
+            nginx = proxy.Nginx(folder / "nginx.conf", API_PORT, f"127.0.0.1:{WORKERS_PORT}",
+                                f"127.0.0.1:{STREAMS_PORT}").start()
             children.append(nginx.proc)
         while all(child.poll() is None for child in children):
             time.sleep(0.3)

@@ -20,8 +20,10 @@ from shared.ground.paths import COACH, shown
 API_PORT = int(os.environ.get("AIC_API_PORT", "8000"))
 PAGES_PORT = int(os.environ.get("AIC_PAGES_PORT", "8001"))
 COACH_PORT = int(os.environ.get("AIC_COACH_PORT", "8002"))
-# Lesson 25 on: the uvicorn workers' own port, which nginx on API_PORT passes requests to.
+# Lesson 25 on: the ports of the two groups of uvicorn workers behind nginx on API_PORT: the
+# API's, and those of the streamed answers and the chat sockets.
 WORKERS_PORT = int(os.environ.get("AIC_WORKERS_PORT", "8003"))
+STREAMS_PORT = int(os.environ.get("AIC_STREAMS_PORT", "8004"))
 
 
 def env_line(key: str, value: str) -> str:

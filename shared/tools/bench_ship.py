@@ -5,23 +5,24 @@ README ("When one machine is not enough"), never tests.
     make bench-ship SHIP_ARGS="--chats 50 --sockets 100"
 
 It starts its own throwaway database (aic_bench_ship), the offline coach at 20 ms per token, and
-lesson 25's app in two uvicorn workers behind nginx (shared/services/proxy.py, as `make run` does), all
-on free ports of 127.0.0.1; for comparison, the same app in one worker with no proxy. Then:
+lesson 25's app behind nginx as `make run` runs it (shared/services/proxy.py): two uvicorn workers
+for the API and two for the streamed answers and the sockets, all on free ports of 127.0.0.1; for
+comparison, the same app in one worker with no proxy. Then:
 
-  N open sockets          workers' memory with N logged-in chat sockets open, less before, / N
+  N open sockets          stream workers' memory with N logged-in chat sockets open, less before, / N
   1 chat, N chats         SSE through nginx: wall time until the last answer is done, and the
                           ratio of the two                                        (goal <= 1.5)
   GET /api/me p99         while the N chats stream: 5 clients in a process of their own, each
                           asking again 0.1 s after its last answer                (goal <= 50 ms)
                           and its median; then split: the requests asked while the chats start
                           (until the last has its first token) and those asked after
-  memory per stream       workers' memory at the peak of the N chats, less idle, / N
+  memory per stream       stream workers' memory at the peak of the N chats, less idle, / N
   database connections    the most the app held at once during the N chats; each worker's pool
                           limit (SQLAlchemy's 5 + 10 overflow) and Postgres' max_connections
-  CPU per token           workers' and nginx's CPU time over one more round of N chats, / tokens
-  GET /api/me per second  20 clients for 5 s: two workers behind nginx, then one worker direct,
-                          with the CPU time each request cost (workers + nginx, or the worker)
-  peak memory per worker  the largest RSS any worker reached
+  CPU per token           stream workers' and nginx's CPU time over one more round of N chats, / tokens
+  GET /api/me per second  20 clients for 5 s: the two API workers behind nginx, then one worker
+                          direct, with the CPU time each request cost (workers + nginx, or the worker)
+  peak memory per worker  the largest RSS any stream worker reached
 
 CPU time per token or request is the steadiest number here: wall times stretch when other
 programs share the cores, CPU time much less. Capacity follows from it: a core gives
@@ -493,18 +494,19 @@ def table(r: dict, args) -> str:
          f"{s['me_p99_ms_while_starting'] or 0:.0f} ({s['me_requests_while_starting']} requests)", ""),
         ("  p99 once every chat has its first token (ms)",
          f"{s['me_p99_ms_once_all_stream'] or 0:.0f} ({s['me_requests_once_all_stream']} requests)", ""),
-        ("GET /api/me per second: 2 workers behind nginx", f"{r['me_rps_nginx_2_workers']:.0f}", ""),
+        ("GET /api/me per second: 2 API workers behind nginx", f"{r['me_rps_nginx_2_workers']:.0f}", ""),
         ("GET /api/me per second: 1 worker, no proxy", f"{r['me_rps_direct_1_worker']:.0f}", ""),
         ("CPU per GET /api/me, workers + nginx (ms)", f"{r['me_cpu_ms_nginx_2_workers']:.2f}", ""),
         ("CPU per GET /api/me, 1 worker direct (ms)", f"{r['me_cpu_ms_direct_1_worker']:.2f}", ""),
-        ("CPU per streamed token, workers (µs)", f"{s['cpu_us_per_token_workers']}", ""),
+        ("CPU per streamed token, stream workers (µs)", f"{s['cpu_us_per_token_workers']}", ""),
         ("CPU per streamed token, nginx (µs)", f"{s['cpu_us_per_token_nginx']}", ""),
         ("CPU per streamed token, the coach / the load (µs)",
          f"{s['cpu_us_per_token_coach']} / {s['cpu_us_per_token_load']}", ""),
         (f"cores busy during {args.chats} chats, all of it / all cores", f"{s['cpu_busy_share']:.0%}", ""),
-        ("peak RSS per worker (MB)", " / ".join(f"{mb:.0f}" for mb in r["peak_rss_mb_each_worker"]), ""),
-        ("memory per streaming chat, workers (KB)", f"{s['kb_per_stream']:.0f}", ""),
-        ("memory per open socket, workers (KB)", f"{r['sockets']['kb_per_socket_workers']:.0f}", ""),
+        ("peak RSS per stream worker (MB)", " / ".join(f"{mb:.0f}" for mb in r["peak_rss_mb_each_worker"]),
+         ""),
+        ("memory per streaming chat, stream workers (KB)", f"{s['kb_per_stream']:.0f}", ""),
+        ("memory per open socket, stream workers (KB)", f"{r['sockets']['kb_per_socket_workers']:.0f}", ""),
         ("memory per open socket, nginx (KB)", f"{r['sockets']['kb_per_socket_nginx']:.0f}", ""),
         (f"database connections at most, during {args.chats} chats", str(s["peak_db_connections"]), ""),
         ("pool limit per worker / Postgres max_connections", f"{POOL_PER_WORKER} / {r['max_connections']}",
@@ -547,25 +549,27 @@ def main(argv: list[str]) -> None:
         result = {"max_connections": db_env["max_connections"]}
         # Each phase on fresh workers: memory one phase freed is not reused by the next.
         for phase in ("sockets", "streams"):
-            app = App(folder, env, workers=2)
-            apps.append(app)
-            nginx = proxy.Nginx(folder / "nginx.conf", free_port(), f"127.0.0.1:{app.port}").start()
+            api, streams = App(folder, env, workers=2), App(folder, env, workers=2)
+            apps += [api, streams]
+            nginx = proxy.Nginx(folder / "nginx.conf", free_port(), f"127.0.0.1:{api.port}",
+                                f"127.0.0.1:{streams.port}").start()
             try:
                 print(f"{phase} ...", flush=True)
                 if phase == "sockets":
                     result["sockets"] = asyncio.run(
-                        sockets_phase(nginx.url, app, nginx, tokens, args.sockets))
+                        sockets_phase(nginx.url, streams, nginx, tokens, args.sockets))
                 else:
                     result["streams"] = asyncio.run(streams_phase(
-                        nginx.url, app, nginx, coach.pid, db_env, tokens[args.sockets:], args.chats,
+                        nginx.url, streams, nginx, coach.pid, db_env, tokens[args.sockets:], args.chats,
                         args.rounds))
                     print("requests per second ...", flush=True)
-                    pids = [*app.worker_pids(), nginx.proc.pid, *children(nginx.proc.pid)]
+                    pids = [*api.worker_pids(), nginx.proc.pid, *children(nginx.proc.pid)]
                     result["me_rps_nginx_2_workers"], result["me_cpu_ms_nginx_2_workers"] = asyncio.run(
                         throughput_phase(nginx.url, tokens[0], pids))
             finally:
                 nginx.stop()
-                app.stop()
+                api.stop()
+                streams.stop()
         single = App(folder, env, workers=1)
         apps.append(single)
         try:
