@@ -500,6 +500,22 @@ def test_with_the_stream_workers_frozen_the_api_still_answers(stack, user):
             os.kill(pid, signal.SIGCONT)
 
 
+def test_a_socket_gets_the_proxys_headers_like_any_request(stack, user):
+    """Through nginx a socket gets the proxy's X-Forwarded-For and X-Request-ID like any request.
+    The socket is opened with a made-up X-Forwarded-For and an id: its worker logs the id and
+    the address nginx saw, not the made-up one. A /ws/ location with proxy_set_header lines of
+    its own gets none of the server's: the client's header would reach the app as sent."""
+    given, made_up = new_id(), "203.0.113.9"
+    with connect(stack.url.replace("http", "ws") + "/ws/chat", open_timeout=10,
+                 additional_headers={"X-Request-ID": given, "X-Forwarded-For": made_up}) as ws:
+        ws.send(json.dumps({"token": user["token"]}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "ready"}
+    wait_for(lambda: stack.lines_of(given), f"a log line of the socket with request_id {given}")
+    accepted = [line["message"] for line in stack.lines_of(given) if "/ws/chat" in line["message"]]
+    assert accepted, [line["message"] for line in stack.lines_of(given)]
+    assert not [message for message in accepted if made_up in message], accepted
+
+
 def served_by(stack, url: str, user: dict | None = None) -> int:
     """GET url (200 expected; as `user` when given); the pid of the worker that answered, from its
     log line."""
@@ -611,9 +627,10 @@ def assert_the_apps_headers(r) -> None:
 
 
 def test_the_proxy_refuses_a_large_body_with_413_and_a_detail(stack):
-    """nginx refuses a body over 64 KiB with 413, the app's detail and headers, before the app reads it."""
-    r = web.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024),
-                 headers={"Content-Type": "application/json"}, timeout=5)
+    """nginx refuses a body over 64 KiB with 413, the app's detail and headers, before the app reads it.
+    The request carries a malformed X-Request-ID: the answer's is one nginx made."""
+    r = web.post(f"{stack.url}/api/users", content=b"x" * (65 * 1024), timeout=5,
+                 headers={"Content-Type": "application/json", "X-Request-ID": "not-an-id" + "-" * 40})
     assert r.status_code == 413, r.text
     assert r.json() == {"detail": "The request body may have at most 65536 bytes"}
     assert_the_apps_headers(r)
@@ -707,7 +724,9 @@ def test_the_image_holds_no_dev_dependencies_and_no_secrets(lesson):
     .dockerignore lists .env, .venv, tests and __pycache__."""
     text = " ".join(f"{name} {args}" for name, args in dockerfile(lesson))
     assert "requirements.txt" in text and "requirements-dev" not in text and "pytest" not in text
-    ignored = (lesson.path / ".dockerignore").read_text().split()
+    # A pattern per line; a line that starts with # is a comment.
+    lines = [line.strip() for line in (lesson.path / ".dockerignore").read_text().splitlines()]
+    ignored = [line for line in lines if line and not line.startswith("#")]
     assert {".env", ".venv", "tests", "__pycache__"} <= {entry.strip("/*") for entry in ignored}, ignored
 
 
@@ -772,6 +791,8 @@ def test_compose_runs_the_streams_on_a_service_of_their_own(lesson):
     for it to be healthy too, with STREAMS_ADDRESS streams:8000."""
     services = compose(lesson)["services"]
     assert "streams" in services, list(services)
+    waits = services["proxy"].get("depends_on") or {}
+    assert "streams" in waits, f"the proxy does not wait for streams: depends_on {waits}"
     same = ("build", "image", "env_file", "environment", "depends_on", "stop_grace_period", "command")
     assert {k: services["streams"].get(k) for k in same} == {k: services["app"].get(k) for k in same}
     assert not services["streams"].get("ports"), services["streams"]["ports"]
