@@ -396,11 +396,13 @@ def test_the_request_id_wraps_cors_and_the_body_limit_and_pages_may_read_it(fres
     assert "x-request-id" in exposed, r.headers
     r = client.post("/api/users", content=b"x" * (65 * 1024), headers={"Content-Type": "application/json"})
     assert r.status_code == 413, r.text
-    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
+    sent_back = r.headers.get("X-Request-ID", "")
+    assert REQUEST_ID.fullmatch(sent_back), f"X-Request-ID {sent_back!r}: not an id nginx made ($request_id)"
     preflight = {"Origin": "http://b.example", "Access-Control-Request-Method": "GET"}
     r = client.options("/api/me", headers=preflight)
     assert r.status_code == 400, r.text  # the origin is not allowed: CORS answers itself
-    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
+    sent_back = r.headers.get("X-Request-ID", "")
+    assert REQUEST_ID.fullmatch(sent_back), f"X-Request-ID {sent_back!r}: not an id nginx made ($request_id)"
 
 
 def test_the_request_id_goes_through_the_proxy_both_ways(stack):
@@ -620,7 +622,8 @@ def test_a_limit_holds_across_the_workers_and_counts_the_client_not_the_proxy(st
 def assert_the_apps_headers(r) -> None:
     """The headers every answer of the app carries (lesson 24's and the request id), on an answer
     nginx made itself."""
-    assert REQUEST_ID.fullmatch(r.headers.get("X-Request-ID", "")), r.headers
+    sent_back = r.headers.get("X-Request-ID", "")
+    assert REQUEST_ID.fullmatch(sent_back), f"X-Request-ID {sent_back!r}: not an id nginx made ($request_id)"
     assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
     assert r.headers.get("Referrer-Policy") == "no-referrer", r.headers
     assert r.headers.get("Content-Security-Policy") == "default-src 'none'; frame-ancestors 'none'", r.headers
