@@ -111,9 +111,6 @@ class Stack:
     def workers_ready(self) -> bool:
         return self.api.ready() and self.streams.ready()
 
-    def worker_pids(self) -> set[int]:
-        return self.api.pids() | self.streams.pids()
-
     def log_text(self) -> str:
         """What both groups have written so far."""
         return self.api.log.read_text() + self.streams.log.read_text()
