@@ -37,6 +37,7 @@ Speed: a lesson's tests run in well under 10 s. Start a server or a browser once
 session where the tests only add to what it serves (`pages`, `browser`), not once per test.
 """
 
+import collections
 import fcntl
 import gc
 import importlib
@@ -120,19 +121,37 @@ def pytest_collection_modifyitems(config, items):
     # make check may spread a lesson's tests over worker processes (pytest-xdist, --dist
     # loadgroup): the tests that share a module fixture costlier than a server start (two
     # workers, nginx) go to one worker, so it starts once; the rest go wherever a worker is free.
+    unit = {}  # what xdist hands out whole: a group's tests together, else one test
     for item in items:
         shared = next((name for name in ONE_WORKER_FIXTURES if name in item.fixturenames), None)
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared))
-    # Spread over processes (make check), the longest tests go first: a long test handed out last
-    # runs on alone while the other processes sit idle. Longest-processing-time first, as make
-    # test orders its jobs; xdist hands out the shared fixtures' groups first, largest first, then
-    # the rest in this order. Every process reads the same file, so all collect the same order, as
-    # xdist requires. Measured on 2 cores, lesson 24's model answer: 26-28 s in file order, 23-24 s
-    # longest first (25 gains nothing: its CPU is the limit, not the order).
+        unit[item] = shared or item.nodeid
+    # make check (--own-first): the tests the lesson's file defines first, those it takes over
+    # from an earlier lesson's after them; see pytest_runtest_setup.
+    held = taken_over if config.getoption("own_first") else lambda item: False
+    # Spread over processes (make check), the longest go first: a long test handed out last runs
+    # on alone while the other processes sit idle. Longest-processing-time first, as make test
+    # orders its jobs, by work unit (a group counts with all its tests); xdist hands the units out
+    # in the order of their first test (--no-loadscope-reorder, testrun.spread). Every process
+    # reads the same file, so all collect the same order, as xdist requires. Measured on 2 cores,
+    # lesson 24's model answer: 26-28 s in file order, 23-24 s longest first (25 gains nothing:
+    # its CPU is the limit, not the order).
     if WORKER and config.lesson_number:
         last = last_seconds(config.lesson_number)
-        items.sort(key=lambda item: -last.get(item.nodeid, 0.0))
+        seconds = collections.Counter()
+        for item in items:
+            seconds[unit[item]] += last.get(item.nodeid, 0.0)
+        items.sort(key=lambda item: (held(item), -seconds[unit[item]]))
+    else:
+        items.sort(key=held)  # a stable sort: otherwise in the order of the file
+
+
+def taken_over(item) -> bool:
+    """Whether the test is one the lesson's file takes over from an earlier lesson's (`from
+    test_24_protect import *`): its function was defined in another module."""
+    function = getattr(item, "function", None)
+    return function is not None and function.__module__ != item.module.__name__
 
 
 def pytest_collection_finish(session):
@@ -145,14 +164,17 @@ def pytest_collection_finish(session):
 
 def last_seconds(number: str) -> dict[str, float]:
     """How long each test took in the lesson's last check, else in its last make test ({} if
-    neither has run: the tests keep the order of their file)."""
-    for path in (RESULTS / f"{number}-check.jsonl", RESULTS / f"{number}.jsonl"):
+    neither has run: the tests keep the order of their file). A test the last check skipped (held
+    back, say) keeps its time from make test."""
+    seconds = {}
+    for path in (RESULTS / f"{number}.jsonl", RESULTS / f"{number}-check.jsonl"):
         try:
             if path.exists():
-                return {test.nodeid: test.seconds for test in results.read(path).tests}
-        except (ValueError, TypeError):  # half written by a run beside this one: try the other
+                seconds |= {test.nodeid: test.seconds for test in results.read(path).tests
+                            if test.outcome != "skipped"}
+        except (ValueError, TypeError):  # half written by a run beside this one: the other holds
             pass
-    return {}
+    return seconds
 
 
 @pytest.fixture(scope="session")
@@ -450,6 +472,9 @@ _collect_errors: list[str] = []
 def pytest_addoption(parser):
     parser.addoption("--results", default=None, metavar="FILE",
                      help="write one JSON line per test to FILE (shared/ground/results.py)")
+    parser.addoption("--own-first", action="store_true",
+                     help="run the lesson's own tests first, and skip those taken over from earlier "
+                          "lessons once one of its own has failed (make check; needs --results)")
 
 
 def pytest_configure(config):
@@ -460,6 +485,10 @@ def pytest_configure(config):
         Path(path).write_text("")
     config.results_out = open(path, "a") if path else None
     config.results_started = time.monotonic()
+    # --own-first: this run's mark that a test of the lesson's own failed, beside its results
+    config.own_missed = Path(f"{path}.own-missed") if path and config.getoption("own_first") else None
+    if config.own_missed and not WORKER:
+        config.own_missed.unlink(missing_ok=True)
 
 
 def pytest_assertrepr_compare(config, op, left, right):
@@ -582,11 +611,21 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     item.stash[STARTED] = time.monotonic()
+    # make check (--own-first): once a test of the lesson's own has failed, the tests taken over
+    # from earlier lessons are skipped, before their fixtures start. A red check is mostly a
+    # lesson's new requirements missed, and re-proving the earlier ones took most of its time
+    # (lesson 25 on lesson 24's folder: 6 s of its own tests, 59 s of 24's, which all passed).
+    # Processes share the mark through a file: a test already running elsewhere runs to its end.
+    missed = item.config.own_missed
+    if missed and taken_over(item) and missed.exists():
+        pytest.skip(results.HELD_BACK)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if report.failed and item.config.own_missed and not taken_over(item):
+        item.config.own_missed.touch()
     out = item.config.results_out
     if out is None:
         return report
@@ -620,6 +659,8 @@ def pytest_collectreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if session.config.own_missed and not WORKER:
+        session.config.own_missed.unlink(missing_ok=True)
     out = session.config.results_out
     if out is not None and WORKER:
         out.close()

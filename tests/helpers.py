@@ -55,7 +55,6 @@ import logging.config
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -73,7 +72,7 @@ from unittest import mock
 
 import pytest
 
-from shared.ground.paths import ROOT, free_port  # noqa: F401 (ROOT: for the tests)
+from shared.ground.paths import ROOT, free_port, listens_on, port_free  # noqa: F401 (ROOT: for the tests)
 from webclient import web
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -447,18 +446,24 @@ def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
+class PortTaken(RuntimeError):
+    """Another program took the free port first: the server could not listen on it."""
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
-    """Until PROC listens on PORT. When it exits first, the error's first line names the
-    exception it ended with (the last line of its traceback), its whole output follows."""
+    """Until PROC listens on PORT (PROC itself: not another program on that port). When it exits
+    first, the error's first line names the exception it ended with (the last line of its
+    traceback), its whole output follows; PortTaken if another program listens there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             output = proc.stdout.read()
+            if not port_free(port):
+                raise PortTaken(f"{what} could not listen on port {port}: another program took it")
             end = traceback_end(output)[0] or next(iter(output.strip().splitlines()[-1:]), "no output")
             raise RuntimeError(f"{what} exited early: {end}\n{output}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if not port_free(port) and listens_on(proc.pid, port):
+            return
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
@@ -530,23 +535,25 @@ LIVE_LOGS: list[ServerLog] = []
 def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -> tuple[int | None, str]:
     """Runs ARGV ("{port}" replaced by a free port) until it exits: (exit code, its output); or
     until it listens on that port: (None, its output so far), and it is stopped."""
-    port = free_port()
-    proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + seconds
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
+    for _ in range(3):  # a port another program took meanwhile: again, on another
+        port = free_port()
+        proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], cwd=cwd, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if not port_free(port) and listens_on(proc.pid, port):
                     break
-            time.sleep(0.05)
-        code = proc.poll()
-        if code is None:
-            proc.terminate()
-        output, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+                time.sleep(0.05)
+            code = proc.poll()
+            if code is None:
+                proc.terminate()
+            output, _ = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        if code is None or port_free(port):
+            break
     return code, output
 
 
@@ -669,16 +676,23 @@ class Servers:
     def start(self, argv, cwd, env=None, what="server", keep_log=False) -> tuple[int, subprocess.Popen]:
         """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there.
         keep_log: its output is read as it comes, into log(proc) (else it stays in proc.stdout)."""
-        port = free_port()
-        argv = [a.replace("{port}", str(port)) for a in argv]
         environment = {**os.environ, **(env or {})}
-        if argv[:3] == [sys.executable, "-m", "uvicorn"] and not {"--workers", "--reload"} & set(argv):
-            proc = fork_uvicorn(argv[3:], Path(cwd), environment)
-        else:
-            proc = subprocess.Popen(argv, cwd=cwd, env=environment,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.procs.append(proc)
-        wait_for_port(port, proc, what)
+        for attempt in range(3):  # a port another program took meanwhile: again, on another
+            port = free_port()
+            command = [a.replace("{port}", str(port)) for a in argv]
+            one_process = not {"--workers", "--reload"} & set(command)
+            if command[:3] == [sys.executable, "-m", "uvicorn"] and one_process:
+                proc = fork_uvicorn(command[3:], Path(cwd), environment)
+            else:
+                proc = subprocess.Popen(command, cwd=cwd, env=environment,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.procs.append(proc)
+            try:
+                wait_for_port(port, proc, what)
+                break
+            except PortTaken:
+                if attempt == 2:
+                    raise
         if keep_log:
             self.logs[proc.pid] = ServerLog(proc)
         return port, proc

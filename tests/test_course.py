@@ -19,10 +19,12 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+import helpers
 from helpers import BROWSER_WAIT_MS, ROOT, ForkedServer, ReusedTab, Servers, free_port, serve_folder
 from shared.ground import devdb
 from shared.ground.files import lesson_files
 from shared.ground.manifest import all_lessons, find
+from shared.ground.paths import listens_on
 from shared.services import proxy, run, settings, testrun
 from webclient import web
 
@@ -722,6 +724,36 @@ def test_nginx_that_cannot_be_configured_says_why_and_leaves_nothing_behind(temp
         proxy.Nginx(conf, free_port(), "127.0.0.1:1", "127.0.0.1:1").start()
     assert ("no nginx.conf in" if template == "missing" else "${UNKNOWN}") in str(error.value)
     assert [p.name for p in tmp_path.iterdir()] == ([] if template == "missing" else ["nginx.conf"])
+
+
+@pytest.fixture
+def taken_port():
+    """A port another program listens on, as when a run beside this one (make check beside make
+    test) took the same free port a moment earlier."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        yield other.getsockname()[1]
+
+
+def test_a_server_whose_free_port_was_taken_meanwhile_starts_on_another(taken_port, monkeypatch):
+    """Servers.start never takes another program on its port for its server (that one answered
+    with another run's database behind it: a socket test's 1008, page tests failing at random)."""
+    ports = iter([taken_port])
+    monkeypatch.setattr(helpers, "free_port", lambda: next(ports, None) or free_port())
+    servers = Servers()
+    try:
+        port, proc = servers.start([sys.executable, str(ROOT / "shared" / "coach.py"), "--port", "{port}"],
+                                   cwd=ROOT, what="the offline coach")
+        assert port != taken_port
+        assert listens_on(proc.pid, port) and not listens_on(proc.pid, taken_port)
+    finally:
+        servers.stop_all()
+
+
+def test_nginx_on_a_port_another_program_took_says_so(taken_port):
+    """nginx that cannot listen is a ProxyError, even though the port answers (another program)."""
+    nginx = proxy.Nginx(find("25").path / "nginx.conf", taken_port, "127.0.0.1:1", "127.0.0.1:1")
+    with pytest.raises(proxy.ProxyError, match="Address already in use"):
+        nginx.start()
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5])

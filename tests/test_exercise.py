@@ -213,6 +213,32 @@ def test_checklist_lines_come_from_the_tests():
     assert len(lines) == len(set(lines))
 
 
+def test_a_miss_among_the_lessons_own_requirements_holds_back_those_it_keeps(tmp_path):
+    """make check runs a lesson's own tests first; once one fails, the tests it takes over from
+    earlier lessons are not run (one line says so), and the checklist says which of its own missed.
+    Lesson 22's model answer with one setting read outside app/config.py."""
+    folder = tmp_path / "22-bigger-app"
+    shutil.copytree(find("22").path, folder, ignore=shutil.ignore_patterns("__pycache__", ".env"))
+    users = folder / "app" / "routers" / "users.py"
+    users.write_text(users.read_text().replace("import logging\n", "import logging\nimport os\n", 1)
+                     + '\nPAGE = int(os.getenv("PAGE", "50"))\n')
+    env = dict(os.environ, AIC_WORKSPACE=str(tmp_path / "workspace"), CHECK_WORKERS="1")
+    r = subprocess.run([*SHARED, "check", "22", "--dir", str(folder)], cwd=ROOT, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    reqs = requirements(find("22"))
+    kept, own = [q for q in reqs if q.inherited], [q for q in reqs if not q.inherited]
+    assert (f"  - What lessons 17, 18, 20 and 21 required that this lesson keeps ({len(kept)} requirements): "
+            "not checked yet, only once this lesson's own are met") in r.stdout.splitlines(), r.stdout
+    assert "  \u2718 Only app/config.py reads the environment" in r.stdout, r.stdout
+    assert f"{len(own) - 1} of {len(reqs)} requirements met" in r.stdout, r.stdout
+    run = results.read(RESULTS / "22-check.jsonl")
+    taken_over = {q.test for q in kept}
+    for test in run.tests:
+        if test.function in taken_over:
+            assert (test.outcome, test.skip_reason) == ("skipped", f"Skipped: {results.HELD_BACK}"), test
+
+
 # --- the checklist's details, from the structured results -----------------------------------
 
 def pairs_shown(output: str) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """Where things are, and two small helpers every layer needs (standard library only)."""
 
+import os
 import socket
 from pathlib import Path
 
@@ -23,6 +24,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Process PID itself holds the socket that listens on TCP port PORT (the server's one process,
+    uvicorn's supervisor, nginx's master), not another program. Two runs at once (make check beside
+    make test, or make test's own jobs) each take free ports at random, and now and then the same
+    one: the second server then cannot listen, while the first answers in its place, with another
+    database behind it. Where /proc is missing (macOS) it cannot tell, and says True."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    listening = set()  # the inodes of the sockets that listen on PORT
+    for table in tables:
+        for line in table.read_text().splitlines()[1:] if table.exists() else []:
+            fields = line.split()  # sl, local address (hex ip:port), remote, state (0A: LISTEN), ..., inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listening.add(f"socket:[{fields[9]}]")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+        except OSError:  # closed meanwhile
+            pass
+    return False
 
 
 def port_free(port: int) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from shared.ground.manifest import Lesson
 from shared.ground.paths import ROOT, shown
 from shared.ground.requirements import Requirement, requirements
-from shared.ground.results import Failure, RunResults, TestResult
+from shared.ground.results import HELD_BACK, Failure, RunResults, TestResult
 from shared.services.testrun import BRIEF_TRACEBACKS, JobRun, run_job, spread
 
 OK, NO = "\u2714", "\u2718"
@@ -53,7 +53,7 @@ def check_workers(lesson: Lesson) -> int:
 @dataclass
 class RequirementResult:
     requirement: Requirement
-    state: str                                  # "met", "missed", "skipped"
+    state: str                                  # "met", "missed", "skipped", "held" (HELD_BACK)
     cases: list[TestResult] = field(default_factory=list)
     note: str = ""                              # why skipped, or why it never ran
 
@@ -85,7 +85,10 @@ def requirement_results(lesson: Lesson, run: RunResults,
     found = []
     for req in requirements(lesson) if listed is None else listed:
         cases = run.for_test(req.file, req.test)
-        if cases and all(c.outcome == "skipped" for c in cases):
+        failed = any(c.outcome == "failed" for c in cases)
+        if not failed and any(c.outcome == "skipped" and c.skip_reason.endswith(HELD_BACK) for c in cases):
+            found.append(RequirementResult(req, "held", cases, HELD_BACK))
+        elif cases and all(c.outcome == "skipped" for c in cases):
             found.append(RequirementResult(req, "skipped", cases, cases[0].skip_reason))
         elif cases and all(c.outcome != "failed" for c in cases):
             found.append(RequirementResult(req, "met", cases))
@@ -106,8 +109,9 @@ def grade_with_pytest(lesson: Lesson, folder: Path, forked: bool = False) -> Gra
     # in a thread while pytest runs, on the core its process leaves free, instead of after it.
     with ThreadPoolExecutor(1) as pool:
         listed = pool.submit(requirements, lesson)
+        # --own-first: a miss among the lesson's own requirements holds back the rest (conftest.py).
         run = run_job(lesson, folder, tag="-check", timeout=CHECK_TIMEOUT,
-                      options=(*spread(check_workers(lesson)), *brief), forked=forked)
+                      options=(*spread(check_workers(lesson)), "--own-first", *brief), forked=forked)
     problem = ""
     if run.note.startswith("did not finish"):
         problem = (f"the tests of lesson {lesson.number} ran for {CHECK_TIMEOUT} s without finishing: does "
@@ -419,14 +423,17 @@ def _as_int(text: str | None) -> int | None:
 
 def checklist(grade: Grade) -> list[str]:
     """The lines make check prints: one per requirement, details under each miss, one hint.
-    Requirements taken over from an earlier lesson's tests are one line while they all hold."""
+    Requirements taken over from an earlier lesson's tests are one line while they all hold, or
+    while they wait for the lesson's own to be met (held back: conftest.py's --own-first)."""
     lines, hinted, seen = [], False, {}
     inherited = [r for r in grade.results if r.requirement.inherited]
-    if inherited and all(r.state != "missed" for r in inherited):
-        lessons = sorted({r.requirement.inherited.split("_")[1] for r in inherited})
-        count = f"{len(inherited)} requirement{'s' if len(inherited) != 1 else ''}"
-        lines.append(f"  {OK} What lesson {' and '.join(lessons)} required that this lesson keeps ({count}, "
-                     "on your folder)")
+    held = [r for r in inherited if r.state == "held"]
+    if held:
+        lines.append(f"  - What {earlier_lessons(held)} required that this lesson keeps ({counted(held)}): "
+                     "not checked yet, only once this lesson's own are met")
+    elif inherited and all(r.state != "missed" for r in inherited):
+        lines.append(f"  {OK} What {earlier_lessons(inherited)} required that this lesson keeps "
+                     f"({counted(inherited)}, on your folder)")
     for req in grade.results:
         if req.requirement.inherited and req.state != "missed":
             continue
@@ -453,6 +460,18 @@ def checklist(grade: Grade) -> list[str]:
             lines += [f"      {line}" for line in failure_lines(req, grade.lesson, grade.folder, not hinted)]
             hinted = True
     return lines
+
+
+def earlier_lessons(taken_over: list[RequirementResult]) -> str:
+    """ "lesson 17", "lessons 17 and 24", "lessons 17, 18 and 24": where these requirements come from."""
+    numbers = sorted({r.requirement.inherited.split("_")[1] for r in taken_over})
+    if len(numbers) == 1:
+        return f"lesson {numbers[0]}"
+    return f"lessons {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
+def counted(requirements: list) -> str:
+    return f"{len(requirements)} requirement{'s' if len(requirements) != 1 else ''}"
 
 
 def failing_requirements(lesson: Lesson, run: RunResults) -> list[str]:

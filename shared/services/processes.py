@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from shared.ground.manifest import Lesson
-from shared.ground.paths import COACH, free_port, port_free
+from shared.ground.paths import COACH, free_port, listens_on, port_free
 
 
 class ServerFailed(RuntimeError):
@@ -32,7 +32,7 @@ class Server:
             if self.proc.poll() is not None:
                 self.stop()
                 raise ServerFailed(f"{what} exited at startup (code {self.proc.returncode}):\n{self.tail()}")
-            if not port_free(self.port):
+            if not port_free(self.port) and listens_on(self.proc.pid, self.port):  # not another program
                 return
             time.sleep(0.05)
         self.stop()

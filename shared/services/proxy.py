@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared.ground.paths import listens_on
+
 USER = "nobody"
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 MAIN_CONFIG = """\
@@ -104,7 +106,8 @@ class Nginx:
                 self.stop()
                 raise ProxyError(f"nginx did not start: {errors}")
             with socket.socket() as s:
-                if s.connect_ex((self.host, self.port)) == 0:
+                # its own master listening, not another program that took the port (paths.listens_on)
+                if s.connect_ex((self.host, self.port)) == 0 and listens_on(self.proc.pid, self.port):
                     return self
             time.sleep(0.05)
         self.stop()

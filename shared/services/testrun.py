@@ -215,8 +215,10 @@ def end_now(status: int) -> None:
 
 def spread(workers: int) -> tuple[str, ...]:
     """pytest options that run one job's tests in `workers` processes (pytest-xdist); the tests
-    that share a costly module fixture stay on one of them (tests/conftest.py marks them)."""
-    return ("-n", str(workers), "--dist", "loadgroup") if workers > 1 else ()
+    that share a costly module fixture stay on one of them (tests/conftest.py marks them), and
+    the tests are handed out in the order conftest.py gives them (without --no-loadscope-reorder,
+    xdist would hand out the groups with the most tests first)."""
+    return ("-n", str(workers), "--dist", "loadgroup", "--no-loadscope-reorder") if workers > 1 else ()
 
 
 def start_database(jobs) -> None:

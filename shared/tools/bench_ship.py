@@ -61,7 +61,7 @@ from websockets.asyncio.client import connect
 
 from shared.ground import devdb
 from shared.ground.manifest import find
-from shared.ground.paths import COACH, ROOT, free_port
+from shared.ground.paths import COACH, ROOT, free_port, listens_on
 from shared.services import proxy
 
 MESSAGE = "How do I answer 'tell me about yourself' in an interview?"
@@ -76,7 +76,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, log) -> None:
         if proc.poll() is not None:
             break
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex(("127.0.0.1", port)) == 0 and listens_on(proc.pid, port):  # not another program
                 return
         time.sleep(0.05)
     log.seek(0)
