@@ -25,7 +25,16 @@ from shared.ground.manifest import find
 from shared.ground.paths import RESULTS
 from shared.ground.requirements import requirements, text_and_hint
 from shared.ground.results import Failure
-from shared.services.grading import HINTS, error_line, hint_for, search_lines, values_lines
+from shared.services.grading import (
+    HINTS,
+    Grade,
+    RequirementResult,
+    checklist,
+    error_line,
+    hint_for,
+    search_lines,
+    values_lines,
+)
 
 LESSON = find("07")
 SHARED = [sys.executable, "-m", "shared"]
@@ -231,12 +240,28 @@ def test_a_miss_among_the_lessons_own_requirements_holds_back_those_it_keeps(tmp
     assert (f"  - What lessons 17, 18, 20 and 21 required that this lesson keeps ({len(kept)} requirements): "
             "not checked yet, only once this lesson's own are met") in r.stdout.splitlines(), r.stdout
     assert "  \u2718 Only app/config.py reads the environment" in r.stdout, r.stdout
-    assert f"{len(own) - 1} of {len(reqs)} requirements met" in r.stdout, r.stdout
+    summary = f"{len(own) - 1} of {len(reqs)} requirements met ({len(kept)} not checked yet) in "
+    assert summary in r.stdout, r.stdout
     run = results.read(RESULTS / "22-check.jsonl")
     taken_over = {q.test for q in kept}
     for test in run.tests:
         if test.function in taken_over:
             assert (test.outcome, test.skip_reason) == ("skipped", f"Skipped: {results.HELD_BACK}"), test
+
+
+def test_the_kept_requirements_line_counts_those_met_before_the_miss():
+    """With several processes, some kept tests may have run before an own test failed: the line
+    counts them, so that the total adds up."""
+    lesson = find("22")
+    reqs = requirements(lesson)
+    own, kept = [q for q in reqs if not q.inherited], [q for q in reqs if q.inherited]
+    held = results.TestResult("x", "f", "t", None, "skipped", skip_reason=f"Skipped: {results.HELD_BACK}")
+    graded = [RequirementResult(own[0], "missed"), *(RequirementResult(q, "met") for q in own[1:]),
+              RequirementResult(kept[0], "met"), *(RequirementResult(q, "held", [held]) for q in kept[1:])]
+    lines = checklist(Grade(lesson, lesson.path, graded, 1.0))
+    assert lines[0] == (f"  - What lessons 17, 18, 20 and 21 required that this lesson keeps ({len(kept)} "
+                        f"requirements): 1 met so far, {len(kept) - 1} not checked yet, only once this "
+                        "lesson's own are met"), lines
 
 
 # --- the checklist's details, from the structured results -----------------------------------

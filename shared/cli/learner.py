@@ -156,7 +156,9 @@ def check_once(lesson: Lesson, folder: Path, watching: bool = False, forked: boo
         print("\n" + "\n".join(result.notes))
     total = len(result.results)
     record(lesson, folder, result.met, total)
-    print(f"\n{result.met} of {total} requirements met in {result.seconds:.1f} s ({shown(folder)}).")
+    held = sum(1 for r in result.results if r.state == "held")
+    waiting = f" ({held} not checked yet)" if held else ""
+    print(f"\n{result.met} of {total} requirements met{waiting} in {result.seconds:.1f} s ({shown(folder)}).")
     again = "save: the check runs again" if watching else f"run make check LESSON={lesson.number} again"
     if result.met == total:
         after = following(lesson)

@@ -429,8 +429,11 @@ def checklist(grade: Grade) -> list[str]:
     inherited = [r for r in grade.results if r.requirement.inherited]
     held = [r for r in inherited if r.state == "held"]
     if held:
-        lines.append(f"  - What {earlier_lessons(held)} required that this lesson keeps ({counted(held)}): "
-                     "not checked yet, only once this lesson's own are met")
+        # Those the processes had started before the miss ran on: their ✔ is in the count.
+        met = sum(1 for r in inherited if r.state == "met")
+        so_far = f"{met} met so far, {len(held)} " if met else ""
+        lines.append(f"  - What {earlier_lessons(inherited)} required that this lesson keeps "
+                     f"({counted(inherited)}): {so_far}not checked yet, only once this lesson's own are met")
     elif inherited and all(r.state != "missed" for r in inherited):
         lines.append(f"  {OK} What {earlier_lessons(inherited)} required that this lesson keeps "
                      f"({counted(inherited)}, on your folder)")

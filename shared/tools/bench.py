@@ -63,7 +63,7 @@ def watch_after_a_save(lesson) -> float:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
         try:
-            summaries = (line for line in proc.stdout if " requirements met in " in line)
+            summaries = (line for line in proc.stdout if " requirements met" in line)
             if next(summaries, None) is None:
                 raise SystemExit(f"make watch LESSON={lesson.number} ended before its first checklist")
             time.sleep(2)
