@@ -77,7 +77,8 @@ TOO_MANY_SIGNUPS = "Too many signups from this address: try again later"
 TOO_MANY_MESSAGES = "Too many messages: try again later"
 NO_TOKENS_LEFT = "The coach's daily budget for you is used up: try again later"
 TOO_MANY_OPEN = "Too many open chats: close one and try again"
-TOO_LARGE = "The request body may have at most 65536 bytes"
+MAX_BODY_BYTES = 65536
+TOO_LARGE = f"The request body may have at most {MAX_BODY_BYTES} bytes"
 WRONG_CURRENT = "Current password is wrong"
 REVOKED = "Invalid or expired token: log in again"
 ADDRESSES = (f"198.51.100.{n}" for n in itertools.count(1))  # a client address of its own per test
@@ -658,10 +659,13 @@ def test_a_user_holds_at_most_three_chats_open_across_workers(two_workers, coach
 def test_every_answer_carries_security_headers(app, user):
     """Every answer carries the headers X-Content-Type-Options, Referrer-Policy and Content-Security-Policy.
     X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer; an API answer is data, so its
-    Content-Security-Policy is "default-src 'none'; frame-ancestors 'none'"."""
+    Content-Security-Policy is "default-src 'none'; frame-ancestors 'none'". The body limit's own
+    413 too: the headers' middleware is outside it."""
+    too_large = b"x" * (MAX_BODY_BYTES + 1)
     with TestClient(app) as client:
         for r in (client.get("/api/me", headers=bearer(user["token"])), client.get("/api/me"),
-                  client.post("/api/login", json={})):
+                  client.post("/api/login", json={}),
+                  client.post("/api/users", content=too_large, headers={"Content-Type": "application/json"})):
             assert r.headers["x-content-type-options"] == "nosniff"
             assert r.headers["referrer-policy"] == "no-referrer"
             assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
