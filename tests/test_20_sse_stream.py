@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import threading
+import time
 from contextlib import ExitStack
 
 import pytest
@@ -179,17 +180,23 @@ def test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_ev
     tokens) meets the same full pool."""
     coach.mode("ok", token_delay=0.01)  # a second or so for the whole answer
     exhausted, answered = ExitStack(), threading.Event()
+    # A question of this test's own: a stream an earlier test left may reach the coach now too,
+    # and the pool must not fill before this one has its first token.
+    question = f"{QUESTION} ({os.getpid()}-{time.monotonic_ns()})"
+
+    def asked() -> bool:
+        return any(body["messages"][-1]["content"] == question for body in coach.requests())
 
     def exhaust_once_the_coach_answers():
         # An app that never asks the coach (no stream yet) has answered: nothing to wait for.
-        wait_for(lambda: answered.is_set() or coach.stats()["started"] == 1, "the coach starts its answer")
+        wait_for(lambda: answered.is_set() or asked(), "the coach starts its answer")
         if not answered.is_set():
             exhausted.enter_context(pool_exhausted())
 
     watcher = threading.Thread(target=exhaust_once_the_coach_answers)
     watcher.start()
     try:
-        r = client.post("/api/chat/stream", json={"message": QUESTION}, headers=bearer(user["token"]))
+        r = client.post("/api/chat/stream", json={"message": question}, headers=bearer(user["token"]))
     finally:
         answered.set()
         watcher.join()
