@@ -238,7 +238,7 @@ def test_a_miss_among_the_lessons_own_requirements_holds_back_those_it_keeps(tmp
     reqs = requirements(find("22"))
     kept, own = [q for q in reqs if q.inherited], [q for q in reqs if not q.inherited]
     assert (f"  - What lessons 17, 18, 20 and 21 required that this lesson keeps ({len(kept)} requirements): "
-            "not checked yet, only once this lesson's own are met") in r.stdout.splitlines(), r.stdout
+            "not checked yet: they wait until this lesson's own are met") in r.stdout.splitlines(), r.stdout
     assert "  \u2718 Only app/config.py reads the environment" in r.stdout, r.stdout
     summary = f"{len(own) - 1} of {len(reqs)} requirements met ({len(kept)} not checked yet) in "
     assert summary in r.stdout, r.stdout
@@ -260,8 +260,8 @@ def test_the_kept_requirements_line_counts_those_met_before_the_miss():
               RequirementResult(kept[0], "met"), *(RequirementResult(q, "held", [held]) for q in kept[1:])]
     lines = checklist(Grade(lesson, lesson.path, graded, 1.0))
     assert lines[0] == (f"  - What lessons 17, 18, 20 and 21 required that this lesson keeps ({len(kept)} "
-                        f"requirements): 1 met so far, {len(kept) - 1} not checked yet, only once this "
-                        "lesson's own are met"), lines
+                        f"requirements): 1 met, the other {len(kept) - 1} wait until this lesson's own "
+                        "are met"), lines
 
 
 # --- the checklist's details, from the structured results -----------------------------------

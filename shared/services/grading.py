@@ -429,11 +429,11 @@ def checklist(grade: Grade) -> list[str]:
     inherited = [r for r in grade.results if r.requirement.inherited]
     held = [r for r in inherited if r.state == "held"]
     if held:
-        # Those the processes had started before the miss ran on: their ✔ is in the count.
+        # A process may have started some before the miss: those ran, and their ✔ is in the count.
         met = sum(1 for r in inherited if r.state == "met")
-        so_far = f"{met} met so far, {len(held)} " if met else ""
+        waiting = f"{met} met, the other {len(held)} wait" if met else "not checked yet: they wait"
         lines.append(f"  - What {earlier_lessons(inherited)} required that this lesson keeps "
-                     f"({counted(inherited)}): {so_far}not checked yet, only once this lesson's own are met")
+                     f"({counted(inherited)}): {waiting} until this lesson's own are met")
     elif inherited and all(r.state != "missed" for r in inherited):
         lines.append(f"  {OK} What {earlier_lessons(inherited)} required that this lesson keeps "
                      f"({counted(inherited)}, on your folder)")
