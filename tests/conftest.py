@@ -96,6 +96,9 @@ os.environ["JWT_SECRET"] = JWT_SECRET
 # No test talks TLS, and each OpenAI client an app makes would read the system's CA certificates
 # (shared/ground/testenv.py): the apps of this process, and those it starts, skip them.
 os.environ.update(NO_CERTIFICATES)
+# The make checks that tests run start a new interpreter each, as a first check does: none
+# leaves a warm server behind (shared/services/warm.py; test_course.py tests it on its own).
+os.environ["AIC_WARM"] = "0"
 # Debian's chromium-headless-shell: the same Chromium, built without the windowing parts
 # (Playwright's own headless default). Measured: it starts for half the CPU of the full
 # `chromium` (0.75 s against 1.4 s) and loads a page for half as well (35 ms against 75 ms).

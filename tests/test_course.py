@@ -25,7 +25,7 @@ from shared.ground import devdb
 from shared.ground.files import lesson_files
 from shared.ground.manifest import all_lessons, find
 from shared.ground.paths import listens_on
-from shared.services import proxy, run, settings, testrun
+from shared.services import proxy, run, settings, testrun, warm
 from webclient import web
 
 LESSONS = all_lessons()
@@ -674,6 +674,106 @@ def test_a_forked_job_past_its_time_limit_is_stopped(tmp_path):
     assert status == testrun.TIMED_OUT and seconds < 10, (status, seconds, report)
 
 
+@pytest.fixture(scope="module")
+def warm_server(tmp_path_factory):
+    """A warm server of these tests' own (warm.py), in a folder of theirs; stopped afterwards."""
+    folder = tmp_path_factory.mktemp("warm")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIC_WARM", "1")  # conftest.py turns it off for the make checks of tests
+        warm.start(folder)
+        helpers.wait_for(lambda: warm.ready(folder), "the warm server to take requests", seconds=30)
+        yield folder
+    assert warm.stop(folder)
+
+
+def warm_probe(folder: Path, tmp_path, test: str, timeout: float | None = None, **env) -> tuple:
+    (tmp_path / "test_probe.py").write_text(test)
+    report = tmp_path / "probe.out"
+    status = warm.run([*testrun.ALREADY_IMPORTED, str(tmp_path / "test_probe.py"), f"--rootdir={tmp_path}",
+                       "-c", str(ROOT / "pyproject.toml"), "-s"],
+                      {"PATH": os.environ["PATH"], "PROBE": "given", **env}, report, timeout, folder)
+    return status, report.read_text() if report.exists() else ""
+
+
+def test_a_check_forked_by_the_warm_server_runs_as_a_new_interpreter_would(warm_server, tmp_path,
+                                                                            monkeypatch):
+    """make check forks its pytest from the warm server once one runs (warm.py): the job has the
+    packages loaded, but no module of the check's process, only the environment the check
+    gave it, the repo as its folder, the course's warnings as errors, a process group of its own;
+    its exit status and report come back."""
+    monkeypatch.setenv("NOT_GIVEN", "1")
+    status, report = warm_probe(warm_server, tmp_path, PROBE_TEST)
+    assert status == 0, report
+    assert f"probe ran in {ROOT}" in report and "1 passed" in report, report
+    status, report = warm_probe(warm_server, tmp_path, PROBE_TEST.replace('== "given"', '== "other"'))
+    assert status == 1 and "1 failed" in report, report
+
+
+GROUP_PROBE = """\
+import os, time
+
+
+def test_waits():
+    assert os.getpgid(0) == os.getpid()  # its own process group: stopped with whatever it starts
+    open(os.environ["PID_FILE"], "w").write(str(os.getpid()))
+    time.sleep(60)
+"""
+
+
+def test_a_warm_check_past_its_time_limit_is_stopped(warm_server, tmp_path):
+    pid_file = tmp_path / "pid"
+    started = time.monotonic()
+    with pytest.raises(warm.TimedOut):
+        warm_probe(warm_server, tmp_path, GROUP_PROBE, timeout=2, PID_FILE=str(pid_file))
+    assert time.monotonic() - started < 15
+    helpers.wait_for(lambda: not warm.alive(int(pid_file.read_text())), "the job to be gone")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_a_warm_check_stopped_stops_its_job(warm_server, tmp_path, sig):
+    """Ctrl-C reaches the check's process group, not the job's (a group of the server's): the
+    check sends it on, so that pytest stops as it would in the check's own group. A check killed
+    outright cannot: the job sees its connection closed, and stops itself the same way."""
+    pid_file = tmp_path / "pid"
+    (tmp_path / "test_probe.py").write_text(GROUP_PROBE)
+    client = (f"from pathlib import Path; from shared.services import warm, testrun; warm.run(["
+              f"*testrun.ALREADY_IMPORTED, {str(tmp_path / 'test_probe.py')!r}, '--rootdir={tmp_path}', "
+              f"'-c', {str(ROOT / 'pyproject.toml')!r}], {{'PATH': {os.environ['PATH']!r}, "
+              f"'PID_FILE': {str(pid_file)!r}}}, Path({str(tmp_path / 'probe.out')!r}), None, "
+              f"Path({str(warm_server)!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", client], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, AIC_WARM="1"))
+    helpers.wait_for(pid_file.exists, "the job to start", seconds=30)
+    job = int(pid_file.read_text())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == -sig or "KeyboardInterrupt" in err, err
+    helpers.wait_for(lambda: not warm.alive(job), "the job to be gone")
+    assert "KeyboardInterrupt" in (tmp_path / "probe.out").read_text()
+
+
+def test_a_warm_server_out_of_date_ends_and_the_check_runs_without_it(warm_server, tmp_path):
+    """After a git pull or make setup, the server's modules or packages are not what is
+    installed: it answers no request, ends, and the check starts a new interpreter (None)."""
+    ours = ROOT / "shared/services/inprocess.py"
+    times = ours.stat()
+    try:
+        os.utime(ours, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000_000))
+        assert warm_probe(warm_server, tmp_path, PROBE_TEST)[0] is None
+    finally:
+        os.utime(ours, ns=(times.st_atime_ns, times.st_mtime_ns))
+    helpers.wait_for(lambda: not warm.ready(warm_server), "the server to end")
+    warm.start(warm_server)  # for the fixture's stop
+    helpers.wait_for(lambda: warm.ready(warm_server), "a new server", seconds=30)
+
+
+def test_no_warm_server_with_aic_warm_0(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIC_WARM", "0")
+    warm.start(tmp_path / "warm")
+    assert warm.run(["--version"], {}, tmp_path / "out", 5, tmp_path / "warm") is None
+    assert not (tmp_path / "warm").exists()
+
+
 EXIT_PROBE = """
 import atexit, os
 
@@ -686,7 +786,7 @@ def test_exit_probe():
 
 
 def test_a_job_in_a_new_interpreter_ends_at_once_but_keeps_its_status_output_and_atexit(tmp_path):
-    """make check's one job ends its interpreter as soon as pytest is done (testrun.end_now):
+    """make check's one job ends its interpreter as soon as pytest is done (inprocess.end_now):
     pytest's exit status, its whole report and what atexit's handlers do are kept."""
     (tmp_path / "test_exit_probe.py").write_text(EXIT_PROBE)
     args = [str(tmp_path / "test_exit_probe.py"), f"--rootdir={tmp_path}", "-c", str(ROOT / "pyproject.toml"),

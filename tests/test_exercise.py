@@ -167,9 +167,8 @@ class Lines:
 
 
 def test_make_watch_checks_again_on_each_save_and_stops_on_ctrl_c(workspace):
-    """make watch on lesson 02: waits for main.py, checks each save (the checks after the first
-    forked from packages loaded already), leaves an editor's swap files and caches alone, stops
-    on Ctrl-C with exit 0."""
+    """make watch on lesson 02: waits for main.py, checks each save, leaves an editor's swap files
+    and caches alone, stops on Ctrl-C with exit 0."""
     lesson = find("02")
     assert exercise(workspace, "start", "02").returncode == 0
     folder = workspace / lesson.folder  # lesson 01's index.html: no main.py yet

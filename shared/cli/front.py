@@ -19,9 +19,9 @@ from shared.ground.manifest import (
 class Stop(Exception):
     """Ends a command of the learner's or the maintainer's command line: its message (if any) on
     stderr and its exit code: BAD_ARGUMENT for a value that names nothing, RED for a command that
-    ran and failed (a red check, a failing test run)."""
+    ran and failed (a red check, a failing test run), INTERRUPTED for one stopped by Ctrl-C."""
 
-    BAD_ARGUMENT, RED = 2, 1
+    BAD_ARGUMENT, RED, INTERRUPTED = 2, 1, 130
 
     def __init__(self, message: str, code: int):
         super().__init__(message)

@@ -39,7 +39,6 @@ from shared.ground.manifest import Lesson, UnknownLesson, all_lessons, find, fol
 from shared.ground.paths import ROOT, shown
 from shared.ground.requirements import checklist_requirements
 from shared.services.grading import NO, OK, checklist, grade
-from shared.services.testrun import start_fork_server
 
 WORKSPACE = Path(os.environ.get("AIC_WORKSPACE") or ROOT / "workspace")
 PROGRESS = WORKSPACE / ".progress.json"
@@ -135,16 +134,16 @@ def record(lesson: Lesson, folder: Path, met: int, total: int) -> None:
     PROGRESS.write_text(json.dumps(progress, indent=2, sort_keys=True) + "\n")
 
 
-def check_once(lesson: Lesson, folder: Path, watching: bool = False, forked: bool = False) -> bool:
+def check_once(lesson: Lesson, folder: Path, watching: bool = False) -> bool:
     """Grades the folder and prints the checklist (or why the tests could not run, on stderr);
     records the progress. True when every requirement is met. `watching`: make watch's check
-    (its last line says what to do next there); `forked`: pytest forked from the fork server."""
+    (its last line says what to do next there)."""
     graded_by = (f"lesson {lesson.number}'s tests" if lesson.grader != "mutants"
                  else "your own tests, on your app and on bugs planted in the model answer's")
     print(f"Grading {shown(folder)} with {graded_by} ({lesson.title})...", flush=True)
     if "db" in lesson.needs:
         devdb.ensure_running()
-    result = grade(lesson, folder, forked=forked)
+    result = grade(lesson, folder)
     verbose = bool(os.environ.get("VERBOSE"))
     if verbose and result.run:
         print(result.run.output)
@@ -176,7 +175,16 @@ def check_once(lesson: Lesson, folder: Path, watching: bool = False, forked: boo
 
 def cmd_check(args) -> None:
     lesson = find(args.lesson)
-    if not check_once(lesson, resolve_folder(lesson, args.dir)):
+    folder = resolve_folder(lesson, args.dir)
+    # Ctrl-C, or a SIGTERM (a kill): the check's pytest stops, and the servers its tests started
+    # with it, even when whatever started the check had SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        met = check_once(lesson, folder)
+    except KeyboardInterrupt:
+        raise Stop("\nStopped: the check did not finish.", code=Stop.INTERRUPTED) from None
+    if not met:
         raise Stop("", code=Stop.RED)
 
 
@@ -236,11 +244,7 @@ def next_saves(saves: queue.Queue[set[str] | Exception], folder: Path) -> list[s
 def cmd_watch(args) -> None:
     """make check now, then again each time one of the folder's files changes, until Ctrl-C.
 
-    The checks after the first fork their pytest from a process that has loaded the packages
-    every check imports (testrun.py's fork server, started here so that it loads them on the
-    other core during the first check): each saves the second or so a new interpreter spends
-    importing them (lesson 18's check: 9.2 s, forked 6.8 s). Lessons whose checks spread over
-    several processes (check_workers) gain less: those start new interpreters.
+    Its checks are make check's: forked from the warm server (warm.py) once one runs.
     """
     lesson = find(args.lesson)
     folder = (Path(args.dir).expanduser() if args.dir else workspace_folder(lesson)).resolve()
@@ -250,20 +254,17 @@ def cmd_watch(args) -> None:
     # when whatever started it had SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    start_fork_server()
     saves = changes_to(folder)
     print(f"Watching {shown(folder)}: make check LESSON={lesson.number} now, and again each time you "
           "save a file in it (Ctrl-C stops).\n", flush=True)
     try:
-        checks = 0
         while True:
             # A folder without its main file yet (lesson 02's main.py) is watched until it has one.
             problem = folder_problem(lesson, folder)
             if problem:
                 print(f"{problem}: waiting for it", flush=True)
             else:
-                check_once(lesson, folder, watching=True, forked=checks > 0)
-                checks += 1
+                check_once(lesson, folder, watching=True)
             names = next_saves(saves, folder)
             named = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             print(f"\n--- {time.strftime('%H:%M:%S')} {named} changed ---\n", flush=True)

@@ -100,9 +100,9 @@ def requirement_results(lesson: Lesson, run: RunResults,
     return found
 
 
-def grade_with_pytest(lesson: Lesson, folder: Path, forked: bool = False) -> Grade:
-    """`forked`: pytest in a process forked from the fork server (testrun.py), which has the
-    packages loaded already: make watch's checks after its first."""
+def grade_with_pytest(lesson: Lesson, folder: Path) -> Grade:
+    """The lesson's tests on the folder, forked from the warm server when one runs (warm.py:
+    every check after the first of the last 20 minutes)."""
     # VERBOSE=1 prints pytest's report: then in full, else brief (its default costs seconds).
     brief = () if os.environ.get("VERBOSE") else BRIEF_TRACEBACKS
     # The checklist's lines come from the test files' syntax trees (0.15 s for lesson 18's): read
@@ -111,7 +111,7 @@ def grade_with_pytest(lesson: Lesson, folder: Path, forked: bool = False) -> Gra
         listed = pool.submit(requirements, lesson)
         # --own-first: a miss among the lesson's own requirements holds back the rest (conftest.py).
         run = run_job(lesson, folder, tag="-check", timeout=CHECK_TIMEOUT,
-                      options=(*spread(check_workers(lesson)), "--own-first", *brief), forked=forked)
+                      options=(*spread(check_workers(lesson)), "--own-first", *brief), warmed=True)
     problem = ""
     if run.note.startswith("did not finish"):
         problem = (f"the tests of lesson {lesson.number} ran for {CHECK_TIMEOUT} s without finishing: does "
@@ -124,10 +124,9 @@ def grade_with_pytest(lesson: Lesson, folder: Path, forked: bool = False) -> Gra
                  problem)
 
 
-def grade_with_mutants(lesson: Lesson, folder: Path, forked: bool = False) -> Grade:
+def grade_with_mutants(lesson: Lesson, folder: Path) -> Grade:
     """The learner's suite on their app and on each planted bug (mutation.py, in a process of its
-    own: it forks, from packages it has loaded itself, whatever `forked` says), read back from
-    its JSON."""
+    own: it forks, from packages it has loaded itself), read back from its JSON."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "grade.json"
@@ -160,14 +159,14 @@ def grade_with_mutants(lesson: Lesson, folder: Path, forked: bool = False) -> Gr
     return Grade(lesson, folder, results, time.monotonic() - started, notes=notes)
 
 
-GRADERS: dict[str, Callable[[Lesson, Path, bool], Grade]] = {"pytest": grade_with_pytest,
-                                                             "mutants": grade_with_mutants}
+GRADERS: dict[str, Callable[[Lesson, Path], Grade]] = {"pytest": grade_with_pytest,
+                                                       "mutants": grade_with_mutants}
 
 
-def grade(lesson: Lesson, folder: Path, forked: bool = False) -> Grade:
+def grade(lesson: Lesson, folder: Path) -> Grade:
     if lesson.grader not in GRADERS:
         raise NotImplementedError(f"lesson {lesson.number}: no grader of kind {lesson.grader!r} yet")
-    return GRADERS[lesson.grader](lesson, folder, forked)
+    return GRADERS[lesson.grader](lesson, folder)
 
 
 # --- showing a failure ----------------------------------------------------------------------

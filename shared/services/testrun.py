@@ -2,15 +2,13 @@
 once, each writing its structured results (shared/ground/results.py) for whoever reads them.
 
 Lessons share module names (main, models, ...), so each runs in a process that has imported
-none of them (a new interpreter, or one forked from the fork server below), with its own folder
-as the import root: LESSON and LESSON_DIR tell tests/conftest.py which lesson's tests grade
-which folder.
+none of them (a new interpreter, or one forked from the fork server below or from warm.py's
+server), with its own folder as the import root: LESSON and LESSON_DIR tell tests/conftest.py
+which lesson's tests grade which folder.
 """
 
-import atexit
 import json
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -22,6 +20,8 @@ from pathlib import Path
 from shared.ground import devdb, results
 from shared.ground.manifest import CheckJob, Lesson
 from shared.ground.paths import RESULTS, ROOT
+from shared.services import warm
+from shared.services.inprocess import pytest_here
 
 PYTEST_NO_TESTS = 5
 TIMED_OUT = -1  # the exit status of a run stopped at its time limit
@@ -67,11 +67,12 @@ def results_file(job: Lesson | CheckJob, tag: str = "") -> Path:
 
 
 def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", options: tuple = (),
-            timeout: float | None = None, forked: bool = False) -> JobRun:
+            timeout: float | None = None, forked: bool = False, warmed: bool = False) -> JobRun:
     """pytest on the job's test files; a lesson's against `folder` (default: the lesson's own).
     `tag` names a run of its own (a test database and a results file): "-on-previous", "-check".
     `forked`: pytest in a process forked from the fork server (see forked_pytest), not a new
-    interpreter."""
+    interpreter. `warmed`: forked from the warm server (warm.py; make check), if one runs, else
+    a new interpreter, and a warm server started for the next run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     # Written under a name of this run's own (another run of the same job may be going), then
     # moved to results_file() once pytest is done.
@@ -88,7 +89,8 @@ def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", o
             env["TEST_DB_SUFFIX"] = tag.replace("-", "_")
     started = time.monotonic()
     args = [*map(str, job.test_files), f"--results={running}", "-q", *options]
-    exitstatus, output = (forked_pytest if forked else pytest_process)(args, env, timeout, running)
+    exitstatus, output = (forked_pytest if forked else warm_pytest if warmed else pytest_process)(
+        args, env, timeout, running)
     seconds = time.monotonic() - started
     # Read before it is moved: another run of the same job (make bench beside make check) may
     # replace the kept file at any moment.
@@ -109,7 +111,7 @@ def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", o
 
 
 # `python -m pytest`, except that the interpreter ends as soon as pytest is done (end_now).
-PYTEST_THEN_END = ("import sys; from shared.services.testrun import pytest_then_end; "
+PYTEST_THEN_END = ("import sys; from shared.services.inprocess import pytest_then_end; "
                    "pytest_then_end(sys.argv[1:])")
 
 
@@ -124,14 +126,31 @@ def pytest_process(args: list[str], env: dict, timeout: float | None, running: P
         return TIMED_OUT, output.decode(errors="replace") if isinstance(output, bytes) else output
 
 
+def warm_pytest(args: list[str], env: dict, timeout: float | None, running: Path) -> tuple[int, str]:
+    """pytest forked from the warm server (warm.py): its exit status and its report. With no
+    server to fork from, a new interpreter (pytest_process), and a warm server started beside it
+    for the next run."""
+    report = running.with_suffix(".out")
+    try:
+        exitstatus = warm.run([*ALREADY_IMPORTED, *args], env, report, timeout)
+    except warm.TimedOut:
+        exitstatus = TIMED_OUT
+    if exitstatus is None:
+        warm.start()
+        return pytest_process(args, env, timeout, running)
+    output = report.read_text(errors="replace") if report.exists() else ""
+    report.unlink(missing_ok=True)
+    return exitstatus, output
+
+
 # Many jobs (make test, make test PREVIOUS=1) start their pytest from a fork server: a process
 # started once, which imports the packages every job imports (preload.py), then forks a process
 # per job. Each job still runs alone, in a process that has never imported a lesson's modules,
 # but without the 1.3 s of imports. make test whole on 2 cores, a new interpreter per job: 133 s,
 # 248 s of CPU; forked: 109-124 s, 206-228 s of CPU. (multiprocessing's "forkserver": the server
 # is a new interpreter, so no job inherits the threads or the state of the command line.) A
-# single job (make check) starts a new interpreter, which imports only what its lesson needs;
-# make watch's checks after its first are forked, from a fork server it starts at once.
+# single job (make check, make watch) forks from the warm server instead (warm.py), which
+# outlives the command line, for the checks to come; make test LESSON=NN starts a new interpreter.
 FORK_SERVER = multiprocessing.get_context("forkserver")
 FORK_SERVER.set_forkserver_preload(["shared.services.preload"])
 # pytest rewrites the asserts of every package that ships a pytest plugin, and warns (an error
@@ -140,13 +159,6 @@ FORK_SERVER.set_forkserver_preload(["shared.services.preload"])
 PRELOADED_PLUGIN_PACKAGES = ("anyio",)
 ALREADY_IMPORTED = tuple(f"-Wignore:Module already imported so cannot be rewritten; {name}:"
                          "pytest.PytestAssertRewriteWarning" for name in PRELOADED_PLUGIN_PACKAGES)
-
-
-def start_fork_server() -> None:
-    """Starts the fork server now, without waiting for it: it loads the packages on a core of its
-    own while this process goes on (make watch: during its first check, which starts a new
-    interpreter). A forked job connects to it later, as it would have anyway."""
-    multiprocessing.forkserver.ensure_running()
 
 
 def forked_pytest(args: list[str], env: dict, timeout: float | None, running: Path) -> tuple[int, str]:
@@ -171,46 +183,6 @@ def forked_pytest(args: list[str], env: dict, timeout: float | None, running: Pa
         output = report.read_text(errors="replace") if report.exists() else ""
         report.unlink(missing_ok=True)
     return exitstatus, output
-
-
-def pytest_here(args: list[str], env: dict, report: str) -> None:
-    """Runs in the forked process: pytest with the job's environment, its report to `report`,
-    and an exit as a new interpreter's would be (atexit's handlers run, pytest's status)."""
-    # Imported here, in the job's process (where the fork server has loaded it already), not
-    # by the command line that starts the jobs and never runs a test itself.
-    import pytest
-
-    os.chdir(ROOT)
-    os.environ.clear()
-    os.environ.update(env)
-    out = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
-    sys.argv = ["pytest", *args]
-    end_now(int(pytest.main(args)))
-
-
-def pytest_then_end(args: list[str]) -> None:
-    """pytest in this process (a new interpreter: PYTEST_THEN_END), then end_now."""
-    import pytest  # in the job's interpreter only, as in pytest_here
-
-    end_now(int(pytest.main(args)))
-
-
-def end_now(status: int) -> None:
-    """Ends a job's process as an interpreter's exit would, without its last step.
-
-    What an interpreter does on its way out (logging's last flush, temporary folders' clean-up)
-    is atexit's handlers: they run, and the output is flushed. What follows them, freeing every
-    module and object one by one, took 0.24-0.26 s after each of lesson 14's checks, and
-    nothing in it matters once the results are written and the servers stopped. (A process
-    that multiprocessing forked skips atexit's handlers too: here they run either way.)
-    """
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 def spread(workers: int) -> tuple[str, ...]:

@@ -3,14 +3,15 @@
     python -m shared bench                     the check-loop table and a whole make test
     python -m shared bench --lessons 16,20     only these lessons' rows
     python -m shared bench --no-test           without the whole make test
-    python -m shared bench --no-watch          without make watch's check after a save
+    python -m shared bench --no-first          without the check with no warm server yet
     python -m shared bench --startup           also database starts and make run to first answer
 
 The table, per lesson: `make check` on the model answer (green: the target is 5 s) and on the
 previous lesson's folder (a typical red attempt: the target is 10 s), each the wall time of the
-whole command as a learner types it; `make watch`'s check after a save, on the model answer
-(from the save to the checklist's last line; --no-watch leaves it out); then `make test` whole
-(target 90 s wall, every lesson and every check job). The machine's load is printed beside it
+whole command as a learner types it, with the warm server up, as it is for every check after a
+learner's first (shared/services/warm.py); that first check, on the model answer, with no warm
+server yet (AIC_WARM=0; --no-first leaves it out); then `make test` whole (target 90 s wall,
+every lesson and every check job). The machine's load is printed beside it
 (timings taken beside other work are longer), and a speed probe before and after (speed_probe:
 the cores of a shared host change speed). Each check runs with a workspace of its own
 (AIC_WORKSPACE), so your progress is never touched. Results also go to build/bench.json.
@@ -32,6 +33,7 @@ from pathlib import Path
 from shared.ground import devdb
 from shared.ground.manifest import all_lessons, find, previous
 from shared.ground.paths import BUILD, RESULTS, ROOT, shown
+from shared.services import warm
 from shared.services.testrun import SUMMARY
 
 GREEN_TARGET, RED_TARGET, TEST_TARGET = 5.0, 10.0, 90.0
@@ -49,35 +51,6 @@ def make(*args: str, env: dict | None = None, log: Path | None = None) -> tuple[
     return time.perf_counter() - started, done.returncode
 
 
-def watch_after_a_save(lesson) -> float:
-    """Seconds from a save to the end of `make watch`'s checklist (its summary line), on a copy
-    of the model answer: its second check, which forks from the packages loaded already. The save
-    comes 2 s after the first check has ended, as a learner's edit would (the fork server loads
-    them during the first check)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / lesson.folder
-        shutil.copytree(lesson.path, folder, ignore=shutil.ignore_patterns("__pycache__"))
-        saved = lesson.app_file(folder) if lesson.has_api() else folder / "index.html"
-        proc = subprocess.Popen(["make", "--no-print-directory", "watch", f"LESSON={lesson.number}",
-                                 f"DIR={folder}"], cwd=ROOT, env=dict(os.environ, AIC_WORKSPACE=tmp),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        try:
-            summaries = (line for line in proc.stdout if " requirements met" in line)
-            if next(summaries, None) is None:
-                raise SystemExit(f"make watch LESSON={lesson.number} ended before its first checklist")
-            time.sleep(2)
-            started = time.perf_counter()
-            saved.write_text(saved.read_text())  # saved again, unchanged
-            if next(summaries, None) is None:
-                raise SystemExit(f"make watch LESSON={lesson.number} ended before checking the save")
-            return time.perf_counter() - started
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=30)
-            proc.stdout.close()
-
-
 def speed_probe() -> float:
     """Seconds a fixed piece of pure-Python work takes here (the best of five): a yardstick for
     comparing runs made on different days. A shared host's cores change speed with what else it
@@ -91,8 +64,19 @@ def speed_probe() -> float:
     return best
 
 
-def check_loop(numbers: list[str], watch: bool = True) -> list[dict]:
+def warm_up() -> None:
+    """The warm server started, and waited for: the checks below are a learner's after their first."""
+    warm.start()
+    deadline = time.monotonic() + 60
+    while not warm.ready() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print("  warm server: " + ("ready" if warm.ready() else "NONE (AIC_WARM=0?): every check starts a new "
+                               "interpreter"), flush=True)
+
+
+def check_loop(numbers: list[str], first: bool = True) -> list[dict]:
     rows = []
+    warm_up()
     with tempfile.TemporaryDirectory() as workspace:
         env = dict(os.environ, AIC_WORKSPACE=workspace)
         for number in numbers:
@@ -108,12 +92,14 @@ def check_loop(numbers: list[str], watch: bool = True) -> list[dict]:
             if before:
                 red, red_code = make("check", f"LESSON={lesson.number}", f"DIR={before.path}", env=env)
                 row.update(red_s=round(red, 1), red_is_red=red_code != 0)
-            if watch and row["green_ok"]:
-                row["watch_s"] = round(watch_after_a_save(lesson), 1)
+            if first:
+                alone, _ = make("check", f"LESSON={lesson.number}", f"DIR={lesson.path}",
+                                env=dict(env, AIC_WARM="0"))
+                row["first_s"] = round(alone, 1)
             rows.append(row)
             red = f"{row['red_s']:.1f} s" if "red_s" in row else "-"
-            saved = f", make watch after a save {row['watch_s']:.1f} s" if "watch_s" in row else ""
-            print(f"  {lesson.number}: green {row['green_s']:.1f} s, red {red}{saved}", flush=True)
+            alone = f", first check {row['first_s']:.1f} s" if "first_s" in row else ""
+            print(f"  {lesson.number}: green {row['green_s']:.1f} s, red {red}{alone}", flush=True)
     return rows
 
 
@@ -123,21 +109,22 @@ def flag(seconds: float, target: float) -> str:
 
 def table(rows: list[dict], test_wall: float | None) -> str:
     lines = ["| lesson | make check, model answer (s) | make check, previous lesson's folder (s) "
-             "| make watch, model answer after a save (s) |", "|---|---:|---:|---:|"]
+             "| make check, model answer, no warm server yet (s) |", "|---|---:|---:|---:|"]
     for row in rows:
         red = flag(row["red_s"], RED_TARGET) if "red_s" in row else "    -  "
-        saved = f"{row['watch_s']:5.1f}" if "watch_s" in row else "    -"
+        alone = f"{row['first_s']:5.1f}" if "first_s" in row else "    -"
         notes = ("" if row["green_ok"] else f" (model answer NOT green: build/test-results/"
                                             f"{row['lesson']}-check-green-failed.jsonl)") + \
             ("" if row.get("red_is_red", True) else " (previous folder passed)")
         green = flag(row["green_s"], row["green_target"])
-        lines.append(f"| {row['lesson']} | {green} | {red} | {saved} |{notes}")
+        lines.append(f"| {row['lesson']} | {green} | {red} | {alone} |{notes}")
     greens = [r["green_s"] for r in rows]
     reds = [r["red_s"] for r in rows if "red_s" in r]
-    saves = [r["watch_s"] for r in rows if "watch_s" in r]
-    lines.append(f"| max | {max(greens):5.1f} | {max(reds, default=0):5.1f} | {max(saves, default=0):5.1f} |")
+    firsts = [r["first_s"] for r in rows if "first_s" in r]
+    lines.append(f"| max | {max(greens):5.1f} | {max(reds, default=0):5.1f} | "
+                 f"{max(firsts, default=0):5.1f} |")
     lines.append(f"| median | {statistics.median(greens):5.1f} | {statistics.median(reds or [0]):5.1f} | "
-                 f"{statistics.median(saves or [0]):5.1f} |")
+                 f"{statistics.median(firsts or [0]):5.1f} |")
     mutants = f"{MUTANTS_GREEN_TARGET:.0f} s graded by mutants"
     lines.append(f"\ntargets: green <= {GREEN_TARGET:.0f} s ({mutants}), "
                  f"red <= {RED_TARGET:.0f} s (* marks a miss); "
@@ -254,7 +241,7 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lessons", default="", help="comma-separated lessons (default: all)")
     parser.add_argument("--no-test", action="store_true", help="skip the whole make test")
-    parser.add_argument("--no-watch", action="store_true", help="skip make watch's check after a save")
+    parser.add_argument("--no-first", action="store_true", help="skip the checks with no warm server yet")
     parser.add_argument("--only-tests", action="store_true", help="the last make test's per-job times")
     parser.add_argument("--startup", action="store_true", help="database starts and make run too")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of database starts (--startup)")
@@ -266,7 +253,7 @@ def main(argv: list[str]) -> None:
     probe_before = speed_probe()
     print(f"make check per lesson (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, speed probe "
           f"{probe_before:.2f} s: lower is faster):", flush=True)
-    rows = check_loop(numbers, watch=not args.no_watch)
+    rows = check_loop(numbers, first=not args.no_first)
     test_wall = None
     if not args.no_test:
         print(f"make test whole (its output: {shown(TEST_LOG)}) ...", flush=True)
