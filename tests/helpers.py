@@ -35,7 +35,8 @@ Helpers and what they do:
                      the origins you name (the `pages` fixture is the usual case of it)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
   fork_uvicorn       `python -m uvicorn ...` forked from the test process, as if started afresh
-                     (Servers.start does it for one-worker uvicorns: no new interpreter's imports)
+                     (Servers.start and exit_or_listen do it for one-worker uvicorns: no new
+                     interpreter's imports)
   traceback_end      the exception a traceback in a text ends with, and its frames (a server's log)
   exit_or_listen     runs a server until it exits (its code and output) or listens (None): a test
                      that wants an app to refuse to start fails as soon as the app starts instead
@@ -537,8 +538,8 @@ def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -
     until it listens on that port: (None, its output so far), and it is stopped."""
     for _ in range(3):  # a port another program took meanwhile: again, on another
         port = free_port()
-        proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], cwd=cwd, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = started([a.replace("{port}", str(port)) for a in argv], cwd, env)
+        log = ServerLog(proc)
         deadline = time.monotonic() + seconds
         try:
             while proc.poll() is None and time.monotonic() < deadline:
@@ -548,13 +549,27 @@ def exit_or_listen(argv: list[str], cwd: Path, env: dict, seconds: float = 20) -
             code = proc.poll()
             if code is None:
                 proc.terminate()
-            output, _ = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
+            log.close()
+            proc.stdout.close()
         if code is None or port_free(port):
             break
-    return code, output
+    return code, log.text()
+
+
+def started(command: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    """COMMAND in CWD with exactly the environment ENV, its output on a pipe (proc.stdout):
+    `python -m uvicorn ...` with one worker and no --reload forked (fork_uvicorn), anything
+    else started."""
+    one_process = not {"--workers", "--reload"} & set(command)
+    if command[:3] == [sys.executable, "-m", "uvicorn"] and one_process:
+        return fork_uvicorn(command[3:], Path(cwd), env)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 class ForkedServer:
@@ -609,8 +624,10 @@ def fork_uvicorn(args: list[str], cwd: Path, env: dict) -> ForkedServer:
         os.dup2(write, 2)
         os.close(write)
         code = _serve_as_a_fresh_process(args, cwd, env)
-    except SystemExit as done:
+    except SystemExit as done:  # as the interpreter ends: a code that is no number is printed
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if not isinstance(done.code, int | None):
+            print(done.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -679,13 +696,7 @@ class Servers:
         environment = {**os.environ, **(env or {})}
         for attempt in range(3):  # a port another program took meanwhile: again, on another
             port = free_port()
-            command = [a.replace("{port}", str(port)) for a in argv]
-            one_process = not {"--workers", "--reload"} & set(command)
-            if command[:3] == [sys.executable, "-m", "uvicorn"] and one_process:
-                proc = fork_uvicorn(command[3:], Path(cwd), environment)
-            else:
-                proc = subprocess.Popen(command, cwd=cwd, env=environment,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = started([a.replace("{port}", str(port)) for a in argv], cwd, environment)
             self.procs.append(proc)
             try:
                 wait_for_port(port, proc, what)

@@ -633,6 +633,19 @@ def test_a_forked_uvicorn_serves_as_a_fresh_process_would(tmp_path, monkeypatch)
     assert "probe imported with PROBE=given" in log and "UserWarning: shown in the log" in log, log
 
 
+def test_an_app_that_refuses_to_start_ends_a_forked_uvicorn_as_a_fresh_one(tmp_path):
+    """exit_or_listen forks one-worker uvicorns too: an app whose import raises SystemExit with
+    a message ends it as it ends an interpreter (the message on stderr, exit code 1); one that
+    starts is stopped once it listens (None)."""
+    (tmp_path / "main.py").write_text('raise SystemExit("SECRET is not set")\n')
+    command = [sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"]
+    env = {"PATH": os.environ["PATH"]}
+    assert helpers.exit_or_listen(command, tmp_path, env) == (1, "SECRET is not set\n")
+    (tmp_path / "main.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
+    code, output = helpers.exit_or_listen(command, tmp_path, env)
+    assert code is None and "Uvicorn running on" in output, output
+
+
 PROBE_TEST = """\
 import os, sys
 

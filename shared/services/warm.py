@@ -69,6 +69,10 @@ def run(args: list[str], env: dict, report: Path, timeout: float | None, folder:
         conn.settimeout(5)
         conn.connect(str(folder / "check.sock"))
         conn.sendall(json.dumps({"args": args, "env": env, "report": str(report)}).encode() + b"\n")
+        # A fork takes milliseconds. Waited for long, on a machine that busy: a check that gave up
+        # on a job the server forks all the same would run its own beside it (the job stops once
+        # it finds the check gone, but may have started to write the results file by then).
+        conn.settimeout(30)
         lines = Lines(conn)
         first = json.loads(lines.next() or b"{}")
     except (OSError, ValueError):  # none there, gone meanwhile, or not answering
