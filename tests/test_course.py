@@ -728,7 +728,9 @@ import os, time
 
 def test_waits():
     assert os.getpgid(0) == os.getpid()  # its own process group: stopped with whatever it starts
-    open(os.environ["PID_FILE"], "w").write(str(os.getpid()))
+    with open(os.environ["PID_FILE"] + ".new", "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+    os.replace(os.environ["PID_FILE"] + ".new", os.environ["PID_FILE"])  # whole, or not there
     time.sleep(60)
 """
 
@@ -754,12 +756,15 @@ def test_a_warm_check_stopped_stops_its_job(warm_server, tmp_path, sig):
               f"'-c', {str(ROOT / 'pyproject.toml')!r}], {{'PATH': {os.environ['PATH']!r}, "
               f"'PID_FILE': {str(pid_file)!r}}}, Path({str(tmp_path / 'probe.out')!r}), None, "
               f"Path({str(warm_server)!r}))")
-    proc = subprocess.Popen([sys.executable, "-c", client], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, AIC_WARM="1"))
-    helpers.wait_for(pid_file.exists, "the job to start", seconds=30)
-    job = int(pid_file.read_text())
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    with subprocess.Popen([sys.executable, "-c", client], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, AIC_WARM="1")) as proc:
+        try:
+            helpers.wait_for(pid_file.exists, "the job to start", seconds=30)
+            job = int(pid_file.read_text())
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == -sig or "KeyboardInterrupt" in err, err
     helpers.wait_for(lambda: not warm.alive(job), "the job to be gone")
     assert "KeyboardInterrupt" in (tmp_path / "probe.out").read_text()
