@@ -391,6 +391,8 @@ def failed(**fields) -> Failure:
      "pass values as %s parameters"),
     (failed(exception="ProgrammingError", module="sqlalchemy.exc",
             message='(psycopg2.errors.SyntaxError) syntax error at or near "Brien"'), "%s parameters"),
+    (failed(exception="DuplicateTable", module="psycopg2.errors", message='relation "users" already exists'),
+     "IF NOT EXISTS"),
     (failed(op="==", actual="500", expected="201", server_error="KeyError: 'name'"), "server:"),
     (failed(op="==", actual="500", expected="503", server_error="sqlalchemy.exc.OperationalError: (psycopg2."
             "OperationalError) connection to server failed: Connection refused"), "exception_handler"),
@@ -400,7 +402,8 @@ def failed(**fields) -> Failure:
             "Session'}"),
      "db.refresh(obj)"),
     (failed(), "VERBOSE=1"),
-], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "server-500", "database-down-500",
+], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "table-made-twice", "server-500",
+        "database-down-500",
         "expired-orm-object", "any-other"])
 def test_hints_name_what_went_wrong(failure, words):
     assert words in hint_for(failure, LESSON, LESSON.path)
@@ -446,6 +449,10 @@ def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, h
     (Failure("TimeoutError", "Page.wait_for_url: Timeout 5000ms exceeded."), "browser's console"),
     (Failure("ModuleNotFoundError", "No module named 'main'"), "no main.py"),
     (Failure("AssertionError", "assert 404 == 201", op="==", actual="404", expected="201"), "add the route"),
+    (Failure("AssertionError", "assert 404 == 200", op="==", actual="404", expected="200",
+             response={"status": 404, "body": '{"detail":"Not Found"}'}), "add the route"),
+    (Failure("AssertionError", "assert 404 == 200", op="==", actual="404", expected="200",
+             response={"status": 404, "body": '{"detail":"User not found"}'}), "commit the change"),
 ])
 def test_hints_come_from_the_table(failure, words):
     assert all(isinstance(pattern, str) and isinstance(hint, str) for pattern, hint in HINTS)

@@ -249,8 +249,9 @@ def own_message(failure: Failure) -> str:
 
 # (pattern, hint): the first row whose pattern matches a failure's situation gives the hint. The
 # situation is "ExceptionName: message" (module.ExceptionName when not a builtin:
-# "psycopg2.errors.SyntaxError: ..."), for a compared status a line "status GOT expected WANT",
-# and when a server the test started logged a traceback, a line "server: ExceptionName: message".
+# "psycopg2.errors.SyntaxError: ..."), for a compared status a line "status GOT expected WANT"
+# and, when the test held the response, a line "body: ..." (its first 300 characters), and when a
+# server the test started logged a traceback, a line "server: ExceptionName: message".
 # Named groups fill the hint's {fields}, with {folder} and {number} (the lesson's).
 HINTS: list[tuple[str, str]] = [
     (r"No module named '(?P<module>main|database|models|schemas|deps|auth|app)'",
@@ -260,7 +261,10 @@ HINTS: list[tuple[str, str]] = [
     (r"^(SyntaxError|IndentationError|TabError):",
      "fix the syntax error at the line named above (Python stops reading the file there)"),
     (r'relation "(?P<table>\w+)" does not exist',
-     "there is no table {table}: your app must create it when it starts (see the task)"),
+     "there is no table {table}: your app must create it when it starts, and commit (see the task)"),
+    (r'relation "(?P<table>\w+)" already exists',
+     "your app creates the table {table} each time it starts, and it is there from the last start: "
+     "create it only when it is missing (CREATE TABLE IF NOT EXISTS)"),
     (r'column "?(?P<column>[\w.]+)"? does not exist',
      "the table has no column {column}: add it to the table your app creates (or, if {column} is a "
      "value you sent, it went into the SQL text: pass values as %s parameters)"),
@@ -270,7 +274,7 @@ HINTS: list[tuple[str, str]] = [
     (r"status 500 expected 503\n(.*\n)*server: .*OperationalError",
      "the tests stop the database on purpose here: its error (OperationalError, on the server: line) "
      "must become a 503 with a short detail: an @app.exception_handler for it"),
-    (r"^(?!server: ).*(could not connect|Connection refused)",
+    (r"^(?!server: |body: ).*(could not connect|Connection refused)",
      "the database does not answer: start it with make db"),
     (r"NameError: name '(?P<name>\w+)' is not defined",
      "your code still uses {name}, which is gone (or misspelled): replace that use, at the line named above"),
@@ -285,6 +289,9 @@ HINTS: list[tuple[str, str]] = [
      "console (F12) while you do what the test does"),
     (r"ImportError|AttributeError",
      "a name the tests use is missing from your code: compare the spelling with the task"),
+    (r"status 404 expected (?!404)\d+\nbody: (?!\{\"detail\": ?\"Not Found\"\})",
+     "your app answered this 404 itself (not FastAPI's \"Not Found\"): the route is there, but what it "
+     "looked for is not: did the request that made it keep it? (with a database: commit the change)"),
     (r"status 404 expected (?!404)",
      "nothing answers at that path with that method: add the route (@app.post(\"/api/...\"))"),
     (r"status 405 expected",
@@ -319,6 +326,8 @@ def situation(failure: Failure) -> str:
     if failure.op == "==" and re.fullmatch(r"\d{3}", failure.actual or "") and \
             re.fullmatch(r"\d{3}", failure.expected or ""):
         text += f"\nstatus {failure.actual} expected {failure.expected}"
+        if failure.response and failure.response.get("body"):
+            text += f"\nbody: {failure.response['body'][:300]}"
     if failure.server_error:
         text += f"\nserver: {failure.server_error}"
     return text
@@ -336,7 +345,7 @@ def hint_for(failure: Failure, lesson: Lesson, folder: Path) -> str:
 
 def statement_line(failure: Failure, lesson: Lesson) -> str:
     if failure.phase == "setup" and failure.statement_at.startswith("tests/conftest.py"):
-        return f"the app starts (import {lesson.app_module} in your folder)"
+        return f"the app starts ({lesson.app_module} imported from your folder, then its lifespan run)"
     where = ""
     if failure.statement_at and not failure.statement_at.startswith("tests/test_"):
         file, _, line = failure.statement_at.rpartition(":")
