@@ -5,6 +5,7 @@ test assumes which ids it gets; every `client` starts the app, whose lifespan cr
 """
 
 import os
+import re
 
 import psycopg2
 import pytest
@@ -259,6 +260,8 @@ def test_the_app_still_starts_while_the_database_is_down(lesson, closed_port, db
     if code is not None:
         end = traceback_end(output)[0] or output.strip()[-300:]
         pytest.fail(f"uvicorn stopped (exit code {code}) while the database was down: {end}\n{output}")
+    warned = [line for line in output.splitlines() if re.search(r"(?i)\b(database|postgres(ql)?|db)\b", line)]
+    assert warned, f"uvicorn's output has no warning that names the database:\n{output}"
 
 
 def test_database_down_gives_503(live_api, closed_port):
@@ -268,6 +271,23 @@ def test_database_down_gives_503(live_api, closed_port):
     r = web.get(api.url + "/api/users/1")
     assert r.status_code == 503, r.text
     assert isinstance(r.json()["detail"], str) and "Traceback" not in r.text, r.text
+
+
+DATABASE_OPERATIONS = [("/api/test-db", "get"), ("/api/users", "post"), ("/api/users/{user_id}", "get"),
+                       ("/api/users/{user_id}", "put"), ("/api/users/{user_id}", "delete")]
+
+
+def test_openapi_documents_the_503_of_every_endpoint_that_asks_the_database(client):
+    """The OpenAPI document lists the 503 of every endpoint that asks the database.
+    Hint: responses= on each of them, with the same {"detail"} model as the 404."""
+    openapi = client.get("/openapi.json").json()
+    for path, method in DATABASE_OPERATIONS:
+        responses = openapi["paths"][path][method]["responses"]
+        assert "503" in responses, f"{method.upper()} {path} documents only {sorted(responses)}"
+        schema = responses["503"]["content"]["application/json"]["schema"]
+        name = schema.get("$ref", "").rsplit("/", 1)[-1]
+        model = openapi["components"]["schemas"][name] if name else schema
+        assert model["properties"]["detail"]["type"] == "string", (method, path, model)
 
 
 def test_learners_database_is_untouched(learners_database_before):

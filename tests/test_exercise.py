@@ -453,6 +453,8 @@ def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, h
              response={"status": 404, "body": '{"detail":"Not Found"}'}), "add the route"),
     (Failure("AssertionError", "assert 404 == 200", op="==", actual="404", expected="200",
              response={"status": 404, "body": '{"detail":"User not found"}'}), "commit the change"),
+    (Failure("AssertionError", "assert 404 == 422", op="==", actual="404", expected="422",
+             response={"status": 404, "body": '{"detail":"User not found"}'}), "bad input was accepted"),
 ])
 def test_hints_come_from_the_table(failure, words):
     assert all(isinstance(pattern, str) and isinstance(hint, str) for pattern, hint in HINTS)

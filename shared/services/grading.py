@@ -289,10 +289,10 @@ HINTS: list[tuple[str, str]] = [
      "console (F12) while you do what the test does"),
     (r"ImportError|AttributeError",
      "a name the tests use is missing from your code: compare the spelling with the task"),
-    (r"status 404 expected (?!404)\d+\nbody: (?!\{\"detail\": ?\"Not Found\"\})",
+    (r"status 404 expected (?!404|422)\d+\nbody: (?!\{\"detail\": ?\"Not Found\"\})",
      "your app answered this 404 itself (not FastAPI's \"Not Found\"): the route is there, but what it "
      "looked for is not: did the request that made it keep it? (with a database: commit the change)"),
-    (r"status 404 expected (?!404)",
+    (r"status 404 expected (?!404|422)",
      "nothing answers at that path with that method: add the route (@app.post(\"/api/...\"))"),
     (r"status 405 expected",
      "the path exists, but not for this method: add a route with its decorator (@app.put, ...)"),
