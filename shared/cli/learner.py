@@ -106,8 +106,8 @@ def cmd_start(args) -> None:
     # Every lesson starts from the model answer before it, never from the learner's own folder of
     # that lesson: the task, the checklist and `make diff` all describe the step from that code.
     origin = (f"a copy of lesson {before.number}'s model answer (lessons/{before.folder}/, not your "
-              f"own workspace/{before.folder}/: each lesson starts from the same code, the code its task "
-              "and make diff describe)" if before else "an empty folder")
+              f"own {shown(workspace_folder(before))}/: each lesson starts from the same code, the code its "
+              "task and make diff describe)" if before else "an empty folder")
     print(f"Lesson {lesson.number}: {lesson.title}")
     print(f"Your folder: {shown(target)}, {origin}; {len(copied)} files.\n")
     print(task_text(lesson) or f"(lesson {lesson.number}'s README has no \"Your task\" section yet: "
