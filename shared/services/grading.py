@@ -300,7 +300,8 @@ HINTS: list[tuple[str, str]] = [
      "your code raised an error while answering (server: above names it, your code: where): run make run "
      "LESSON={number} MINE=1, send the same request with curl and read the traceback in that terminal"),
     (r"status \d+ expected 422",
-     "bad input was accepted: a rule is missing from your model (Field(...), Literal[...])"),
+     "bad input was accepted: a rule is missing (in your model: Field(...), Literal[...]; on a path or "
+     "query parameter: Path(ge=..., le=...), Query(...))"),
     (r"status 422 expected",
      "FastAPI refused input the task calls valid: compare your model's rules with the task"),
     (r"status 200 expected 201",
