@@ -149,21 +149,25 @@ def test_a_row_written_by_someone_else_is_served(client, db):
     assert r.json() == {"id": user_id, "name": "Linus", "role": "tester", "place": "Helsinki"}, r.text
 
 
-def test_startup_creates_the_users_table(app, db):
+def test_startup_creates_the_users_table(app, db, lesson):
     with db.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS users")
     with TestClient(app):
         assert users_table_exists(db)
+    schema = lesson.path / "schema.sql"
+    assert schema.is_file(), "no schema.sql beside main.py: the task puts the CREATE TABLE there"
     with db.cursor() as cur:  # the task's schema.sql: id SERIAL PRIMARY KEY, three TEXT NOT NULL
-        cur.execute("SELECT column_name, data_type, is_nullable, "
+        cur.execute("SELECT column_name, data_type, is_nullable = 'YES', "
                     "COALESCE(column_default LIKE 'nextval(%%', false) "
                     "FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position")
-        columns = cur.fetchall()
+        columns = [{"column": name, "type": kind, "may be NULL": nullable, "numbered (SERIAL)": numbered}
+                   for name, kind, nullable, numbered in cur.fetchall()]
         cur.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                     "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'users'::regclass AND i.indisprimary")
         primary_key = [name for (name,) in cur.fetchall()]
-    assert columns == [("id", "integer", "NO", True), ("name", "text", "NO", False),
-                       ("role", "text", "NO", False), ("place", "text", "NO", False)], columns
+    assert columns == [{"column": "id", "type": "integer", "may be NULL": False, "numbered (SERIAL)": True},
+                       *({"column": name, "type": "text", "may be NULL": False, "numbered (SERIAL)": False}
+                         for name in ("name", "role", "place"))], columns
     assert primary_key == ["id"], f"the primary key is {primary_key or 'missing'}, not id"
 
 
@@ -294,7 +298,7 @@ DATABASE_OPERATIONS = [("/api/test-db", "get"), ("/api/users", "post"), ("/api/u
 
 def test_openapi_documents_the_503_of_every_endpoint_that_asks_the_database(client):
     """The OpenAPI document lists the 503 of every endpoint that asks the database.
-    Hint: responses= on each of them, with the same {"detail"} model as the 404."""
+    Hint: give each of them a 503 in responses=, with the same {"detail"} model as the 404."""
     openapi = client.get("/openapi.json").json()
     for path, method in DATABASE_OPERATIONS:
         responses = openapi["paths"][path][method]["responses"]

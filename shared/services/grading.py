@@ -306,6 +306,9 @@ HINTS: list[tuple[str, str]] = [
      "FastAPI refused input the task calls valid: compare your model's rules with the task"),
     (r"status 200 expected 201",
      "right answer, wrong status: give the decorator status_code=201"),
+    (r"status 200 expected 404",
+     "it is still there: did the request that removed it keep its change? (with a database: commit "
+     "the DELETE); an unknown id must answer 404: raise HTTPException(status_code=404, detail=...)"),
     (r"status \d+ expected 404",
      "an unknown id must answer 404: raise HTTPException(status_code=404, detail=...)"),
     (r"status \d+ expected (?P<want>\d+)",
