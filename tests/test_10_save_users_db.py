@@ -270,8 +270,8 @@ def test_largest_possible_id_is_just_not_found(client):
 def test_the_app_still_starts_while_the_database_is_down(lesson, closed_port, db_env):
     """The app still starts while the database is down
     Hint: the lifespan must not let the database's error through: catch psycopg2.OperationalError
-    around creating the table, log a warning that says the database cannot be reached, and go on
-    (requests answer 503 until it is back)."""
+    around creating the table, log a warning (logger.warning: a lower level is not shown) that says
+    the database cannot be reached, and go on (requests answer 503 until it is back)."""
     code, output = exit_or_listen(lesson.uvicorn, lesson.path, {**os.environ, "DB_PORT": closed_port})
     if code is not None:
         end = traceback_end(output)[0] or output.strip()[-300:]

@@ -393,6 +393,8 @@ def failed(**fields) -> Failure:
             message='(psycopg2.errors.SyntaxError) syntax error at or near "Brien"'), "%s parameters"),
     (failed(exception="DuplicateTable", module="psycopg2.errors", message='relation "users" already exists'),
      "IF NOT EXISTS"),
+    (failed(exception="UniqueViolation", module="psycopg2.errors",
+            message='duplicate key value violates unique constraint "users_pkey"'), "let Postgres number"),
     (failed(op="==", actual="500", expected="201", server_error="KeyError: 'name'"), "server:"),
     (failed(op="==", actual="500", expected="503", server_error="sqlalchemy.exc.OperationalError: (psycopg2."
             "OperationalError) connection to server failed: Connection refused"), "exception_handler"),
@@ -402,9 +404,8 @@ def failed(**fields) -> Failure:
             "Session'}"),
      "db.refresh(obj)"),
     (failed(), "VERBOSE=1"),
-], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "table-made-twice", "server-500",
-        "database-down-500",
-        "expired-orm-object", "any-other"])
+], ids=["python-syntax", "sql-syntax", "sql-syntax-through-sqlalchemy", "table-made-twice", "id-worked-out",
+        "server-500", "database-down-500", "expired-orm-object", "any-other"])
 def test_hints_name_what_went_wrong(failure, words):
     assert words in hint_for(failure, LESSON, LESSON.path)
 

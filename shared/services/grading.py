@@ -265,6 +265,9 @@ HINTS: list[tuple[str, str]] = [
     (r'relation "(?P<table>\w+)" already exists',
      "your app creates the table {table} each time it starts, and it is there from the last start: "
      "create it only when it is missing (CREATE TABLE IF NOT EXISTS)"),
+    (r'duplicate key value violates unique constraint "\w+_pkey"',
+     "an id the table already has: let Postgres number the rows (SERIAL, or an IDENTITY column), never "
+     "work out the next id yourself (another client, or a row deleted, makes it wrong)"),
     (r'column "?(?P<column>[\w.]+)"? does not exist',
      "the table has no column {column}: add it to the table your app creates (or, if {column} is a "
      "value you sent, it went into the SQL text: pass values as %s parameters)"),
