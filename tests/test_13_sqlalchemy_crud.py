@@ -102,8 +102,11 @@ def test_list_holds_new_users_with_their_profiles(client):
 
 
 def test_list_is_in_id_order(client):
-    create(client, GRACE)
+    first = create(client, GRACE)
     create(client, ADA)
+    # An UPDATE writes the row anew after the others: without ORDER BY, Postgres would now
+    # list the first user last.
+    assert client.put(f"/api/users/{first}", json=ALAN).status_code == 200
     ids = [user["id"] for user in listed(client)]
     assert ids == sorted(ids)
 
@@ -249,12 +252,13 @@ def test_every_session_is_closed(client, sessions):
     user_id = create(client)
     made["POST /api/users"] = len(sessions)
     for method, path, body in [("GET", "/api/users/{id}", None), ("GET", "/api/users", None),
-                               ("PUT", "/api/users/{id}", GRACE), ("DELETE", "/api/users/{id}", None)]:
+                               ("PUT", "/api/users/{id}", GRACE), ("DELETE", "/api/users/{id}", None),
+                               ("GET", "/api/test-db", None)]:
         before = len(sessions)
         client.request(method, path.replace("{id}", str(user_id)), json=body)
         made[f"{method} {path}"] = len(sessions) - before
     assert made == dict.fromkeys(made, 1), "sessions each request made with SessionLocal()"
-    assert [session.closed for session in sessions] == [True] * 5, "closed, for each session made"
+    assert [session.closed for session in sessions] == [True] * 6, "closed, for each session made"
 
 
 @pytest.mark.parametrize(("method", "body"), [("GET", None), ("PUT", GRACE), ("DELETE", None)])
@@ -322,7 +326,8 @@ def test_list_answers_at_most_50_by_default(client, db):
     assert len(client.get("/api/users", params={"limit": 100}).json()) >= 60
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}])
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}],
+                         ids=["limit-0", "limit-101", "offset-minus-1", "limit-not-a-number"])
 def test_page_outside_the_bounds_is_422(client, params):
     r = client.get("/api/users", params=params)
     assert r.status_code == 422, r.text

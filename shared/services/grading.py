@@ -285,8 +285,9 @@ HINTS: list[tuple[str, str]] = [
      "your app stopped while starting: make run LESSON={number} MINE=1 shows why in its terminal"),
     (r"DetachedInstanceError|is not bound to a Session|ResponseValidationError[\s\S]*'get_attribute_error'",
      "your endpoint returned a model object whose fields can no longer be read: commit() expires them "
-     "and a closed session cannot load them again: db.refresh(obj) after the commit, or return while "
-     "the session is still open (inside the with block)"),
+     "and a closed session cannot load them again (FastAPI reads them after the endpoint returns, so "
+     "after a with block has closed it): db.refresh(obj) after the commit, or a session from a "
+     "dependency with yield, closed only once the answer is sent"),
     (r"TimeoutError: (?:Page|Locator|Frame)\.",
      "the page never got there: open it under make run LESSON={number} MINE=1 and watch the browser's "
      "console (F12) while you do what the test does"),
