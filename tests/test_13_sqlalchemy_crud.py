@@ -246,8 +246,10 @@ def test_user_out_reads_a_model_object(client, database, main, models):
 
 def test_every_session_is_closed(client, sessions):
     """Every session is closed
-    Hint: every endpoint makes its one session with SessionLocal() (not Session(engine): the
-    tests count SessionLocal's sessions) and closes it: `with SessionLocal() as db:`."""
+    Hint: every endpoint makes one session with SessionLocal() and closes it however it ends: a
+    dependency with yield and finally: db.close(), or `with SessionLocal() as db:` (then
+    db.refresh(obj) before you return a model object). The tests count SessionLocal's sessions:
+    one made with Session(engine) is not counted."""
     made = {"POST /api/users": 0}
     user_id = create(client)
     made["POST /api/users"] = len(sessions)
@@ -326,8 +328,10 @@ def test_list_answers_at_most_50_by_default(client, db):
     assert len(client.get("/api/users", params={"limit": 100}).json()) >= 60
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}],
-                         ids=["limit-0", "limit-101", "offset-minus-1", "limit-not-a-number"])
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"offset": 2_147_483_648},
+                                    {"limit": "x"}],
+                         ids=["limit-0", "limit-101", "offset-minus-1", "offset-too-big",
+                              "limit-not-a-number"])
 def test_page_outside_the_bounds_is_422(client, params):
     r = client.get("/api/users", params=params)
     assert r.status_code == 422, r.text
