@@ -684,7 +684,8 @@ def test_a_forked_job_runs_as_a_new_interpreter_would_with_the_packages_loaded(t
 def test_a_forked_job_past_its_time_limit_is_stopped(tmp_path):
     sleeps = "import time\n\n\ndef test_sleeps():\n    time.sleep(60)\n"
     status, report, seconds = forked_probe(tmp_path, sleeps, timeout=3)
-    assert status == testrun.TIMED_OUT and seconds < 10, (status, seconds, report)
+    # Well short of the test's 60 s, with room for a machine busy with two lessons' tests
+    assert status == testrun.TIMED_OUT and seconds < 30, (status, seconds, report)
 
 
 @pytest.fixture(scope="module")
@@ -736,12 +737,16 @@ def test_waits():
 
 
 def test_a_warm_check_past_its_time_limit_is_stopped(warm_server, tmp_path):
+    """The job is killed at the limit, whether or not its test has begun by then (on a busy
+    machine, 2 s may end it while pytest still collects: the pid comes from the server)."""
     pid_file = tmp_path / "pid"
     started = time.monotonic()
-    with pytest.raises(warm.TimedOut):
+    with pytest.raises(warm.TimedOut) as stopped:
         warm_probe(warm_server, tmp_path, GROUP_PROBE, timeout=2, PID_FILE=str(pid_file))
-    assert time.monotonic() - started < 15
-    helpers.wait_for(lambda: not warm.alive(int(pid_file.read_text())), "the job to be gone")
+    assert time.monotonic() - started < 30
+    job = stopped.value.pid
+    assert not pid_file.exists() or int(pid_file.read_text()) == job
+    helpers.wait_for(lambda: not warm.alive(job), "the job to be gone")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])

@@ -47,7 +47,11 @@ SOCKET_PATH_MAX = 100  # a Unix socket's path has room for 107 bytes on Linux, 1
 
 
 class TimedOut(Exception):
-    """The job ran past its time limit and was stopped."""
+    """The job ran past its time limit and was stopped (killed, with its process group)."""
+
+    def __init__(self, pid: int):
+        super().__init__(f"job {pid} ran past its time limit")
+        self.pid = pid
 
 
 def enabled(folder: Path) -> bool:
@@ -87,7 +91,7 @@ def run(args: list[str], env: dict, report: Path, timeout: float | None, folder:
         status = wait_for_status(conn, lines, pid, deadline)
         if status is None:
             stop_job(pid, signal.SIGKILL)
-            raise TimedOut
+            raise TimedOut(pid)
         return status
     except BaseException as error:
         if not isinstance(error, TimedOut):  # Ctrl-C: as a pytest in our process group would get it
