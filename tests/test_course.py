@@ -700,11 +700,12 @@ def warm_server(tmp_path_factory):
     assert warm.stop(folder)
 
 
-def warm_probe(folder: Path, tmp_path, test: str, timeout: float | None = None, **env) -> tuple:
+def warm_probe(folder: Path, tmp_path, test: str, timeout: float | None = None, options: tuple = (),
+               **env) -> tuple:
     (tmp_path / "test_probe.py").write_text(test)
     report = tmp_path / "probe.out"
     status = warm.run([*testrun.ALREADY_IMPORTED, str(tmp_path / "test_probe.py"), f"--rootdir={tmp_path}",
-                       "-c", str(ROOT / "pyproject.toml"), "-s"],
+                       "-c", str(ROOT / "pyproject.toml"), "-s", *options],
                       {"PATH": os.environ["PATH"], "PROBE": "given", **env}, report, timeout, folder)
     return status, report.read_text() if report.exists() else ""
 
@@ -721,6 +722,40 @@ def test_a_check_forked_by_the_warm_server_runs_as_a_new_interpreter_would(warm_
     assert f"probe ran in {ROOT}" in report and "1 passed" in report, report
     status, report = warm_probe(warm_server, tmp_path, PROBE_TEST.replace('== "given"', '== "other"'))
     assert status == 1 and "1 failed" in report, report
+
+
+WORKER_PROBE = """\
+import os, sys
+
+PRELOADED = "fastapi" in sys.modules  # before this file imported anything
+
+
+def test_probe(worker_id):
+    assert worker_id.startswith("gw") and os.getcwd() == os.environ["WHERE"]
+    assert os.environ["PROBE"] == "given" and "NOT_GIVEN" not in os.environ
+    assert PRELOADED == (os.environ["FORKED"] == "yes"), "forked" if PRELOADED else "a new interpreter"
+    if PRELOADED:  # in the job's process group: stopped with it
+        assert os.getpgid(0) == int(os.environ["JOB"]) != os.getpid()
+"""
+
+
+def test_the_workers_of_a_warm_check_are_forked_by_the_server_too(warm_server, tmp_path, monkeypatch):
+    """make check spreads some lessons' tests over pytest-xdist workers (testrun.spread): each
+    is forked by the warm server like the check's own pytest (warm_worker.py), in its folder and
+    environment, in its process group. A pytest not forked by the server gets new interpreters."""
+    monkeypatch.setenv("NOT_GIVEN", "1")
+    job = "import os; os.environ['JOB'] = str(os.getpgid(0))\n"  # the job's process group
+    (tmp_path / "conftest.py").write_text(job)
+    status, report = warm_probe(warm_server, tmp_path, WORKER_PROBE, options=testrun.spread(2, warm_server),
+                                FORKED="yes", WHERE=str(ROOT))
+    assert status == 0 and "2 workers" in report and "1 passed" in report, report
+    alone = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"),
+                            f"--rootdir={tmp_path}", "-c", str(ROOT / "pyproject.toml"),
+                            *testrun.spread(2, warm_server)],
+                           cwd=tmp_path, env={"PATH": os.environ["PATH"], "PROBE": "given", "FORKED": "no",
+                                              "WHERE": str(tmp_path), "AIC_WARM": "1"},
+                           capture_output=True, text=True, timeout=120)
+    assert "--tx" in testrun.spread(2, warm_server) and alone.returncode == 0, alone.stdout + alone.stderr
 
 
 GROUP_PROBE = """\
@@ -747,6 +782,25 @@ def test_a_warm_check_past_its_time_limit_is_stopped(warm_server, tmp_path):
     job = stopped.value.pid
     assert not pid_file.exists() or int(pid_file.read_text()) == job
     helpers.wait_for(lambda: not warm.alive(job), "the job to be gone")
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return False
+    except ProcessLookupError:
+        return True
+
+
+def test_the_workers_of_a_warm_check_past_its_time_limit_are_stopped_with_it(warm_server, tmp_path):
+    pid_file = tmp_path / "pid"
+    sleeps = GROUP_PROBE.replace("assert os.getpgid(0) == os.getpid()", "assert os.getpgid(0) != os.getpid()")
+    with pytest.raises(warm.TimedOut) as stopped:
+        warm_probe(warm_server, tmp_path, sleeps, timeout=10, options=testrun.spread(2, warm_server),
+                   PID_FILE=str(pid_file))
+    # The workers are in the job's process group (once one has written its pid, at the latest)
+    helpers.wait_for(lambda: group_gone(stopped.value.pid), "the job and its workers to be gone")
+    assert not pid_file.exists() or not warm.alive(int(pid_file.read_text()))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])

@@ -10,6 +10,7 @@ which lesson's tests grade which folder.
 import json
 import multiprocessing
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -185,12 +186,22 @@ def forked_pytest(args: list[str], env: dict, timeout: float | None, running: Pa
     return exitstatus, output
 
 
-def spread(workers: int) -> tuple[str, ...]:
+def spread(workers: int, folder: Path = warm.FOLDER) -> tuple[str, ...]:
     """pytest options that run one job's tests in `workers` processes (pytest-xdist); the tests
     that share a costly module fixture stay on one of them (tests/conftest.py marks them), and
     the tests are handed out in the order conftest.py gives them (without --no-loadscope-reorder,
-    xdist would hand out the groups with the most tests first)."""
-    return ("-n", str(workers), "--dist", "loadgroup", "--no-loadscope-reorder") if workers > 1 else ()
+    xdist would hand out the groups with the most tests first). With the warm server on, each
+    worker is started by warm_worker.py, which has the server fork it (or, when the server
+    cannot, becomes the interpreter `-n` would start)."""
+    if workers <= 1:
+        return ()
+    how = ("-n", str(workers))
+    if warm.enabled(folder):
+        relay = shlex.join([sys.executable, "-S", str(Path(warm.__file__).with_name("warm_worker.py")),
+                            str(folder)])
+        # -n's own default for --max-worker-restart, which --tx alone does not set
+        how = ("--tx", f"{workers}*popen//python={relay}", "--max-worker-restart", str(4 * workers))
+    return (*how, "--dist", "loadgroup", "--no-loadscope-reorder")
 
 
 def start_database(jobs) -> None:

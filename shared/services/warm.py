@@ -13,7 +13,8 @@ run), hence these lines.
              request names the environment a process runs with), a lock (one server per clone)
              and server.log. It imports preload.py's packages, then waits. Per request it forks:
              the child runs the job (inprocess.pytest_here) in a process group of its own, and
-             writes its pid, then its exit status, back on the request's connection.
+             writes its pid, then its exit status, back on the request's connection. A job's
+             pytest-xdist workers are forked here the same way (warm_worker.py), into its group.
     ends     after IDLE seconds without a request; when a file it runs or the installed packages
              changed (a git pull, make setup: the request that finds it so gets "stale", and the
              check starts a new one); when build/ is deleted (make clean); on SIGTERM.
@@ -27,6 +28,7 @@ with exactly that; what the server inherited from the check that started it does
 """
 
 import fcntl
+import io
 import json
 import os
 import signal
@@ -35,10 +37,12 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+import types
 from pathlib import Path
 
 from shared.ground.paths import BUILD, ROOT
-from shared.services.inprocess import pytest_here
+from shared.services.inprocess import end_now, pytest_here
 
 FOLDER = BUILD / "warm"
 IDLE = 20 * 60  # seconds: a learner reads and edits between checks; memory is held meanwhile
@@ -107,8 +111,8 @@ class Lines:
     """The lines that come on a socket, one at a time. (socket.makefile's reader cannot be read
     again once a read timed out; the waits below time out every second.)"""
 
-    def __init__(self, conn: socket.socket):
-        self.conn, self.buffer = conn, b""
+    def __init__(self, conn: socket.socket, buffer: bytes = b""):
+        self.conn, self.buffer = conn, buffer
 
     def next(self) -> bytes:
         """The next line; b"" once the other side has closed. TimeoutError as the socket's."""
@@ -259,20 +263,36 @@ def serve(folder: Path) -> None:
 
 
 def answer(conn: socket.socket, held: tuple, files: dict[str, int]) -> str:
-    """Reads one request and forks its job; "stale" when the server is out of date. `held`: the
-    server's listening socket and lock, which its jobs close."""
+    """Reads one request and forks its job, or a worker of a job (warm_worker.py); "stale" when
+    the server is out of date. `held`: the server's listening socket and lock, which the forked
+    processes close."""
+    fds: list[int] = []
     try:
         conn.settimeout(2)  # the check sends its request at once
-        request = json.loads(Lines(conn).next())
+        first, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)  # a worker's request carries its stdio
+        request = json.loads(Lines(conn, first).next())
+        if any(changed_at(p) != t for p, t in files.items()):
+            conn.sendall(b'{"stale": true}\n')
+            return "stale"
+        if "worker" in request:
+            wanted = request["worker"]
+            # Only for a job forked here: its workers join its process group (in this server's
+            # session), where Ctrl-C and its time limit reach them.
+            if len(fds) != 3 or wanted["sid"] != os.getsid(0):
+                conn.sendall(b'{"refused": true}\n')
+                return "refused"
+            if os.fork() == 0:
+                worker(conn, held, fds, wanted["argv"], wanted["env"], wanted["cwd"], wanted["pgid"])
+            return "forked a worker"
         args, env, report = request["args"], request["env"], request["report"]
+        if os.fork() == 0:
+            job(conn, held, args, env, report)
+        return "forked"
     except (OSError, ValueError, KeyError, TypeError):
         return "bad request"
-    if any(changed_at(p) != t for p, t in files.items()):
-        conn.sendall(b'{"stale": true}\n')
-        return "stale"
-    if os.fork() == 0:
-        job(conn, held, args, env, report)
-    return "forked"
+    finally:
+        for fd in fds:  # the forked worker has its copies; the pipes must close with it alone
+            os.close(fd)
 
 
 def job(conn: socket.socket, held: tuple, args: list[str], env: dict, report: str) -> None:
@@ -296,6 +316,51 @@ def job(conn: socket.socket, held: tuple, args: list[str], env: dict, report: st
         pytest_here(args, env, report, last=tell)
     finally:
         os._exit(1)  # reached only if the job could not even start
+
+
+def worker(conn: socket.socket, held: tuple, fds: list[int], argv: list[str], env: dict, cwd: str,
+           pgid: int) -> None:
+    """The forked child for warm_worker.py: with the relay's stdin, stdout and stderr, its
+    environment and folder, in its process group, it runs the code execnet gave the relay's
+    command line (`-u -c CODE`) as that interpreter's __main__ would, then sends its exit status
+    back. Never returns."""
+    try:
+        for inherited in held:
+            inherited.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.setpgid(0, pgid)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        conn.settimeout(None)
+        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        # The streams as `python -u` has them, on the relay's descriptors
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = io.TextIOWrapper(open(1, "wb", buffering=0, closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), write_through=True)
+        sys.argv = ["-c", *argv[argv.index("-c") + 2:]]
+        main = types.ModuleType("__main__")
+        sys.modules["__main__"] = main
+
+        def tell(status: int) -> None:
+            conn.sendall(json.dumps({"status": status}).encode() + b"\n")
+
+        try:
+            exec(compile(argv[argv.index("-c") + 1], "<string>", "exec"), main.__dict__)
+            status = 0
+        except SystemExit as end:
+            status = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        end_now(status, last=tell)
+    finally:
+        os._exit(1)  # reached only if the worker could not even start
 
 
 def stop_when_the_check_is_gone(conn: socket.socket) -> None:
