@@ -264,11 +264,18 @@ def closed_port():
 
 
 @pytest.fixture(scope="session")
-def app(lesson, request):
+def tables(lesson, request) -> None:
+    """The test database with the lesson's tables, as `make run` leaves the learner's: its
+    migrations run first where it has them (15 on). Whichever test comes first asks for it, the
+    app's or a live server's (make check spreads the tests over workers, each its own database)."""
     if "db" in lesson.needs:
         request.getfixturevalue("db_env")
         if (lesson.path / "alembic").is_dir():
-            alembic(lesson.path, "upgrade", "head")  # as `make run` does
+            alembic(lesson.path, "upgrade", "head")
+
+
+@pytest.fixture(scope="session")
+def app(lesson, tables):
     module, _, attribute = lesson.app.partition(":")
     return getattr(importlib.import_module(module), attribute or "app")
 
@@ -317,10 +324,8 @@ class LiveApi:
 
 
 @pytest.fixture
-def live_api(lesson, servers, request):
+def live_api(lesson, servers, tables):
     """live_api(env=None) -> LiveApi with .url ("http://127.0.0.1:PORT"), .stop() and .log()."""
-    if "db" in lesson.needs:
-        request.getfixturevalue("db_env")
 
     def start(env=None):
         port, proc = servers.start(lesson.uvicorn, cwd=lesson.path, env=env, what="the lesson's API",

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine
 
-from helpers import assert_not_found, create_user, cut_off_the_apps_connections, get_user
+from helpers import assert_not_found, create_user, cut_off_the_apps_connections, every_user, get_user
 from webclient import web
 
 PASSWORD = "lovelace-1815"
@@ -97,7 +97,7 @@ def test_list_answers_200_with_a_list(client):
 
 def test_list_holds_new_users_with_their_profiles(client):
     ids = [create(client, profile) for profile in (ADA, GRACE, ALAN)]
-    mine = [user for user in listed(client) if user["id"] in ids]
+    mine = [user for user in every_user(client) if user["id"] in ids]
     assert mine == [{"id": ids[0], **ADA}, {"id": ids[1], **GRACE}, {"id": ids[2], **ALAN}]
 
 
@@ -135,7 +135,7 @@ def test_empty_table_lists_as_an_empty_list(client, db):
 def test_deleted_user_leaves_the_list(client):
     user_id = create(client)
     client.delete(f"/api/users/{user_id}")
-    assert user_id not in [user["id"] for user in listed(client)]
+    assert user_id not in [user["id"] for user in every_user(client)]
 
 
 def test_openapi_documents_the_list_as_profiles(client):

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from helpers import pages_and_api, text_when
+from helpers import every_user, pages_and_api, text_when
 from webclient import web
 
 PAGE_ORIGIN = "http://localhost:8001"  # where `make run` serves the page: the default allow-list
@@ -247,7 +247,7 @@ def test_create_and_list_still_work(client):
     r = client.post("/api/users", json=ALAN)
     assert r.status_code == 201, r.text
     user_id = r.json()["id"]
-    listed = client.get("/api/users").json()
+    listed = every_user(client)
     assert {"id": user_id, "name": "Alan", "role": "developer", "place": "London"} in listed, listed
 
 

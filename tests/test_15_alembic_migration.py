@@ -14,7 +14,17 @@ import uuid
 
 import pytest
 
-from helpers import ROOT, SIGNUP_FORM, alembic, broken_fields, create_user, get_user, open_page, text_when
+from helpers import (
+    ROOT,
+    SIGNUP_FORM,
+    alembic,
+    broken_fields,
+    create_user,
+    every_user,
+    get_user,
+    open_page,
+    text_when,
+)
 from shared.ground.manifest import find as find_lesson
 from shared.services import database  # what `make run` runs: it stops an earlier lesson
 from webclient import web
@@ -243,7 +253,7 @@ def test_user_shows_email_and_no_role_place_or_hash(client):
 
 def test_list_shows_the_email(client):
     user_id = create_user(client, {**ADA, "email": "list@example.com"})
-    listed = client.get("/api/users").json()
+    listed = every_user(client)
     assert {"id": user_id, "name": "Ada", "email": "list@example.com"} in listed, listed
 
 
