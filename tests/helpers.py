@@ -474,7 +474,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            output = proc.stdout.read()
+            output = killed(proc)
             if not port_free(port):
                 raise PortTaken(f"{what} could not listen on port {port}: another program took it")
             end = traceback_end(output)[0] or next(iter(output.strip().splitlines()[-1:]), "no output")
@@ -482,8 +482,28 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
         if not port_free(port) and listens_on(proc.pid, port):
             return
         time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{proc.stdout.read()}")
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{killed(proc)}")
+
+
+def killed(proc: subprocess.Popen) -> str:
+    """Kills PROC and the processes it started, then returns what it printed: all of it, since
+    none of them holds its output pipe open any more (uvicorn's workers, started by its
+    supervisor, would keep the read waiting)."""
+    family, todo = [], [proc.pid]
+    while todo:  # children first found, then theirs (Linux lists them in /proc)
+        pid = todo.pop()
+        try:
+            todo += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            pass
+        family.append(pid)
+    for pid in family[1:]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    return proc.stdout.read()
 
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\):")
@@ -706,16 +726,18 @@ class Servers:
         self.procs = []
         self.logs: dict[int, ServerLog] = {}  # by pid, for servers started with keep_log
 
-    def start(self, argv, cwd, env=None, what="server", keep_log=False) -> tuple[int, subprocess.Popen]:
-        """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there.
-        keep_log: its output is read as it comes, into log(proc) (else it stays in proc.stdout)."""
+    def start(self, argv, cwd, env=None, what="server", keep_log=False,
+              timeout: float = 15) -> tuple[int, subprocess.Popen]:
+        """Runs ARGV in CWD with "{port}" replaced by a free port; returns once it listens there
+        (within TIMEOUT seconds). keep_log: its output is read as it comes, into log(proc) (else
+        it stays in proc.stdout)."""
         environment = {**os.environ, **(env or {})}
         for attempt in range(3):  # a port another program took meanwhile: again, on another
             port = free_port()
             proc = started([a.replace("{port}", str(port)) for a in argv], cwd, environment)
             self.procs.append(proc)
             try:
-                wait_for_port(port, proc, what)
+                wait_for_port(port, proc, what, timeout)
                 break
             except PortTaken:
                 if attempt == 2:

@@ -162,7 +162,9 @@ def two_workers(lesson, app, db_env, coach_server):
     argv = [sys.executable, "-m", "uvicorn", lesson.app, "--workers", "2",
             "--host", "127.0.0.1", "--port", "{port}"]
     try:
-        port, proc = servers.start(argv, cwd=lesson.path, what="two workers")
+        # Not the supervisor but its workers listen, each a new interpreter that imports the app
+        # first: on a machine busy with other tests, that took more than the default 15 s.
+        port, proc = servers.start(argv, cwd=lesson.path, what="two workers", timeout=60)
         printed = []
 
         def log() -> str:

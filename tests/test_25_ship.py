@@ -103,7 +103,7 @@ class Stack:
     def start(self) -> "Stack":
         wait_for(lambda: self.workers_ready(), f"{WORKERS} workers in each group started, each with its "
                  'JSON log line "Application startup complete." (uvicorn\'s own logger, through app/logs.py)',
-                 seconds=30)
+                 seconds=60)  # four new interpreters import the app, beside another job's tests in CI
         self.nginx.start()
         self.url = self.nginx.url
         return self
