@@ -15,6 +15,8 @@ Fixtures:
   db            a psycopg2 connection (autocommit) to that database, to look at rows
   user          (16 on) a fresh user straight into the migrated table and a token: {"id", "token"}
   closed_port   a local port where nothing listens: point DB_PORT there for "database down"
+  tables        (session) that database with the lesson's migrations run (15 on), as `make run`
+                leaves the learner's; app and live_api ask for it
   app           the lesson's FastAPI app (its manifest `app`: main.app, or app.main.app)
   client        a TestClient around it; startup and shutdown (lifespan) run
   fresh_app     fresh_app(NAME=value, ...) -> a new app from the lesson's modules imported again
