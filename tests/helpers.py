@@ -485,17 +485,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s:\n{killed(proc)}")
 
 
+def children(pid: int) -> list[int]:
+    """The processes PID started that still run or wait to be reaped (Linux lists them in /proc);
+    none when it is gone, or where /proc cannot tell."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def killed(proc: subprocess.Popen) -> str:
     """Kills PROC and the processes it started, then returns what it printed: all of it, since
     none of them holds its output pipe open any more (uvicorn's workers, started by its
     supervisor, would keep the read waiting)."""
     family, todo = [], [proc.pid]
-    while todo:  # children first found, then theirs (Linux lists them in /proc)
+    while todo:  # children first found, then theirs
         pid = todo.pop()
-        try:
-            todo += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            pass
+        todo += children(pid)
         family.append(pid)
     for pid in family[1:]:
         with contextlib.suppress(OSError):

@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 import test_24_protect
-from helpers import IN_CI, bearer, free_port, tables_held, user_with_token, wait_for
+from helpers import IN_CI, bearer, children, free_port, tables_held, user_with_token, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
 from test_24_protect import twenty_wrong_passwords
@@ -77,9 +77,8 @@ class Workers:
     def pids(self) -> set[int]:
         """The worker processes the uvicorn supervisor runs now (multiprocessing's spawn_main;
         its other child is multiprocessing's resource tracker)."""
-        children = Path(f"/proc/{self.uvicorn.pid}/task/{self.uvicorn.pid}/children").read_text()
-        return {int(pid) for pid in children.split()
-                if alive(int(pid)) and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        return {pid for pid in children(self.uvicorn.pid)
+                if alive(pid) and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
     def stop(self):
         self.uvicorn.terminate()
