@@ -11,6 +11,7 @@ concurrency, a chat that holds no thread while the LLM thinks, a cap on open cha
 headers, and the pages under their Content Security Policy.
 """
 
+import functools
 import itertools
 import json
 import os
@@ -24,7 +25,6 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from types import SimpleNamespace
 
 import bcrypt
 import jwt
@@ -155,26 +155,50 @@ def server_output(proc) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def two_workers(lesson, app, db_env, coach_server):
-    """The app in one uvicorn with two worker processes (--workers 2), both started: .url, .log()."""
-    servers = Servers()
-    argv = [sys.executable, "-m", "uvicorn", lesson.app, "--workers", "2",
-            "--host", "127.0.0.1", "--port", "{port}"]
-    try:
+class TwoWorkers:
+    """The app in one uvicorn with two worker processes (--workers 2), started when a test first
+    asks for its .url: each test first shows in one process, for a fraction of the cost, that what
+    it counts across the workers is there at all. Two new interpreters that import the app are
+    the costly part (make check LESSON=24 on lesson 23's folder: 20 s with them, ... without)."""
+
+    def __init__(self, lesson):
+        self.lesson, self.servers, self.printed = lesson, Servers(), []
+
+    @functools.cached_property
+    def url(self) -> str:
+        argv = [sys.executable, "-m", "uvicorn", self.lesson.app, "--workers", "2",
+                "--host", "127.0.0.1", "--port", "{port}"]
         # Not the supervisor but its workers listen, each a new interpreter that imports the app
         # first: on a machine busy with other tests, that took more than the default 15 s.
-        port, proc = servers.start(argv, cwd=lesson.path, what="two workers", timeout=60)
-        printed = []
+        port, self.proc = self.servers.start(argv, cwd=self.lesson.path, what="two workers", timeout=60)
+        wait_for(lambda: self.log().count("Application startup complete") == 2, "both workers started",
+                 seconds=30)
+        return f"http://127.0.0.1:{port}"
 
-        def log() -> str:
-            printed.append(server_output(proc))
-            return "".join(printed)
+    def log(self) -> str:
+        self.printed.append(server_output(self.proc))
+        return "".join(self.printed)
 
-        wait_for(lambda: log().count("Application startup complete") == 2, "both workers started", seconds=30)
-        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", log=log)
+
+@pytest.fixture(scope="module")
+def two_workers(lesson, app, db_env, coach_server):
+    """The app in two worker processes, once a test asks for its .url (TwoWorkers): .url, .log()."""
+    workers = TwoWorkers(lesson)
+    try:
+        yield workers
     finally:
-        servers.stop_all()
+        workers.servers.stop_all()
+
+
+def locked_in_one_process(app) -> None:
+    """Fails at once unless a sixth wrong password for one account gets 429 within one process."""
+    with client_from(app) as client:
+        email = sign_up(client)
+        statuses = [client.post("/api/login", json={"email": email, "password": "wrong-password"}).status_code
+                    for _ in range(6)]
+    if statuses[-1] != 429:
+        pytest.fail(f"six wrong passwords for one account got {statuses} even in one process, not 429 "
+                    "the sixth time: count the failures first (the tests of the locked login)")
 
 
 def twenty_wrong_passwords(two_workers, db) -> Counter:
@@ -191,10 +215,11 @@ def twenty_wrong_passwords(two_workers, db) -> Counter:
         return Counter(pool.map(wrong_password, range(20)))
 
 
-def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
+def test_five_failed_logins_are_counted_across_two_workers(app, two_workers, db):
     """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
     Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
     five 401s in total, not five per worker."""
+    locked_in_one_process(app)
     assert twenty_wrong_passwords(two_workers, db) == {401: 5, 429: 15}
     pids = set(re.findall(r"\[(\d+)\][^\n]*? app\.\S+: (?:login failed|rate limit)", two_workers.log()))
     assert pids, "no log line [<pid>] ... app.<logger>: login failed / rate limit: check the log format"
@@ -625,10 +650,29 @@ def test_a_chat_waiting_for_the_llm_holds_no_worker_thread(app, overrides, coach
 
 # --- budgets on what a user holds open -----------------------------------------------------------
 
-def test_a_user_holds_at_most_three_chats_open_across_workers(two_workers, coach, user):
+def seats_taken_in_one_process(app) -> None:
+    """Fails at once unless a user's fourth socket is closed within one process."""
+    with client_from(app) as client, ExitStack() as held:
+        token = log_in(client, sign_up(client))
+        for _ in range(3):
+            ws = held.enter_context(client.websocket_connect("/ws/chat"))
+            ws.send_json({"token": token})
+            assert ws.receive_json() == {"type": "ready"}
+        with client.websocket_connect("/ws/chat") as fourth:
+            fourth.send_json({"token": token})
+            try:
+                frame = fourth.receive_json()
+            except WebSocketDisconnect:
+                return
+    pytest.fail(f"a user's fourth socket got {frame} even in one process, not a close: count the "
+                "chats each user holds open first")
+
+
+def test_a_user_holds_at_most_three_chats_open_across_workers(app, two_workers, coach, user):
     """A user holds at most OPEN_CHATS_PER_USER (3) streams and sockets open at once, over all workers.
     A fourth socket is closed with 1013 (try again later) and the reason; a stream gets 429; once
     they close, a new one opens."""
+    seats_taken_in_one_process(app)
     url = two_workers.url.replace("http://", "ws://") + "/ws/chat"
 
     def open_socket(stack: ExitStack):

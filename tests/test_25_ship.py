@@ -33,7 +33,7 @@ import test_24_protect
 from helpers import IN_CI, bearer, children, free_port, tables_held, user_with_token, wait_for
 from shared.services import proxy
 from test_24_protect import *  # noqa: F403  (lesson 24's tests, and 21's and 22's it keeps: still valid here)
-from test_24_protect import twenty_wrong_passwords
+from test_24_protect import locked_in_one_process, twenty_wrong_passwords
 from webclient import web
 
 WORKERS = 2
@@ -193,10 +193,11 @@ def json_lines(text: str) -> list[dict]:
     return found
 
 
-def test_five_failed_logins_are_counted_across_two_workers(two_workers, db):
+def test_five_failed_logins_are_counted_across_two_workers(app, two_workers, db):
     """Five failed logins per account in 15 minutes, counted where every worker sees them: the rest get 429.
     Twenty wrong passwords for one account, sent at once to one uvicorn with two workers, get
     five 401s in total, not five per worker. (Lesson 24's test, reading the log as JSON lines.)"""
+    locked_in_one_process(app)
     assert twenty_wrong_passwords(two_workers, db) == {401: 5, 429: 15}
     pids = {line["pid"] for line in json_lines(two_workers.log())
             if line["logger"].startswith("app.") and re.match("login failed|rate limit", line["message"])}

@@ -16,9 +16,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
+from conftest import statement_at
 from helpers import ROOT
 from shared.ground import results
 from shared.ground.manifest import find
@@ -424,6 +426,18 @@ def test_an_in_assert_shows_what_was_looked_for_and_where():
     assert any("emails set to NULL" in line for line in short), short
     leak = search_lines("not in", repr("secret123"), repr("x" * 100 + "password secret123 here" + "y" * 100))
     assert any("password secret123 here" in line for line in leak), leak
+
+
+@pytest.mark.parametrize(("line", "statement"), [
+    (6, "assert f.read( ) == 1"),   # a statement over two lines, from its second: the whole of it
+    (3, 'with open( "x" ) as f:'),  # a with that failed on entering: its head, not its body
+    (7, "x = 1"),
+])
+def test_a_failure_names_its_whole_statement_and_no_more(tmp_path, line, statement):
+    source = tmp_path / "test_x.py"
+    source.write_text('def test():\n    with open(\n        "x"\n    ) as f:\n        assert f.read(\n'
+                      '            ) == 1\n    x = 1\n')
+    assert statement_at(SimpleNamespace(lineno=line - 1), source) == statement
 
 
 def test_a_long_message_shows_its_first_and_last_lines():
