@@ -62,11 +62,14 @@ import passlib.hash
 import pytest
 from fastapi.testclient import TestClient
 
-# pytest keeps each test module it has rewritten (asserts that show their values) in
-# tests/__pycache__, unless the environment says to write no bytecode (PYTHONDONTWRITEBYTECODE,
-# set on this course's build machine). Every run then rewrote every test file again: lesson 24's
-# (with 21's and 22's) in each of a check's processes, 3 s of CPU in a red check of 20. What is
-# imported from here on is kept, whatever the environment says.
+from shared.ground.paths import BUILD, RESULTS
+
+# pytest keeps each test module it has rewritten (asserts that show their values), unless the
+# environment says to write no bytecode (PYTHONDONTWRITEBYTECODE, set on this course's build
+# machine). Every run then rewrote every test file again: lesson 24's (with 21's and 22's) in each
+# of a check's processes, 3 s of CPU in a red check of 20. What is imported from here on is kept,
+# whatever the environment says, in build/pycache: never in a learner's folder.
+sys.pycache_prefix = str(BUILD / "pycache")
 sys.dont_write_bytecode = False
 
 # Asserts in helpers.py show their values on failure too (pytest rewrites them like a test's).
@@ -90,7 +93,6 @@ from helpers import (  # noqa: E402
 )
 from shared.ground import devdb, results  # noqa: E402
 from shared.ground.manifest import find  # noqa: E402
-from shared.ground.paths import RESULTS  # noqa: E402
 from shared.ground.testenv import NO_CERTIFICATES  # noqa: E402
 
 # bcrypt at cost 4 instead of passlib's default 12 (the lessons keep the default: production wants
