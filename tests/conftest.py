@@ -39,10 +39,8 @@ Speed: a lesson's tests run in well under 10 s. Start a server or a browser once
 session where the tests only add to what it serves (`pages`, `browser`), not once per test.
 """
 
-import ast
 import collections
 import fcntl
-import functools
 import gc
 import importlib
 import json
@@ -88,6 +86,7 @@ from helpers import (  # noqa: E402
     frames_in,
     pages_and_api,
     serve_folder,
+    statement_of,
     traceback_end,
     user_with_token,
 )
@@ -573,33 +572,6 @@ def first_inside(error: BaseException) -> BaseException:
             return error
 
 
-@functools.cache
-def statement_lines(path: Path) -> dict[int, int]:
-    """{first line: last line} of each statement in a file (1-based); a compound statement's
-    (with, for, if) ends where its body begins. Parsed once per file: pytest's own
-    TracebackEntry.statement parses the whole file again for each failure (0.08 s each for
-    lesson 24's test file, 3.3 s of CPU in a red check with 40 failures)."""
-    spans = {}
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.stmt):
-            body = getattr(node, "body", None)
-            last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno
-            spans[node.lineno] = max(node.lineno, min(last, spans.get(node.lineno, last)))
-    return spans
-
-
-def statement_at(entry, path: Path) -> str:
-    """The statement a traceback entry stopped at, on one line."""
-    line = entry.lineno + 1
-    try:
-        spans = statement_lines(path)
-    except (OSError, SyntaxError, ValueError):
-        return " ".join(str(entry.statement).split())[:300]
-    first = max((start for start, end in spans.items() if start <= line <= end), default=line)
-    text = "\n".join(path.read_text().splitlines()[first - 1:spans.get(first, line)])
-    return " ".join(text.split())[:300]
-
-
 def failure_of(call, report, phase: str, started: float) -> results.Failure:
     excinfo = call.excinfo
     group, error = excinfo.value, first_inside(excinfo.value)
@@ -630,7 +602,8 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
     failure.server_error = server_error[:500]
     if ours:
         entry = ours[-1]
-        failure.statement = statement_at(entry, path_of(entry))
+        failure.statement = statement_of(path_of(entry), entry.lineno + 1) or " ".join(
+            str(entry.statement).split())[:300]
         failure.statement_at = f"{relative(path_of(entry), ROOT)}:{entry.lineno + 1}"
         failure.response = response_in([e.frame for e in reversed(ours)])
     if _compared and isinstance(error, AssertionError):

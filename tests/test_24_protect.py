@@ -197,8 +197,8 @@ def locked_in_one_process(app) -> None:
         statuses = [client.post("/api/login", json={"email": email, "password": "wrong-password"}).status_code
                     for _ in range(6)]
     if statuses[-1] != 429:
-        pytest.fail(f"six wrong passwords for one account got {statuses} even in one process, not 429 "
-                    "the sixth time: count the failures first (the tests of the locked login)")
+        pytest.fail(f"six wrong passwords for one account got {statuses} even in one process: the "
+                    "sixth must get 429 before two workers are tried (see \"The sixth failure gets 429\")")
 
 
 def twenty_wrong_passwords(two_workers, db) -> Counter:
@@ -430,19 +430,34 @@ def raw_answer(api: str, request: bytes) -> tuple[bytes, bytes]:
 POST_CHAT = b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
-def test_a_large_body_gets_413_before_it_is_read_even_without_a_token(pages):
+def too_large_in_one_process(app) -> None:
+    """Fails at once unless a body one byte over the limit gets 413 within one process: a live
+    server that waits for the rest of a body fails only after raw_answer's timeout."""
+    with TestClient(app) as client:
+        r = client.post("/api/chat", content=b"x" * (MAX_BODY_BYTES + 1),
+                        headers={"Content-Type": "application/json"})
+    if r.status_code != 413:
+        pytest.fail(f"a body of {MAX_BODY_BYTES + 1} bytes got {r.status_code} {r.text[:200]} even in one "
+                    "process, not 413: limit the body first (MAX_BODY_BYTES)")
+
+
+def test_a_large_body_gets_413_before_it_is_read_even_without_a_token(app, request):
     """A body over MAX_BODY_BYTES (65536) gets 413 before it is read, whatever the endpoint, logged in or not.
     The request says 300 MB in its Content-Length and sends one byte of them: the answer comes
     at once, with no token looked at and nothing more waited for.
     Hint: a pure ASGI middleware that looks at Content-Length before the app reads anything."""
+    too_large_in_one_process(app)
+    pages = request.getfixturevalue("pages")  # its live servers, once the limit is there at all
     head, body = raw_answer(pages.api, POST_CHAT + b"Content-Length: 300000000\r\n\r\n{")
     assert head.startswith(b"HTTP/1.1 413 "), head
     assert json.loads(body) == {"detail": TOO_LARGE}
 
 
-def test_a_body_sent_in_chunks_gets_413_once_it_grows_too_large(pages):
+def test_a_body_sent_in_chunks_gets_413_once_it_grows_too_large(app, request):
     """A body sent in chunks, with no Content-Length, gets 413 as soon as they add up to more than the limit.
     70 chunks of 1 KiB, and no end: the answer comes without the rest."""
+    too_large_in_one_process(app)
+    pages = request.getfixturevalue("pages")
     chunks = b"400\r\n" + b"x" * 1024 + b"\r\n"
     head, body = raw_answer(pages.api, POST_CHAT + b"Transfer-Encoding: chunked\r\n\r\n" + chunks * 70)
     assert head.startswith(b"HTTP/1.1 413 "), head
@@ -664,8 +679,8 @@ def seats_taken_in_one_process(app) -> None:
                 frame = fourth.receive_json()
             except WebSocketDisconnect:
                 return
-    pytest.fail(f"a user's fourth socket got {frame} even in one process, not a close: count the "
-                "chats each user holds open first")
+    pytest.fail(f"a user's fourth socket got {frame} even in one process, not a close with 1013: it "
+                "must be closed there before two workers are tried")
 
 
 def test_a_user_holds_at_most_three_chats_open_across_workers(app, two_workers, coach, user):

@@ -16,12 +16,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import pytest
 
-from conftest import statement_at
-from helpers import ROOT
+from helpers import ROOT, statement_of
 from shared.ground import results
 from shared.ground.manifest import find
 from shared.ground.paths import RESULTS
@@ -437,7 +435,7 @@ def test_a_failure_names_its_whole_statement_and_no_more(tmp_path, line, stateme
     source = tmp_path / "test_x.py"
     source.write_text('def test():\n    with open(\n        "x"\n    ) as f:\n        assert f.read(\n'
                       '            ) == 1\n    x = 1\n')
-    assert statement_at(SimpleNamespace(lineno=line - 1), source) == statement
+    assert statement_of(source, line) == statement
 
 
 def test_a_long_message_shows_its_first_and_last_lines():
