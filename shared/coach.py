@@ -31,7 +31,8 @@ Controls for tests and benchmarks (lessons never use them):
       error  HTTP 500 with an OpenAI-style error body; with "after": N, a stream sends N tokens
              first and then an error chunk `data: {"error": {...}}` (the openai client raises
              APIError)
-      slow   waits "seconds" (default 3600) before answering: longer than any client timeout
+      slow   waits "seconds" (default 3600) before answering: longer than any client timeout;
+             a mode change or a reset ends the waits at once (those requests answer then)
       drop   sends "after" tokens (default 3; for a plain answer, half of its JSON) and then
              closes the connection mid-answer (the openai client raises APIConnectionError)
       cut    a stream sends "after" tokens (default 3) and then ends as a whole response does,
@@ -215,7 +216,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
         model = body.get("model") if isinstance(body.get("model"), str) else MODEL
         mode, delay, after = coach.mode, coach.token_delay, coach.after
         if mode == "slow":
-            await wait_unless_gone(request, coach.seconds)
+            await wait_unless_gone(request, coach.seconds, lambda: coach.mode == "slow")
         if mode == "error" and not (body.get("stream") and after):
             return openai_error(500, "The offline coach was told to fail (mode error).", "server_error")
         if mode == "junk" and not body.get("stream"):
@@ -302,10 +303,10 @@ def create_app(token_delay: float = 0.0) -> Starlette:
     ])
 
 
-async def wait_unless_gone(request: Request, seconds: float) -> None:
-    """Sleep `seconds`, but stop as soon as the client hangs up (its timeout)."""
+async def wait_unless_gone(request: Request, seconds: float, still) -> None:
+    """Sleep `seconds`, but stop as soon as the client hangs up (its timeout) or `still()` is false."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not await request.is_disconnected():
+    while time.monotonic() < deadline and still() and not await request.is_disconnected():
         await asyncio.sleep(0.05)
 
 

@@ -4,6 +4,8 @@ Lessons 18-21 and the streaming bench rely on it: these tests pin what they rely
 """
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import openai
@@ -178,6 +180,17 @@ def test_slow_mode_outlasts_the_clients_timeout(coach):
     with OpenAI(api_key="test", base_url=coach.url, max_retries=0, timeout=0.3) as impatient, \
             pytest.raises(openai.APITimeoutError):
         ask(impatient, CONVERSATION)
+
+
+def test_a_mode_change_ends_the_waits_of_slow_mode(coach, llm):
+    coach.mode("slow", seconds=60)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(ask, llm, CONVERSATION)
+        while not coach.requests():
+            time.sleep(0.01)
+        assert not waiting.done()
+        coach.mode("ok")
+        assert waiting.result(timeout=5).choices[0].finish_reason == "stop"
 
 
 def test_a_client_that_goes_away_cancels_its_stream(coach):
