@@ -198,7 +198,7 @@ def locked_in_one_process(app) -> None:
                     for _ in range(6)]
     if statuses[-1] != 429:
         pytest.fail(f"six wrong passwords for one account got {statuses} even in one process: the "
-                    "sixth must get 429 before two workers are tried (see \"The sixth failure gets 429\")")
+                    "sixth must get 429 there first (see \"The sixth failure gets 429\")")
 
 
 def twenty_wrong_passwords(two_workers, db) -> Counter:
@@ -787,6 +787,30 @@ READY_TO_SEND = "() => !document.querySelector('#ask button').disabled"
 PROFILE_SHOWN = "() => document.querySelector('input[name=name]').value === 'Ada'"
 
 
+def in_the_browser(request):
+    """(pages, (page, blocked)): the live servers and a page under the pages' own policy
+    (strict_page), started only now. What a page test can show without a browser (the page's
+    file, the API in one process) comes first: a red check launches no browser for it."""
+    return request.getfixturevalue("pages"), request.getfixturevalue("strict_page")
+
+
+def declares_a_policy(lesson, path: str) -> None:
+    html = (lesson.path / "frontend" / path).read_text()
+    if not re.search(r"<meta[^>]*http-equiv\s*=\s*[\"']?content-security-policy", html, re.IGNORECASE):
+        pytest.fail(f'frontend/{path} declares no <meta http-equiv="Content-Security-Policy" content="...">')
+
+
+def ended_in_one_process(app, path: str) -> None:
+    """Fails at once unless POST PATH ends the token that sent it, within one process."""
+    with client_from(app) as client:
+        token = log_in(client, sign_up(client))
+        r = client.post(path, headers=bearer(token))
+        me = client.get("/api/me", headers=bearer(token))
+    if me.status_code != 401:
+        pytest.fail(f"POST {path} answered {r.status_code} and the token still got {me.status_code} from "
+                    "GET /api/me, even through the API alone: the button can end it only once the API does")
+
+
 def message_says(*texts: str) -> str:
     """JavaScript: #message shows one of TEXTS."""
     shown = "document.getElementById('message').textContent"
@@ -794,13 +818,14 @@ def message_says(*texts: str) -> str:
 
 
 @pytest.mark.parametrize("path", ["signup.html", "login.html", "home.html", "settings.html"])
-def test_each_page_works_under_a_content_security_policy_that_stops_inline_scripts(pages, strict_page, coach,
+def test_each_page_works_under_a_content_security_policy_that_stops_inline_scripts(lesson, request, coach,
                                                                                    user, path):
     """Each page works under a Content-Security-Policy (a <meta http-equiv>) that stops inline scripts.
     Hint: move each page's <script> and <style> into files of their own (script-src 'self'), and
     let connect-src reach the API and its socket on any port of localhost and 127.0.0.1 (the tests
     run the API on a port of their own, which only config.js knows)."""
-    page, blocked = strict_page
+    declares_a_policy(lesson, path)
+    pages, (page, blocked) = in_the_browser(request)
     with naming_what_the_policy_blocked(blocked):
         log_in_page(page, pages, user, path)
         if path == "home.html":  # the page reached the API and the socket: the greeting, and Send enabled
@@ -812,9 +837,10 @@ def test_each_page_works_under_a_content_security_policy_that_stops_inline_scrip
     assert page.evaluate(INJECT_INLINE_SCRIPT) is False
 
 
-def test_the_home_pages_log_out_button_ends_the_token(pages, strict_page, coach, user):
+def test_the_home_pages_log_out_button_ends_the_token(app, request, coach, user):
     """The home page's #logout button ends the token for real (POST /api/logout) and goes to login.html."""
-    page, blocked = strict_page
+    ended_in_one_process(app, "/api/logout")
+    pages, (page, blocked) = in_the_browser(request)
     with naming_what_the_policy_blocked(blocked):
         log_in_page(page, pages, user, "home.html")
         page.wait_for_function(GREETED)
@@ -823,10 +849,12 @@ def test_the_home_pages_log_out_button_ends_the_token(pages, strict_page, coach,
     assert web.get(f"{pages.api}/api/me", headers=bearer(user["token"]), timeout=10).status_code == 401
 
 
-def test_the_home_pages_log_out_everywhere_button_ends_every_token(pages, strict_page, coach, user):
+def test_the_home_pages_log_out_everywhere_button_ends_every_token(app, request, coach, user):
     """The home page's #logout-all button ends every token of the user (POST /api/logout-all) and goes
     to login.html."""
-    (page, blocked), elsewhere = strict_page, token_for(user["id"])  # the same user, on another device
+    ended_in_one_process(app, "/api/logout-all")
+    pages, (page, blocked) = in_the_browser(request)
+    elsewhere = token_for(user["id"])  # the same user, on another device
     with naming_what_the_policy_blocked(blocked):
         log_in_page(page, pages, user, "home.html", "#logout-all")
         page.wait_for_function(GREETED)
@@ -836,9 +864,16 @@ def test_the_home_pages_log_out_everywhere_button_ends_every_token(pages, strict
         assert web.get(f"{pages.api}/api/me", headers=bearer(token), timeout=10).status_code == 401
 
 
-def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages, strict_page, coach):
+def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(app, request, coach):
     """The settings page sends input[name=current_password] and logs in again after a new password."""
-    (page, blocked), email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
+    with client_from(app) as client:
+        token = log_in(client, sign_up(client))
+        r = client.put("/api/me", json={"password": "new-horse"}, headers=bearer(token))
+    if r.status_code == 200:
+        pytest.fail("PUT /api/me took a new password without current_password, even through the API alone: "
+                    "the page can ask for it only once the API does")
+    pages, (page, blocked) = in_the_browser(request)
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
     account = {"name": "Ada", "email": email, "password": PASSWORD}
     assert web.post(f"{pages.api}/api/users", json=account, timeout=10).status_code == 201
     old = web.post(f"{pages.api}/api/login", json=account, timeout=10).json()["access_token"]
@@ -855,9 +890,11 @@ def test_the_settings_page_asks_for_the_current_password_and_logs_in_again(pages
     assert web.get(f"{pages.api}/api/me", headers=bearer(new), timeout=10).json()["email"] == email
 
 
-def test_the_login_page_says_so_when_there_were_too_many_failed_logins(pages, strict_page):
+def test_the_login_page_says_so_when_there_were_too_many_failed_logins(app, request):
     """The login page shows the 429's detail in #message when there were too many failed logins."""
-    (page, blocked), email = strict_page, f"{uuid.uuid4().hex[:12]}@example.com"
+    locked_in_one_process(app)
+    pages, (page, blocked) = in_the_browser(request)
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
     for _ in range(5):
         web.post(f"{pages.api}/api/login", json={"email": email, "password": "wrong-password"}, timeout=10)
     with naming_what_the_policy_blocked(blocked):
