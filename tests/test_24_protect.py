@@ -159,7 +159,7 @@ class TwoWorkers:
     """The app in one uvicorn with two worker processes (--workers 2), started when a test first
     asks for its .url: each test first shows in one process, for a fraction of the cost, that what
     it counts across the workers is there at all. Two new interpreters that import the app are
-    the costly part (make check LESSON=24 on lesson 23's folder: 20 s with them, ... without)."""
+    the costly part: make check LESSON=24 on lesson 23's folder started them for nothing."""
 
     def __init__(self, lesson):
         self.lesson, self.servers, self.printed = lesson, Servers(), []
