@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import jwt
 import pytest
 from fastapi import WebSocketDisconnect
+from fastapi.testclient import TestClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
@@ -440,6 +441,28 @@ def test_other_requests_are_answered_while_a_socket_waits_for_the_database(pages
 
 # --- the page -----------------------------------------------------------------------------------
 
+def socket_ready_in_one_process(app, db) -> None:
+    """Fails at once unless /ws/chat says ready to a logged-in socket within one process: the page
+    can use the socket only once the API has one (and a red check launches no browser for it)."""
+    token = token_for(insert_user(db))
+    with TestClient(app) as client:
+        try:
+            with client.websocket_connect("/ws/chat") as ws:
+                ws.send_json({"token": token})
+                frame = ws.receive_json()
+        except WebSocketDisconnect as closed:
+            frame = f"a close with {closed.code}"
+    if frame != {"type": "ready"}:
+        pytest.fail(f"/ws/chat answered a logged-in socket with {frame} even in one process, not "
+                    '{"type": "ready"}: the page can use the socket only once the API has one')
+
+
+def on_the_page(app, db, request):
+    """(pages, page), started once the API's socket says ready (socket_ready_in_one_process)."""
+    socket_ready_in_one_process(app, db)
+    return request.getfixturevalue("pages"), request.getfixturevalue("page")
+
+
 def open_home(page, pages, user) -> list:
     """Opens home.html logged in as `user`; returns the list of WebSockets the page opens."""
     sockets = []
@@ -456,7 +479,8 @@ def send_and_wait(page, text: str, answers: int) -> None:
                            "&& !document.querySelector('#ask button').disabled")
 
 
-def test_the_page_streams_the_answer_over_a_websocket_piece_by_piece(pages, page, coach, user):
+def test_the_page_streams_the_answer_over_a_websocket_piece_by_piece(app, db, request, coach, user):
+    pages, page = on_the_page(app, db, request)
     coach.mode("ok", token_delay=TOKEN_DELAY)
     sockets = open_home(page, pages, user)
     page.evaluate(WATCH_ANSWER)
@@ -472,7 +496,8 @@ def test_the_page_streams_the_answer_over_a_websocket_piece_by_piece(pages, page
     assert page.evaluate("window.pwned") is None
 
 
-def test_the_page_reconnects_when_the_socket_drops(pages, page, coach, user):
+def test_the_page_reconnects_when_the_socket_drops(app, db, request, coach, user):
+    pages, page = on_the_page(app, db, request)
     sockets = open_home(page, pages, user)
     page.evaluate("socket.close()")  # as if the network went away
     page.wait_for_function("socket.readyState === WebSocket.OPEN")
@@ -481,12 +506,13 @@ def test_the_page_reconnects_when_the_socket_drops(pages, page, coach, user):
     assert page.locator("#chat li.assistant").all_text_contents()[0].startswith('You wrote: "')
 
 
-def test_the_page_logs_out_when_the_socket_is_closed_with_1008(pages, page, coach, user, db):
+def test_the_page_logs_out_when_the_socket_is_closed_with_1008(app, db, request, coach, user):
     """The page logs out when the socket is closed with 1008, instead of reconnecting.
 
     1008 says the token is no good (expired, or its account gone): another socket would only
     be closed the same way. The page removes the token and opens login.html.
     Hint: in the socket's close handler, look at event.code before reconnecting."""
+    pages, page = on_the_page(app, db, request)
     sockets = open_home(page, pages, user)
     with db.cursor() as cur:
         cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
