@@ -450,8 +450,8 @@ def socket_ready_in_one_process(app, db) -> None:
             with client.websocket_connect("/ws/chat") as ws:
                 ws.send_json({"token": token})
                 frame = ws.receive_json()
-        except WebSocketDisconnect as closed:
-            frame = f"a close with {closed.code}"
+        except WebSocketDisconnect as closed:  # 1000 before any frame: most often no /ws/chat route
+            frame = f"a close with {closed.code} before any frame (is there a /ws/chat route?)"
     if frame != {"type": "ready"}:
         pytest.fail(f"/ws/chat answered a logged-in socket with {frame} even in one process, not "
                     '{"type": "ready"}: the page can use the socket only once the API has one')
@@ -483,10 +483,14 @@ def test_the_page_streams_the_answer_over_a_websocket_piece_by_piece(app, db, re
     pages, page = on_the_page(app, db, request)
     coach.mode("ok", token_delay=TOKEN_DELAY)
     sockets = open_home(page, pages, user)
+    posted = []  # the page's POSTs to /api/chat or its stream: the question must go over the socket
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" and "/api/chat" in r.url
+            else None)
     page.evaluate(WATCH_ANSWER)
     hostile = "<b>bold</b><img src=x onerror=\"window.pwned=1\"> yourself?"
     send_and_wait(page, hostile, 1)
     assert sockets == [socket_url(pages)]
+    assert posted == [], "the page sent the question over HTTP, not over its socket"
     [sent] = coach.requests()
     expected = coachs_answer(sent["messages"])
     assert page.locator("#chat li").all_text_contents() == [hostile, expected]
