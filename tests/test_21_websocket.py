@@ -35,6 +35,9 @@ from helpers import (
     insert_user,
     log_in_page,
     pool_exhausted,
+    seconds_to_answer_while_held,
+    tables_held,
+    the_app_waits_for,
     token_for,
     wait_for,
 )
@@ -56,6 +59,7 @@ TOKEN_DELAY = 0.01  # seconds per token for the tests that watch a stream while 
 GAP = 0.6  # seconds between tokens while the event loop is watched (within OPENAI_TIMEOUT, 1 s here)
 COACH_FAILED = {"type": "error", "detail": "The coach is unavailable, try again later"}
 BUSY = {"type": "error", "detail": "An answer is still coming: send the next message after it is done"}
+TOO_MANY = (1008, "Too many frames that are no question: wait for each answer")  # the flood's close
 LOGIN_TIMEOUT = 1  # seconds a socket has for its first frame in these tests (WS_LOGIN_TIMEOUT)
 MAX_FRAME = 64 * 1024  # characters in a frame, at most
 
@@ -225,7 +229,30 @@ def test_more_than_ten_frames_in_a_row_that_are_no_question_close_the_socket_wit
             ws.send("not a message")
             assert receive(ws)["type"] == "error"
         ws.send("not a message")
-        assert close_of(ws) == (1008, "Too many frames that are no question: wait for each answer")
+        assert close_of(ws) == TOO_MANY
+
+
+def test_messages_sent_mid_answer_count_as_frames_that_are_no_question(pages, coach, user):
+    """Messages sent mid answer count as frames that are no question.
+
+    Ten are told busy, the eleventh closes the socket with 1008. A busy frame is an error frame
+    like the others: were they not counted, a client could send a message every moment an
+    answer streams, and get an error frame back for each, for ever."""
+    coach.mode("ok", token_delay=0.2)  # slow: the answer is still coming after the eleven messages
+    refused, close = [], None  # the frames other than tokens; the close's (code, reason)
+    with logged_in(pages, user) as ws:
+        ws.send(json.dumps({"message": QUESTION}))
+        assert receive(ws)["type"] == "token"
+        for _ in range(11):
+            ws.send(json.dumps({"message": "And another thing."}))
+        try:
+            while len(refused) <= 10 and (frame := receive(ws)) != {"type": "done"}:
+                if frame["type"] != "token":
+                    refused.append(frame)
+        except ConnectionClosed as closed:
+            close = closed.rcvd and (closed.rcvd.code, closed.rcvd.reason)
+    assert refused[:10] == [BUSY] * 10
+    assert close == TOO_MANY, f"the eleventh message mid answer got {refused[10:] or 'nothing'}, not a close"
 
 
 @pytest.mark.parametrize(("mode", "options"), LLM_FAILURES)
@@ -439,6 +466,23 @@ def test_other_requests_are_answered_while_a_socket_waits_for_the_database(pages
     assert last == {"type": "done"}, last
 
 
+def test_other_requests_are_answered_while_a_sockets_login_waits_for_the_database(pages, coach, user, db,
+                                                                                  db_env):
+    """Other requests are answered while a socket's login waits for the database.
+
+    The test holds the users table while a socket sends its token (the login looks its account
+    up): GET /api/time meanwhile must come back at once, not when the test lets go after 2 s.
+    Hint: the login's lookup blocks like any database call: run it in a worker thread too."""
+    with connect(socket_url(pages), open_timeout=10) as ws:
+        with tables_held(db_env, "users") as users:
+            ws.send(json.dumps({"token": user["token"]}))
+            wait_for(lambda: the_app_waits_for(db, "users"), "the socket's login waits for users")
+            took = seconds_to_answer_while_held(f"{pages.api}/api/time", users)
+        assert took < 1, (f"GET /api/time took {took:.1f} s while a socket's login waited for the "
+                          "database: the event loop waited with it")
+        assert receive(ws) == {"type": "ready"}
+
+
 # --- the page -----------------------------------------------------------------------------------
 
 def socket_ready_in_one_process(app, db) -> None:
@@ -507,6 +551,50 @@ def test_the_page_reconnects_when_the_socket_drops(app, db, request, coach, user
     page.wait_for_function("socket.readyState === WebSocket.OPEN")
     send_and_wait(page, QUESTION, 1)
     assert len(sockets) == 2
+    assert page.locator("#chat li.assistant").all_text_contents()[0].startswith('You wrote: "')
+
+
+# Run in the page once it is open: from then on its timers run 50 times faster, and each new
+# WebSocket records the delay of the timer that led to it (null: none since the last one). While
+# window.unreachable is true, a new socket goes to a port where nothing listens, so it fails as a
+# socket to a server that is down does: no open, a close with 1006.
+UNREACHABLE_SERVER = """port => {
+  const RealWebSocket = WebSocket, realSetTimeout = setTimeout;
+  let lastTimer = null;
+  window.waits = [];
+  window.unreachable = true;
+  window.setTimeout = (run, ms = 0, ...args) => realSetTimeout(() => {
+    lastTimer = ms;
+    typeof run === "function" ? run(...args) : eval(run);
+  }, ms / 50);
+  window.WebSocket = class extends RealWebSocket {
+    constructor(url, protocols) {
+      window.waits.push(lastTimer);
+      lastTimer = null;
+      super(window.unreachable ? `ws://127.0.0.1:${port}/ws/chat` : url, protocols);
+    }
+  };
+}"""
+
+
+def test_the_page_waits_longer_before_each_reconnect_while_the_server_is_down(app, db, request, coach, user,
+                                                                               closed_port):
+    """The page waits longer before each reconnect while the server is down.
+
+    A page that reconnects at once, or always after the same moment, hammers a server that is
+    down, and with every open page at the same time. (The test runs the page's timers 50 times
+    faster, and reads the delay each reconnect waited.)"""
+    pages, page = on_the_page(app, db, request)
+    open_home(page, pages, user)
+    page.evaluate(UNREACHABLE_SERVER, closed_port)
+    page.evaluate("socket.close()")  # as if the network went away
+    page.wait_for_function("window.waits.length >= 3")
+    waits = page.evaluate("window.waits.slice(0, 3)")
+    assert None not in waits, f"ms the page waited before each reconnect: {waits} (null: none, at once)"
+    assert waits == sorted(set(waits)), (
+        f"the page waited {waits} ms before each reconnect: not longer each time")
+    page.evaluate("window.unreachable = false")  # the server is back
+    send_and_wait(page, QUESTION, 1)
     assert page.locator("#chat li.assistant").all_text_contents()[0].startswith('You wrote: "')
 
 
