@@ -939,7 +939,7 @@ def answer_times_while_a_chat_waits_for_the_database(
         db, db_env: dict, url: str, ask: Callable[[], None], ended: Callable[[], str] = lambda: "",
 ) -> dict[str, float]:
     """Seconds a GET of URL took while a chat, started by ASK(), waited for the database at each
-    of its steps: its login check (the users table held), its history (messages held), and
+    of its steps: its token's check (the users table held), its history (messages held), and
     storing the answer (messages held for writes only). Each table is taken before the chat can
     reach it; the coach must write its answer slowly enough (half a second) for the last step.
     A step whose request had to wait for the tables to go ends the watch there. ENDED() says how
@@ -948,12 +948,12 @@ def answer_times_while_a_chat_waits_for_the_database(
     with tables_held(db_env, "users") as users, tables_held(db_env, "messages") as messages:
         ask()
         wait_for(lambda: the_app_waits_for(db, "users") or ended(),
-                 "the chat waits for users (checking the login)")
+                 "the chat waits for users (checking its token)")
         why = ended()
         assert not why, f"the chat ended before it reached the database: {why}"
-        took["checking the login"] = seconds_to_answer_while_held(url, users, messages)
+        took["checking the token"] = seconds_to_answer_while_held(url, users, messages)
         users.release()
-        if took["checking the login"] >= 1:
+        if took["checking the token"] >= 1:
             return took
         wait_for(lambda: the_app_waits_for(db, "messages"), "the chat waits for messages (its history)")
         took["reading the history"] = seconds_to_answer_while_held(url, messages)
