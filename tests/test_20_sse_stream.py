@@ -7,6 +7,7 @@ Only the event loop's tests time something: a cheap request while the app waits 
 coach or for tables the test holds, against bounds that are a quarter of that wait or more.
 """
 
+import itertools
 import json
 import os
 import statistics
@@ -15,6 +16,7 @@ import time
 from contextlib import ExitStack
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from helpers import (
     WATCH_ANSWER,
@@ -175,9 +177,8 @@ def test_the_llm_failing_before_any_token_is_an_error_event(pages, coach, user, 
 def test_a_pool_with_no_free_connection_when_the_answer_is_stored_is_an_error_event(client, coach, user):
     """A pool with no free connection when the answer is stored is an error event, not a cut stream.
     Hint: the pool gives up after its timeout with sqlalchemy.exc.TimeoutError, not an
-    OperationalError: the database is as good as down, and the stream says so. Whatever the
-    stream does with the database after that (lesson 24: giving back its seat, counting its
-    tokens) meets the same full pool."""
+    OperationalError: the database is as good as down, and the stream says so. Whatever else
+    the stream does with the database after that meets the same full pool."""
     coach.mode("ok", token_delay=0.01)  # a second or so for the whole answer
     exhausted, answered = ExitStack(), threading.Event()
     # A question of this test's own: a stream an earlier test left may reach the coach now too,
@@ -391,6 +392,79 @@ def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
                            "&& !document.querySelector('#ask button').disabled")
     assert page.locator("#chat li").all_text_contents() == [QUESTION, "Hi there"]
+
+
+# Run in the page once it is open: from then on, its POST to /api/chat/stream gets a 200 whose
+# body is the given pieces of bytes, handed over one by one (20 ms apart), as the network may
+# cut a stream anywhere. The page's other requests go to the API as before.
+STREAM_IN_PIECES = """pieces => {
+  const realFetch = window.fetch;
+  window.fetch = (url, options) => {
+    if (!String(url).endsWith("/api/chat/stream")) {
+      return realFetch(url, options);
+    }
+    const body = new ReadableStream({
+      async start(controller) {
+        for (const piece of pieces) {
+          controller.enqueue(new Uint8Array(piece));
+          await new Promise((wait) => setTimeout(wait, 20));
+        }
+        controller.close();
+      },
+    });
+    return Promise.resolve(new Response(body, { headers: { "Content-Type": "text/event-stream" } }));
+  };
+}"""
+
+
+def cut(body: bytes, *at: int) -> list[list[int]]:
+    """BODY cut at the byte offsets AT: the pieces, each as a list of bytes (for the page)."""
+    ends = [0, *at, len(body)]
+    return [list(body[start:end]) for start, end in itertools.pairwise(ends)]
+
+
+def test_the_page_copes_with_events_split_across_network_pieces(pages, page, user):
+    """The page copes with events split across network pieces.
+
+    The test hands the page a stream cut in the middle of a `data:` line, between the two
+    newlines that end an event, and inside a character of two and one of four bytes (UTF-8).
+    Hint: keep what comes after the last blank line until the next piece completes it, and
+    decode with TextDecoderStream (or decoder.decode(value, {stream: true})), which keeps half a
+    character for the next piece."""
+    body = ('data: {"token": "Hi"}\n\n'
+            'data: {"token": " café"}\n\n'
+            'data: {"token": " 🙂"}\n\n'
+            'event: done\ndata: {}\n\n').encode()
+    middle_of_data = body.index(b'"token"') + 4
+    between_newlines = body.index(b"\n\n") + 1
+    inside_e_acute = body.index("é".encode()) + 1
+    inside_smiley = body.index("🙂".encode()) + 2
+    open_home(page, pages, user)
+    pieces = cut(body, middle_of_data, between_newlines, inside_e_acute, inside_smiley)
+    page.evaluate(STREAM_IN_PIECES, pieces)
+    page.fill("#ask textarea", QUESTION)
+    page.click("#ask button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
+                           "&& !document.querySelector('#ask button').disabled")
+    assert page.locator("#chat li").all_text_contents() == [QUESTION, "Hi café 🙂"]
+
+
+def test_an_error_event_mid_answer_is_shown_as_the_coach_failing(pages, page, user):
+    """An error event mid answer is shown as the coach failing: `The coach could not answer: <detail>`.
+
+    After a token, the stream the test hands the page ends with `event: error`; the page says so
+    in #message (docs/api.md, the pages); what it does with the half answer is up to you."""
+    detail = "The coach is unavailable, try again later"
+    body = f'data: {{"token": "Half an"}}\n\nevent: error\ndata: {{"detail": "{detail}"}}\n\n'.encode()
+    open_home(page, pages, user)
+    page.evaluate(STREAM_IN_PIECES, cut(body))
+    page.fill("#ask textarea", QUESTION)
+    page.click("#ask button[type=submit]")
+    try:
+        page.wait_for_function("document.getElementById('message').textContent.trim() !== ''", timeout=3000)
+    except PlaywrightTimeout:
+        pytest.fail("#message stayed empty for 3 s after the stream's error event")
+    assert page.text_content("#message") == f"The coach could not answer: {detail}"
 
 
 # --- the history, a page at a time (lesson 19's keyset paging, kept) ---------------------------
