@@ -89,6 +89,22 @@ def test_the_app_is_a_package_with_a_module_per_concern_and_a_router_per_topic(l
         "main.py is still at the top of the folder: the app is made in app/main.py now, delete the old one"
 
 
+def test_schemas_holds_the_api_models_and_security_the_tokens(app):
+    """app/schemas.py holds the Pydantic models of the API; app/security.py has create_token and decode_token.
+    The models: every schema /docs lists (but FastAPI's own validation errors) is a class
+    defined in app/schemas.py, not only imported there."""
+    from app import schemas, security
+
+    listed = app.openapi()["components"]["schemas"]
+    names = {name.removesuffix("-Input").removesuffix("-Output") for name in listed}
+    elsewhere = sorted(name for name in names - {"HTTPValidationError", "ValidationError"}
+                       if getattr(getattr(schemas, name, None), "__module__", None) != "app.schemas")
+    assert elsewhere == [], f"models of the API that app/schemas.py does not define: {elsewhere}"
+    missing = [name for name in ("create_token", "decode_token")
+               if not callable(getattr(security, name, None))]
+    assert missing == [], f"app/security.py has no {' and no '.join(missing)}"
+
+
 def test_the_docs_list_every_endpoint_of_21_grouped_by_router_tags(app):
     """/docs lists the paths of lesson 21, each under a tag: users, auth, chat (any tag for the rest)."""
     paths = app.openapi()["paths"]
@@ -341,6 +357,45 @@ def test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page(app,
 
 
 # --- settings as a dependency: one way to authenticate, everywhere ------------------------------
+
+def test_the_stream_like_every_endpoint_that_needs_a_login_gets_its_user_from_current_user(app, overrides,
+                                                                                           coach, user):
+    """The stream, like every endpoint that needs a login, gets its user from the CurrentUser dependency.
+    The test overrides the function behind `CurrentUser` (app.dependency_overrides) with one
+    that names the user without a token: /api/me, /api/chat, /api/chat/stream and the history
+    must let it in. One that checks a token of its own answers 401."""
+    from typing import get_args
+
+    from app.deps import CurrentUser, SessionDep
+    from app.models import User
+
+    def the_user(db: SessionDep):
+        return db.get(User, user["id"])
+
+    overrides[get_args(CurrentUser)[1].dependency] = the_user
+    with TestClient(app) as client:
+        answers = {
+            "GET /api/me": client.get("/api/me"),
+            "POST /api/chat": client.post("/api/chat", json={"message": ASKED}),
+            "POST /api/chat/stream": client.post("/api/chat/stream", json={"message": ASKED}),
+            "GET /api/chat/history": client.get("/api/chat/history"),
+        }
+    refused = {what: r.status_code for what, r in answers.items() if r.status_code != 200}
+    assert refused == {}, "without a token, with CurrentUser overridden"
+    assert events(answers["POST /api/chat/stream"].text)[-1] == ("done", {})
+
+
+def test_dependency_overrides_swap_the_sockets_login_timeout_too(app, overrides):
+    """app.dependency_overrides[get_settings] sets the socket's login timeout (WS_LOGIN_TIMEOUT) too."""
+    from app.config import get_settings
+
+    other = get_settings().model_copy(update={"WS_LOGIN_TIMEOUT": 0.2})
+    overrides[get_settings] = lambda: other
+    with TestClient(app) as client, client.websocket_connect("/ws/chat") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert (closed.value.code, closed.value.reason) == (1008, "No token within 0.2 s")
+
 
 def test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket(app, overrides, coach, user):
     """app.dependency_overrides[get_settings] sets the secret and expiry of login, /api/me, stream, socket.
