@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 
 import helpers
 from helpers import BROWSER_WAIT_MS, ROOT, ForkedServer, ReusedTab, Servers, free_port, serve_folder
-from shared.ground import devdb
+from shared.ground import devdb, results
 from shared.ground.files import lesson_files
 from shared.ground.manifest import all_lessons, find
 from shared.ground.paths import listens_on
@@ -686,6 +686,24 @@ def test_a_forked_job_past_its_time_limit_is_stopped(tmp_path):
     status, report, seconds = forked_probe(tmp_path, sleeps, timeout=3)
     # Well short of the test's 60 s, with room for a machine busy with two lessons' tests
     assert status == testrun.TIMED_OUT and seconds < 30, (status, seconds, report)
+
+
+@pytest.mark.parametrize(("written", "status"), [(True, 0), (False, testrun.STATUS_LOST)],
+                         ids=["pytest wrote its status", "pytest wrote none"])
+def test_a_forked_job_whose_end_the_fork_server_lost_ends_as_pytest_said(monkeypatch, written, status):
+    """multiprocessing gives 255 for a forked job whose end the fork server could not report:
+    the job then ends with the status pytest wrote as its results' last line, and only when it
+    wrote none (it never finished) is it red, as "pytest exited 255"."""
+    def lost(args, env, timeout, running):
+        if written:
+            running.write_text(results.to_line(results.Session(exitstatus=0, collected=1, seconds=0.1)))
+        return testrun.STATUS_LOST, ""
+
+    monkeypatch.setattr(testrun, "forked_pytest", lost)
+    job = find("02")
+    run_ = testrun.run_job(job, tag="-probe-lost", forked=True)
+    testrun.results_file(job, "-probe-lost").unlink(missing_ok=True)
+    assert (run_.exitstatus, run_.note) == (status, "" if written else "pytest exited 255")
 
 
 @pytest.fixture(scope="module")

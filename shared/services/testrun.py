@@ -26,6 +26,7 @@ from shared.services.inprocess import pytest_here
 
 PYTEST_NO_TESTS = 5
 TIMED_OUT = -1  # the exit status of a run stopped at its time limit
+STATUS_LOST = 255  # a forked job's exit status when the fork server could not report it
 # pytest's own report of each failure, as Python prints a traceback. Its default (--tb=auto,
 # long) parses the source of every frame to show whole statements: a red check of lesson 07
 # (25 failures, each through Starlette's and anyio's frames) took 13.5 s with it and 2.2 s with
@@ -96,6 +97,11 @@ def run_job(job: Lesson | CheckJob, folder: Path | None = None, tag: str = "", o
     # Read before it is moved: another run of the same job (make bench beside make check) may
     # replace the kept file at any moment.
     found = results.read(running)
+    if forked and exitstatus == STATUS_LOST and found.session is not None:
+        # The fork server lost how the job ended (multiprocessing then says 255, "perhaps the
+        # forkserver process itself got killed"; seen once in a clean-clone make test, on a job
+        # whose every test had passed). pytest wrote its own status as the session's last line.
+        exitstatus = found.session.exitstatus
     kept = results_file(job, tag)
     if running.exists():
         running.replace(kept)
