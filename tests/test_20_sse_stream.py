@@ -396,13 +396,15 @@ def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
 
 # Run in the page once it is open: from then on, its POST to /api/chat/stream gets a 200 whose
 # body is the given pieces of bytes, handed over one by one (20 ms apart), as the network may
-# cut a stream anywhere. The page's other requests go to the API as before.
+# cut a stream anywhere (window.streamAsked says it came). The page's other requests go to the API
+# as before.
 STREAM_IN_PIECES = """pieces => {
   const realFetch = window.fetch;
   window.fetch = (url, options) => {
     if (!String(url).endsWith("/api/chat/stream")) {
       return realFetch(url, options);
     }
+    window.streamAsked = true;
     const body = new ReadableStream({
       async start(controller) {
         for (const piece of pieces) {
@@ -415,6 +417,9 @@ STREAM_IN_PIECES = """pieces => {
     return Promise.resolve(new Response(body, { headers: { "Content-Type": "text/event-stream" } }));
   };
 }"""
+
+
+NO_STREAM = "the page did not POST its question to /api/chat/stream"
 
 
 def cut(body: bytes, *at: int) -> list[list[int]]:
@@ -446,6 +451,7 @@ def test_the_page_copes_with_events_split_across_network_pieces(pages, page, use
     page.click("#ask button[type=submit]")
     page.wait_for_function("document.querySelectorAll('#chat li').length === 2 "
                            "&& !document.querySelector('#ask button').disabled")
+    assert page.evaluate("window.streamAsked === true"), NO_STREAM
     assert page.locator("#chat li").all_text_contents() == [QUESTION, "Hi café 🙂"]
 
 
@@ -460,6 +466,9 @@ def test_an_error_event_mid_answer_is_shown_as_the_coach_failing(pages, page, us
     page.evaluate(STREAM_IN_PIECES, cut(body))
     page.fill("#ask textarea", QUESTION)
     page.click("#ask button[type=submit]")
+    page.wait_for_function("window.streamAsked === true || (document.querySelectorAll('#chat li').length >= 2"
+                           " && !document.querySelector('#ask button').disabled)")
+    assert page.evaluate("window.streamAsked === true"), NO_STREAM
     try:
         page.wait_for_function("document.getElementById('message').textContent.trim() !== ''", timeout=3000)
     except PlaywrightTimeout:
