@@ -191,6 +191,13 @@ class Coach:
         self.received.clear()
         self.stats = {"started": 0, "completed": 0, "cancelled": 0}
         self.counter = 0
+        # A request that came before a reset (a test's slow stream, whose client gave up) may
+        # start or end its stream after it: it counts in no stats but those of its own time.
+        self.generation = getattr(self, "generation", 0) + 1
+
+    def count(self, generation: int, key: str) -> None:
+        if generation == self.generation:
+            self.stats[key] += 1
 
     def next_id(self) -> str:
         self.counter += 1
@@ -214,7 +221,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             return openai_error(400, "'messages' must be a non-empty list of {role, content}, each role "
                                      f"one of {sorted(ROLES)}.", "invalid_request_error", "invalid_messages")
         model = body.get("model") if isinstance(body.get("model"), str) else MODEL
-        mode, delay, after = coach.mode, coach.token_delay, coach.after
+        mode, delay, after, generation = coach.mode, coach.token_delay, coach.after, coach.generation
         if mode == "slow":
             await wait_unless_gone(request, coach.seconds, lambda: coach.mode == "slow")
         if mode == "error" and not (body.get("stream") and after):
@@ -230,7 +237,7 @@ def create_app(token_delay: float = 0.0) -> Starlette:
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                stream(coach, text, reply_id, created, model, usage if include_usage else None,
+                stream(coach, generation, text, reply_id, created, model, usage if include_usage else None,
                        mode, delay, after, shape),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         completion = {
@@ -333,7 +340,8 @@ def odd_choices(shape: str, key: str):
              "finish_reason": "stop"}]
 
 
-async def stream(coach: Coach, text, reply_id, created, model, usage, mode, delay, after, shape="choices"):
+async def stream(coach: Coach, generation: int, text, reply_id, created, model, usage, mode, delay, after,
+                 shape="choices"):
     """The answer as OpenAI streams it: a chunk per token, a last chunk, then [DONE]."""
 
     def chunk(delta, finish=None):
@@ -341,7 +349,7 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
                 "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    coach.stats["started"] += 1
+    coach.count(generation, "started")
     finished, started = False, time.monotonic()
     fails_at = after if after is not None else 0 if mode in ("junk", "odd") else 3  # tokens sent before
     try:
@@ -376,7 +384,7 @@ async def stream(coach: Coach, text, reply_id, created, model, usage, mode, dela
         yield "data: [DONE]\n\n"
         finished = True
     finally:
-        coach.stats["completed" if finished else "cancelled"] += 1
+        coach.count(generation, "completed" if finished else "cancelled")
 
 
 class QuietDrops(logging.Filter):

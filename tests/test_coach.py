@@ -206,6 +206,18 @@ def test_a_client_that_goes_away_cancels_its_stream(coach):
     assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 1}
 
 
+def test_a_stream_asked_before_a_reset_counts_in_no_stats_after_it(coach):
+    """A slow stream whose client gave up (a test before this one) may start and end after the
+    reset that began the next test: it is counted in neither test's stats."""
+    coach.mode("slow", seconds=60)
+    body = {"model": "m", "stream": True, "messages": CONVERSATION}
+    with pytest.raises(httpx2.TimeoutException):
+        web.post(f"{coach.url}/chat/completions", json=body, timeout=0.3)
+    coach.reset()  # the wait ends, and the stream starts for a client that is gone
+    time.sleep(0.3)
+    assert coach.stats() == {"started": 0, "completed": 0, "cancelled": 0}
+
+
 def test_streams_are_served_side_by_side(coach):
     """Three slow streams: each sends its first token while all three are open (none waits
     for another to finish, which at 0.2 s a token would take many seconds)."""
