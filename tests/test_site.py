@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from helpers import BROWSER_WAIT_MS, IN_CI, ReusedTab, serve_folder
+from helpers import IN_CI, ReusedTab, serve_folder
 from shared.ground.manifest import all_lessons
 from shared.ground.requirements import requirements
 from shared.services import site as course_site
@@ -15,6 +15,10 @@ LESSONS = all_lessons()
 OPEN_SHADOWS = ("const attach = Element.prototype.attachShadow;"
                 "Element.prototype.attachShadow = function (init) {"
                 "  return attach.call(this, {...init, mode: 'open'}); };")
+# A site page loads 3.5 MB of Mermaid and draws its pictures: 0.3-0.6 s on an idle 2-core
+# machine, but over 5 s (a lesson's BROWSER_WAIT_MS) once in CI, with make test's other jobs
+# running beside it. The site is not in a learner's check loop, so its waits may be longer.
+SITE_WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +52,7 @@ def watch(page, site_url) -> list[str]:
 
 @pytest.fixture(scope="module")
 def site_tab(browser):
-    with ReusedTab(browser, BROWSER_WAIT_MS, init_script=OPEN_SHADOWS) as tab:
+    with ReusedTab(browser, SITE_WAIT_MS, init_script=OPEN_SHADOWS) as tab:
         yield tab
 
 
