@@ -24,10 +24,14 @@ Controls for tests and benchmarks (lessons never use them):
   GET    /_coach/requests     the JSON bodies received at /v1/chat/completions, oldest first
   DELETE /_coach/requests     forget them
   GET    /_coach/stats        streams {"started", "completed", "cancelled"} (client went away)
-  POST   /_coach/mode         {"mode": "ok" | "error" | "slow" | "drop" | "cut" | "junk" | "odd",
-                              "token_delay"?: s, "after"?: tokens, "seconds"?: s, "shape"?: name};
-                              every field is optional
+  POST   /_coach/mode         {"mode": "ok" | "pause" | "error" | "slow" | "drop" | "cut" | "junk" |
+                              "odd", "token_delay"?: s, "after"?: tokens, "seconds"?: s,
+                              "shape"?: name}; every field is optional
       ok     normal answers
+      pause  a stream sends "after" tokens (default 1), then holds the rest until the mode
+             changes (or a reset), or "seconds" pass (default 3600); then the rest comes. A test
+             looks at the app mid-answer for as long as it needs, then lets the answer finish.
+             A plain answer: as ok
       error  HTTP 500 with an OpenAI-style error body; with "after": N, a stream sends N tokens
              first and then an error chunk `data: {"error": {...}}` (the openai client raises
              APIError)
@@ -69,7 +73,7 @@ from starlette.routing import Route
 
 MODEL = "coach"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
-MODES = {"ok", "error", "slow", "drop", "cut", "junk", "odd"}
+MODES = {"ok", "pause", "error", "slow", "drop", "cut", "junk", "odd"}
 ODD_SHAPES = {"choices", "number", "nul", "broken"}
 BROKEN_JSON = '{"id": "chatcmpl-coach", "choices": ['  # mode odd, shape broken: JSON cut short
 # What mode junk sends where an answer should be: a page, as a proxy or a captive portal would.
@@ -283,8 +287,8 @@ def create_app(token_delay: float = 0.0) -> Starlette:
             if shape not in ODD_SHAPES:
                 raise ValueError(shape)
         except (ValueError, TypeError, AttributeError):
-            return JSONResponse({"detail": 'expected {"mode": "ok"|"error"|"slow"|"drop"|"cut"|"junk"|"odd", '
-                                           '"token_delay": s, "after": n, "seconds": s, '
+            return JSONResponse({"detail": 'expected {"mode": "ok"|"pause"|"error"|"slow"|"drop"|"cut"|'
+                                           '"junk"|"odd", "token_delay": s, "after": n, "seconds": s, '
                                            '"shape": "choices"|"number"|"nul"|"broken"}'}, status_code=400)
         coach.mode, coach.token_delay, coach.after, coach.seconds = mode, token_delay, after, seconds
         coach.shape = shape
@@ -315,6 +319,14 @@ async def wait_unless_gone(request: Request, seconds: float, still) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and still() and not await request.is_disconnected():
         await asyncio.sleep(0.05)
+
+
+async def hold(seconds: float, still) -> None:
+    """Sleep `seconds`, but stop as soon as `still()` is false. (A stream's client that hangs up
+    cancels its response, and this sleep with it.)"""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and still():
+        await asyncio.sleep(0.01)
 
 
 class Dropped(Exception):
@@ -352,6 +364,7 @@ async def stream(coach: Coach, generation: int, text, reply_id, created, model, 
     coach.count(generation, "started")
     finished, started = False, time.monotonic()
     fails_at = after if after is not None else 0 if mode in ("junk", "odd") else 3  # tokens sent before
+    holds_at = (after if after is not None else 1) if mode == "pause" else None
     try:
         yield sse(chunk({"role": "assistant", "content": "", "refusal": None}))
         for n, token in enumerate(tokens_of(text)):
@@ -374,6 +387,9 @@ async def stream(coach: Coach, generation: int, text, reply_id, created, model, 
                 yield sse({"error": {"message": "The offline coach was told to fail mid-stream (mode error).",
                                      "type": "server_error", "param": None, "code": None}})
                 return
+            if n == holds_at:
+                await hold(coach.seconds, lambda: coach.mode == "pause")
+                started = time.monotonic() - n * delay  # the rest keeps its pace from here
             # Token n is due at start + (n + 1) * delay: time spent sending does not add up,
             # so an answer takes the same time whether 1 or 100 streams run at once.
             await asyncio.sleep(max(0.0, started + (n + 1) * delay - time.monotonic()))

@@ -12,6 +12,7 @@ Helpers and what they do:
   bearer             the Authorization header that carries a token
   user_with_token    insert_user + token_for: {"id", "token"} for a fresh user, for tests past login
   wait_until_the_coach_is_asked   until a request running in a thread has reached the coach (18 on)
+  PAUSE_SECONDS      the longest the coach's mode pause holds an answer mid-way (20 on)
   BROWSER_WAIT_MS    how long a page action or wait may take before it fails
   ReusedTab          one browser tab for a module, reset after each test (the `page` fixture's)
   log_in_page        a page with a user's token in localStorage, opened at one of the lesson's pages
@@ -158,6 +159,14 @@ def user_with_token(db, name: str = "Ada") -> dict:
     """A fresh user and a token for them: {"id", "token"}."""
     user_id = insert_user(db, name)
     return {"id": user_id, "token": token_for(user_id)}
+
+
+# For the tests that look at the app mid-answer: the coach's mode pause holds the answer after its
+# first token, and the test lets the rest come (coach.mode("ok")) as soon as it has looked. The
+# hold ends by itself after this many seconds: under the apps' OPENAI_TIMEOUT (1 s in the tests),
+# so an app that waits for the whole answer sees a slow coach, not a failing one, and fails the
+# test on what it did.
+PAUSE_SECONDS = 0.8
 
 
 def wait_until_the_coach_is_asked(coach, request: threading.Thread) -> None:

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from helpers import (
+    PAUSE_SECONDS,
     WATCH_ANSWER,
     answer_times,
     answer_times_while_a_chat_waits_for_the_database,
@@ -91,11 +92,13 @@ def test_the_answer_comes_as_an_event_stream_of_tokens_then_done(pages, coach, u
 def test_the_first_token_arrives_while_the_coach_is_still_writing(pages, coach, user):
     """Tokens are relayed one by one as the coach writes them, not collected into one answer.
     Hint: yield each chunk of the stream=True answer as its own event."""
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with open_stream(pages, user) as r:
         received = events(r)
-        assert next(received)[0] == "message"
+        first = next(received)
+        assert first[0] == "message", f"no token came while the coach held the rest of its answer: {first}"
         assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 0}
+        coach.mode("ok")  # the coach writes the rest
         rest = list(received)
     assert rest[-1] == ("done", {}) and len(rest) > 10
     assert coach.stats()["completed"] == 1
@@ -111,11 +114,12 @@ def test_an_answer_with_newlines_and_blank_lines_arrives_identical(pages, coach,
 
 
 def test_the_exchange_is_saved_once_the_stream_ends(pages, coach, user):
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with open_stream(pages, user) as r:
         received = events(r)
         next(received)
         assert history(pages, user) == []  # mid-stream: nothing stored yet
+        coach.mode("ok")
         tokens = [data["token"] for name, data in received if name == "message"]
     [sent] = coach.requests()
     assert history(pages, user) == [("user", QUESTION), ("assistant", coachs_answer(sent["messages"]))]
@@ -233,12 +237,13 @@ def test_a_client_that_leaves_before_the_first_token_stops_the_llm_call(live_api
 
 
 def test_an_account_deleted_mid_stream_ends_it_with_an_error_event(pages, coach, user, db):
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with open_stream(pages, user) as r:
         received = events(r)
         next(received)
         with db.cursor() as cur:
             cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+        coach.mode("ok")
         last = list(received)[-1]
     assert last == ("error", {"detail": "Invalid or expired token: log in again"})
 
@@ -370,7 +375,11 @@ def test_the_answer_appears_on_the_page_piece_by_piece(pages, page, coach, user)
     assert page.evaluate("window.pwned") is None
 
 
-def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, user):
+# The page tests below answer the page's stream themselves. They still take `coach`, reset: an
+# earlier lesson's page sends its question to the coach (POST /api/chat), which a test before
+# may have left slow, and a red check would wait for it.
+
+def test_the_page_ignores_comments_such_as_keep_alive_pings(pages, page, coach, user):
     """The page skips the `: ping` comments that FastAPI sends during a quiet 15 s, and shows the answer.
     FastAPI sends one while nothing else is sent for 15 s (a slow model), so that no proxy closes
     a quiet connection. Hint: skip every block without a `data:` line (`: ping` is a comment, not
@@ -428,7 +437,7 @@ def cut(body: bytes, *at: int) -> list[list[int]]:
     return [list(body[start:end]) for start, end in itertools.pairwise(ends)]
 
 
-def test_the_page_copes_with_events_split_across_network_pieces(pages, page, user):
+def test_the_page_copes_with_events_split_across_network_pieces(pages, page, coach, user):
     """The page copes with events split across network pieces.
 
     The test hands the page a stream cut in the middle of a `data:` line, between the two
@@ -455,7 +464,7 @@ def test_the_page_copes_with_events_split_across_network_pieces(pages, page, use
     assert page.locator("#chat li").all_text_contents() == [QUESTION, "Hi café 🙂"]
 
 
-def test_an_error_event_mid_answer_is_shown_as_the_coach_failing(pages, page, user):
+def test_an_error_event_mid_answer_is_shown_as_the_coach_failing(pages, page, coach, user):
     """An error event mid answer is shown as the coach failing: `The coach could not answer: <detail>`.
 
     After a token, the stream the test hands the page ends with `event: error`; the page says so

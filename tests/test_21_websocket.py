@@ -27,6 +27,7 @@ from websockets.sync.client import connect
 
 from helpers import (
     LLM_FAILURES,
+    PAUSE_SECONDS,
     WATCH_ANSWER,
     answer_times,
     answer_times_while_a_chat_waits_for_the_database,
@@ -144,11 +145,13 @@ def test_the_answer_comes_as_token_frames_then_done(pages, coach, user):
 
 
 def test_the_first_token_arrives_while_the_coach_is_still_writing(pages, coach, user):
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
-        assert receive(ws)["type"] == "token"
+        first = receive(ws)
+        assert first["type"] == "token", f"no token came while the coach held the rest of its answer: {first}"
         assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 0}
+        coach.mode("ok")  # the coach writes the rest
         while receive(ws)["type"] == "token":
             pass
     assert coach.stats()["completed"] == 1
@@ -311,12 +314,13 @@ def test_an_answer_cut_short_before_the_llm_says_it_is_done_is_an_error_frame(pa
 
 
 def test_an_account_deleted_mid_answer_gets_an_error_frame(pages, coach, user, db):
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
         assert receive(ws)["type"] == "token"
         with db.cursor() as cur:
             cur.execute("DELETE FROM users WHERE id = %s", (user["id"],))
+        coach.mode("ok")
         while (frame := receive(ws))["type"] == "token":
             pass
     assert frame == {"type": "error", "detail": "Invalid or expired token: log in again"}
@@ -362,12 +366,13 @@ def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(pages, coach, u
 
 def test_a_message_sent_mid_answer_is_told_busy_and_the_answer_goes_on(pages, coach, user):
     """Hint: read the frames in one task and answer in another (an anyio task group)."""
-    coach.mode("ok", token_delay=TOKEN_DELAY)
+    coach.mode("pause", seconds=PAUSE_SECONDS)
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
         first = receive(ws)
         ws.send(json.dumps({"message": "And another thing."}))
-        frames = [first]
+        frames = [first, receive(ws)]  # while the coach holds the rest: the answer to the second
+        coach.mode("ok")
         while (frame := receive(ws))["type"] != "done":
             frames.append(frame)
     assert [f for f in frames if f["type"] != "token"] == [BUSY]

@@ -3,6 +3,7 @@
 Lessons 18-21 and the streaming bench rely on it: these tests pin what they rely on.
 """
 
+import itertools
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -191,6 +192,31 @@ def test_a_mode_change_ends_the_waits_of_slow_mode(coach, llm):
         assert not waiting.done()
         coach.mode("ok")
         assert waiting.result(timeout=5).choices[0].finish_reason == "stop"
+
+
+def test_pause_mode_holds_a_stream_after_its_first_token_until_the_mode_changes(coach, llm):
+    coach.mode("pause", seconds=60)
+    with ThreadPoolExecutor(1) as pool:
+        chunks = iter(ask(llm, CONVERSATION, stream=True))
+        texts = [c.choices[0].delta.content for c in itertools.islice(chunks, 2)]  # the role, a token
+        assert texts == ["", "You"], texts
+        rest = pool.submit(list, chunks)
+        time.sleep(0.3)
+        assert not rest.done()
+        assert coach.stats() == {"started": 1, "completed": 0, "cancelled": 0}
+        coach.mode("ok")
+        tail = rest.result(timeout=5)
+    assert "".join(texts) + "".join(c.choices[0].delta.content or "" for c in tail) == \
+        ask(llm, CONVERSATION).choices[0].message.content
+    assert coach.stats()["completed"] == 1
+
+
+def test_pause_mode_lets_the_rest_go_after_its_seconds(coach, llm):
+    coach.mode("pause", after=3, seconds=0.2)
+    started = time.monotonic()
+    text = streamed_text(ask(llm, CONVERSATION, stream=True))
+    assert text == ask(llm, CONVERSATION).choices[0].message.content
+    assert time.monotonic() - started >= 0.2
 
 
 def test_a_client_that_goes_away_cancels_its_stream(coach):
