@@ -535,22 +535,29 @@ def relative(path: Path, folder: Path) -> str:
     return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
-def response_in(frames) -> dict | None:
-    """The HTTP response the failing test (or helper) held: status and body."""
+def response_in(frames: list[tuple]) -> dict | None:
+    """The HTTP response the failing test (or helper) held: status, body, and whether the
+    failing statement names it ("named"). FRAMES: (frame, the statement it was running),
+    innermost first. A response the statement does not name is an earlier step's (a socket test
+    that logged in over HTTP first): the report says so rather than show it as the answer."""
     def is_response(value) -> bool:
         try:  # a streamed response whose body was never read raises on .text (not AttributeError)
             return isinstance(getattr(value, "status_code", None), int) and hasattr(value, "text")
         except Exception:
             return isinstance(getattr(value, "status_code", None), int)
 
-    for frame in frames:
-        found = [value for name, value in frame.f_locals.items()
+    for frame, running in frames:
+        found = [(name, value) for name, value in frame.f_locals.items()
                  if not name.startswith("_") and is_response(value)]
         if found:
+            named = [(name, value) for name, value in found if re.search(rf"\b{name}\b", running)]
+            name, value = (named or found)[-1]
+            response = {"status": value.status_code, "body": "", "named": bool(named)}
             try:
-                return {"status": found[-1].status_code, "body": found[-1].text[:2000]}
+                response["body"] = value.text[:2000]
             except Exception:  # a streamed response whose body was never read
-                return {"status": found[-1].status_code, "body": ""}
+                pass
+            return response
     return None
 
 
@@ -605,7 +612,8 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
         failure.statement = statement_of(path_of(entry), entry.lineno + 1) or " ".join(
             str(entry.statement).split())[:300]
         failure.statement_at = f"{relative(path_of(entry), ROOT)}:{entry.lineno + 1}"
-        failure.response = response_in([e.frame for e in reversed(ours)])
+        failure.response = response_in([(e.frame, statement_of(path_of(e), e.lineno + 1))
+                                         for e in reversed(ours)])
     if _compared and isinstance(error, AssertionError):
         failure.op, failure.actual, failure.expected = _compared
     folder = graded_folder()

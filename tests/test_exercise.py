@@ -31,6 +31,7 @@ from shared.services.grading import (
     RequirementResult,
     checklist,
     error_line,
+    failure_lines,
     hint_for,
     search_lines,
     values_lines,
@@ -472,6 +473,33 @@ def test_a_requirement_is_its_docstrings_whole_first_sentence(docstring, text, h
 def test_hints_come_from_the_table(failure, words):
     assert all(isinstance(pattern, str) and isinstance(hint, str) for pattern, hint in HINTS)
     assert words in hint_for(failure, LESSON, LESSON.path)
+
+
+def test_an_http_answer_the_failing_line_does_not_name_is_shown_as_an_earlier_one():
+    """A socket test that logged in over HTTP first fails on a frame: the login's answer is no
+    answer to the failing line, and the report says so instead of showing it as `answer:`."""
+    from conftest import response_in
+
+    class Answer:  # what the tests' HTTP clients give back, as far as the report reads it
+        status_code, text = 401, '{"detail":"Invalid or expired token: log in again"}'
+
+    def steps():
+        r, ws = Answer(), object()  # noqa: F841  (read from the frame)
+        return sys._getframe()
+
+    frame = steps()
+    socket_line = "assert receive(ws)['type'] == 'token'"
+    assert response_in([(frame, socket_line)])["named"] is False
+    assert response_in([(frame, "assert r.status_code == 200, r.text")])["named"] is True
+    lesson = find("21")
+    requirement = next(q for q in requirements(lesson) if q.test.startswith("test_the_first_token"))
+    failure = Failure("AssertionError", "assert 'error' == 'token'", statement=socket_line, op="==",
+                      actual="'error'", expected="'token'", response=response_in([(frame, socket_line)]))
+    case = results.TestResult("x", requirement.file, requirement.test, None, "failed", failure=failure)
+    lines = failure_lines(RequirementResult(requirement, "missed", [case]), lesson, lesson.path, False)
+    assert not any(line.startswith("answer:") for line in lines), lines
+    earlier = [line for line in lines if line.startswith("earlier:  401 ")]
+    assert earlier and "before the failing line" in earlier[0], lines
 
 
 def test_what_went_wrong_inside_a_task_group_or_a_started_answer_is_what_a_line_names():

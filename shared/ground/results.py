@@ -29,7 +29,9 @@ class Failure:
     op: str = ""                # the compared assert's operator ("==", "in", ...), or ""
     actual: str | None = None   # the assert's left side, in full (repr, or pprint for big values)
     expected: str | None = None  # the assert's right side, in full
-    response: dict | None = None  # {"status": 422, "body": "..."} of the response the test held
+    response: dict | None = None  # {"status": 422, "body": "...", "named": True} of the response the
+                                  # test held; named: the failing statement names it (else an
+                                  # earlier step's, such as a login before a socket)
     learner_at: str = ""        # "main.py:12": innermost frame inside the graded folder
     server_error: str = ""      # a server the test started (uvicorn) logged a traceback meanwhile:
                                 # the exception it ended with, "ValueError: bad value"

@@ -334,7 +334,7 @@ def situation(failure: Failure) -> str:
     if failure.op == "==" and re.fullmatch(r"\d{3}", failure.actual or "") and \
             re.fullmatch(r"\d{3}", failure.expected or ""):
         text += f"\nstatus {failure.actual} expected {failure.expected}"
-        if failure.response and failure.response.get("body"):
+        if failure.response and failure.response.get("named", True) and failure.response.get("body"):
             text += f"\nbody: {failure.response['body'][:300]}"
     if failure.server_error:
         text += f"\nserver: {failure.server_error}"
@@ -409,7 +409,11 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
                   for i, line in enumerate(error_line(failure).splitlines())]
     if failure.actual is not None and (why := own_message(failure)):
         lines.append(f"says:     {why}")
-    if failure.response and failure.response["status"] != _as_int(failure.actual):
+    if failure.response and not failure.response.get("named", True):
+        body = failure.response["body"]
+        lines.append(f"earlier:  {failure.response['status']} {body[:200]}{'...' if len(body) > 200 else ''}"
+                     " (the last HTTP answer this test got, before the failing line)")
+    elif failure.response and failure.response["status"] != _as_int(failure.actual):
         body = failure.response["body"]
         lines.append(f"answer:   {failure.response['status']} {body[:300]}{'...' if len(body) > 300 else ''}")
     elif failure.response and failure.response["body"]:
