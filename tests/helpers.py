@@ -34,6 +34,7 @@ Helpers and what they do:
   serve_folder       a folder over HTTP from a thread of this process, as `python -m http.server` serves it
   pages_and_api      a folder of pages on one free port and the lesson's API on another, allowing
                      the origins you name (the `pages` fixture is the usual case of it)
+  app_socket         a TestClient's WebSocket to the app; a refused one says why it most often is (21 on)
   free_port, wait_for_port, Servers   start processes on free ports (live_api, pages use them)
   fork_uvicorn       `python -m uvicorn ...` forked from the test process, as if started afresh
                      (Servers.start and exit_or_listen do it for one-worker uvicorns: no new
@@ -75,6 +76,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from starlette.websockets import WebSocketDisconnect
 
 from shared.ground.paths import ROOT, free_port, listens_on, port_free  # noqa: F401 (ROOT: for the tests)
 from webclient import web
@@ -869,6 +871,24 @@ LLM_FAILURES = [
     pytest.param("odd", {"shape": "number"}, id="answers a number, not text"),
     pytest.param("odd", {"shape": "nul"}, id="answers text with a NUL character"),
 ]
+
+
+# --- the chat socket (lessons 21 on) -------------------------------------------------------
+
+@contextmanager
+def app_socket(client, path: str = "/ws/chat"):
+    """client.websocket_connect(PATH) of a TestClient. An app that closes the socket before
+    accepting it fails the test with what that most often means: TestClient says only
+    WebSocketDisconnect."""
+    opening = client.websocket_connect(path)
+    try:
+        ws = opening.__enter__()
+    except WebSocketDisconnect as closed:
+        pytest.fail(f"the app closed the WebSocket at {path} before accepting it (code {closed.code}): most "
+                    "often there is no WebSocket route there (@app.websocket, or a router not included)")
+    with contextlib.ExitStack() as leaving:
+        leaving.push(opening)  # its __exit__ ends the socket however the block ends
+        yield ws
 
 
 # --- the event loop stays free (lessons 20 on) ---------------------------------------------

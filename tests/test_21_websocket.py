@@ -31,6 +31,7 @@ from helpers import (
     WATCH_ANSWER,
     answer_times,
     answer_times_while_a_chat_waits_for_the_database,
+    app_socket,
     bearer,
     earlier_messages_load_on_the_page,
     history_read_in_pages,
@@ -78,7 +79,13 @@ def socket_url(pages) -> str:
 
 
 def receive(ws) -> dict:
-    return json.loads(ws.recv(timeout=10))
+    """The next frame, as JSON; fails the test when none comes within 10 s."""
+    try:
+        text = ws.recv(timeout=10)
+    except TimeoutError:
+        pytest.fail("no frame came within 10 s: the server sent nothing (no token, no done, no error frame) "
+                    "after what the test sent last")
+    return json.loads(text)
 
 
 def frame_or_close(ws) -> dict:
@@ -268,7 +275,7 @@ def test_messages_sent_mid_answer_count_as_frames_that_are_no_question(pages, co
     Ten are told busy, the eleventh closes the socket with 1008. A busy frame is an error frame
     like the others: were they not counted, a client could send a message every moment an
     answer streams, and get an error frame back for each, for ever."""
-    coach.mode("ok", token_delay=0.2)  # slow: the answer is still coming after the eleven messages
+    coach.mode("pause", seconds=PAUSE_SECONDS)  # the answer is still coming after the eleven messages
     refused, close = [], None  # the frames other than tokens; the close's (code, reason)
     with logged_in(pages, user) as ws:
         ws.send(json.dumps({"message": QUESTION}))
@@ -296,7 +303,7 @@ def test_a_pool_with_no_free_connection_at_login_closes_the_socket_with_1011(cli
     """A pool with no free connection at login closes the socket with 1011, as a database that is down.
     Hint: the pool gives up after its timeout with sqlalchemy.exc.TimeoutError, not an
     OperationalError (lesson 20's stream catches both too)."""
-    with pool_exhausted(), client.websocket_connect("/ws/chat") as ws:
+    with pool_exhausted(), app_socket(client) as ws:
         ws.send_json({"token": user["token"]})
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
@@ -323,7 +330,11 @@ def test_an_account_deleted_mid_answer_gets_an_error_frame(pages, coach, user, d
         coach.mode("ok")
         while (frame := receive(ws))["type"] == "token":
             pass
-    assert frame == {"type": "error", "detail": "Invalid or expired token: log in again"}
+        assert frame == {"type": "error", "detail": "Invalid or expired token: log in again"}
+        # The error frame is the question's last frame, as done is: the next frame answers the next
+        # question, which the re-check refuses (the account is gone).
+        ws.send(json.dumps({"message": QUESTION}))
+        assert close_of(ws) == (1008, "Invalid or expired token")
 
 
 def test_a_socket_closed_mid_answer_stops_the_llm_call(pages, coach, user):
@@ -523,7 +534,7 @@ def socket_ready_in_one_process(app, db) -> None:
     token = token_for(insert_user(db))
     with TestClient(app) as client:
         try:
-            with client.websocket_connect("/ws/chat") as ws:
+            with app_socket(client) as ws:
                 ws.send_json({"token": token})
                 frame = ws.receive_json()
         except WebSocketDisconnect as closed:  # 1000 before any frame: most often no /ws/chat route

@@ -21,7 +21,7 @@ from fastapi import APIRouter, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from helpers import LLM_FAILURES, alembic, bearer, token_for, traceback_end
+from helpers import LLM_FAILURES, alembic, app_socket, bearer, token_for, traceback_end
 from test_21_websocket import *  # noqa: F403  (lesson 21's tests: the same app, so they pass here too)
 
 ASKED = "How do I prepare for a system design interview?"
@@ -49,7 +49,7 @@ def events(text: str) -> list[tuple[str, dict]]:
 
 def socket_refused(client, token: str) -> int:
     """The close code the socket answers this token with (a test client socket, in-process)."""
-    with client.websocket_connect("/ws/chat") as ws:
+    with app_socket(client) as ws:
         ws.send_json({"token": token})
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
@@ -58,7 +58,7 @@ def socket_refused(client, token: str) -> int:
 
 def socket_answer(client, token: str, message: str = ASKED) -> str:
     """The answer's tokens joined, after the socket said ready and before it said done."""
-    with client.websocket_connect("/ws/chat") as ws:
+    with app_socket(client) as ws:
         ws.send_json({"token": token})
         assert ws.receive_json() == {"type": "ready"}
         ws.send_json({"message": message})
@@ -391,7 +391,7 @@ def test_dependency_overrides_swap_the_sockets_login_timeout_too(app, overrides)
 
     other = get_settings().model_copy(update={"WS_LOGIN_TIMEOUT": 0.2})
     overrides[get_settings] = lambda: other
-    with TestClient(app) as client, client.websocket_connect("/ws/chat") as ws:
+    with TestClient(app) as client, app_socket(client) as ws:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert (closed.value.code, closed.value.reason) == (1008, "No token within 0.2 s")

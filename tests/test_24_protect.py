@@ -40,6 +40,7 @@ from helpers import (
     JWT_SECRET,
     ReusedTab,
     Servers,
+    app_socket,
     bearer,
     deleted_while_the_app_waits,
     insert_user,
@@ -322,7 +323,7 @@ def test_signups_from_one_address_have_a_budget(app, overrides):
 
 def socket_frames(client, token: str, message: str = ASKED) -> list[dict]:
     """The frames one question gets over an in-process socket, up to done or an error."""
-    with client.websocket_connect("/ws/chat") as ws:
+    with app_socket(client) as ws:
         ws.send_json({"token": token})
         assert ws.receive_json() == {"type": "ready"}
         ws.send_json({"message": message})
@@ -596,7 +597,7 @@ def test_a_chat_whose_account_is_deleted_as_it_takes_its_seat_is_refused(app, db
         with TestClient(app) as client:
             if kind == "stream":
                 return client.post("/api/chat/stream", json={"message": ASKED}, headers=bearer(user["token"]))
-            with client.websocket_connect("/ws/chat") as ws:
+            with app_socket(client) as ws:
                 ws.send_json({"token": user["token"]})
                 with pytest.raises(WebSocketDisconnect) as closed:
                     ws.receive_json()
@@ -671,10 +672,10 @@ def seats_taken_in_one_process(app) -> None:
     with client_from(app) as client, ExitStack() as held:
         token = log_in(client, sign_up(client))
         for _ in range(3):
-            ws = held.enter_context(client.websocket_connect("/ws/chat"))
+            ws = held.enter_context(app_socket(client))
             ws.send_json({"token": token})
             assert ws.receive_json() == {"type": "ready"}
-        with client.websocket_connect("/ws/chat") as fourth:
+        with app_socket(client) as fourth:
             fourth.send_json({"token": token})
             try:
                 frame = fourth.receive_json()
