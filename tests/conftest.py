@@ -588,6 +588,10 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
     def path_of(entry) -> Path:
         return Path(str(entry.path)).resolve()
 
+    def statement(entry) -> str:
+        """The whole statement the entry's frame was running, on one line."""
+        return statement_of(path_of(entry), entry.lineno + 1) or " ".join(str(entry.statement).split())[:300]
+
     ours = [e for e in entries if path_of(e).is_relative_to(tests_dir)]
     module = type(error).__module__
     # A long message (a server's whole output, quoted) keeps its start and its end, where a
@@ -609,11 +613,9 @@ def failure_of(call, report, phase: str, started: float) -> results.Failure:
     failure.server_error = server_error[:500]
     if ours:
         entry = ours[-1]
-        failure.statement = statement_of(path_of(entry), entry.lineno + 1) or " ".join(
-            str(entry.statement).split())[:300]
+        failure.statement = statement(entry)
         failure.statement_at = f"{relative(path_of(entry), ROOT)}:{entry.lineno + 1}"
-        failure.response = response_in([(e.frame, statement_of(path_of(e), e.lineno + 1))
-                                         for e in reversed(ours)])
+        failure.response = response_in([(e.frame, statement(e)) for e in reversed(ours)])
     if _compared and isinstance(error, AssertionError):
         failure.op, failure.actual, failure.expected = _compared
     folder = graded_folder()
