@@ -884,8 +884,12 @@ def app_socket(client, path: str = "/ws/chat"):
     try:
         ws = opening.__enter__()
     except WebSocketDisconnect as closed:
-        pytest.fail(f"the app closed the WebSocket at {path} before accepting it (code {closed.code}): most "
-                    "often there is no WebSocket route there (@app.websocket, or a router not included)")
+        if closed.code == 1000:  # what Starlette sends where no route takes the socket
+            pytest.fail(f"the app closed the WebSocket at {path} before accepting it (code 1000): most "
+                        "often there is no WebSocket route there (@app.websocket, or a router not included)")
+        pytest.fail(f"the app closed the WebSocket at {path} with {closed.code} before accepting it: a "
+                    "browser gets an HTTP 403 then, never the code: accept first (websocket.accept()), "
+                    "then close")
     with contextlib.ExitStack() as leaving:
         leaving.push(opening)  # its __exit__ ends the socket however the block ends
         yield ws

@@ -534,7 +534,7 @@ def socket_ready_in_one_process(app, db) -> None:
     token = token_for(insert_user(db))
     with TestClient(app) as client:
         try:
-            with app_socket(client) as ws:
+            with client.websocket_connect("/ws/chat") as ws:
                 ws.send_json({"token": token})
                 frame = ws.receive_json()
         except WebSocketDisconnect as closed:  # 1000 before any frame: most often no /ws/chat route
