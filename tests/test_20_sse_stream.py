@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import ExitStack
 
+import httpx2
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -51,6 +52,20 @@ def llm_settings(coach_server):
     os.environ.update(coach_server.env, OPENAI_TIMEOUT="1")
 
 
+def lines_of(response):
+    """The lines of a streamed response as they come; a 10 s wait for the next fails the test."""
+    lines = response.iter_lines()
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except httpx2.ReadTimeout:
+            pytest.fail("no event came within 10 s: the stream sent nothing (no token, no done, no error "
+                        "event) after what came last")
+        yield line
+
+
 def open_stream(pages, user, message=QUESTION):
     """The response of POST /api/chat/stream, to be used in a `with` block and read as it comes."""
     return web.stream("POST", f"{pages.api}/api/chat/stream", json={"message": message},
@@ -58,9 +73,10 @@ def open_stream(pages, user, message=QUESTION):
 
 
 def events(response):
-    """Yields each event of an SSE response as (name, data) as soon as it is complete."""
+    """Yields each event of an SSE response as (name, data) as soon as it is complete; fails the
+    test when nothing comes for 10 s (open_stream's timeout)."""
     name = "message"
-    for line in response.iter_lines():
+    for line in lines_of(response):
         if line.startswith("event: "):
             name = line.removeprefix("event: ")
         elif line.startswith("data: "):
@@ -118,7 +134,8 @@ def test_the_exchange_is_saved_once_the_stream_ends(pages, coach, user):
     with open_stream(pages, user) as r:
         received = events(r)
         next(received)
-        assert history(pages, user) == []  # mid-stream: nothing stored yet
+        assert history(pages, user) == [], ("stored while the stream still runs, or the first token came "
+                                            "only once the whole answer was stored")
         coach.mode("ok")
         tokens = [data["token"] for name, data in received if name == "message"]
     [sent] = coach.requests()

@@ -410,9 +410,10 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
     if failure.actual is not None and (why := own_message(failure)):
         lines.append(f"says:     {why}")
     if failure.response and not failure.response.get("named", True):
-        body = failure.response["body"]
-        lines.append(f"earlier:  {failure.response['status']} {body[:200]}{'...' if len(body) > 200 else ''}"
-                     " (the last HTTP answer this test got, before the failing line)")
+        if body := failure.response["body"]:  # (a stream whose body the test was reading has none yet)
+            cut = f"{body[:200]}{'...' if len(body) > 200 else ''}"
+            lines.append(f"earlier:  {failure.response['status']} {cut} (the last HTTP answer this test got, "
+                         "before the failing line)")
     elif failure.response and failure.response["status"] != _as_int(failure.actual):
         body = failure.response["body"]
         lines.append(f"answer:   {failure.response['status']} {body[:300]}{'...' if len(body) > 300 else ''}")
