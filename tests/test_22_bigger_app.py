@@ -160,6 +160,38 @@ def test_only_config_reads_the_environment(lesson):
     assert readers == {}, "only app/config.py may read the environment: take the setting from get_settings()"
 
 
+ENGINE_MAKERS = {"create_engine", "create_async_engine", "engine_from_config"}
+
+
+def engines_made(source: str) -> list[str]:
+    """Where a module's code makes a database engine, as "line N: create_engine" (its syntax tree)."""
+    tree = ast.parse(source)
+    makers = set(ENGINE_MAKERS)  # and the names they are imported as (import create_engine as make)
+    makers |= {alias.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names if alias.name in ENGINE_MAKERS and alias.asname}
+
+    def name(call: ast.Call) -> str:  # create_engine(...) or sqlalchemy.create_engine(...)
+        return getattr(call.func, "id", "") or getattr(call.func, "attr", "")
+
+    calls = sorted((node for node in ast.walk(tree) if isinstance(node, ast.Call)),
+                   key=lambda call: call.lineno)
+    return [f"line {call.lineno}: {name(call)}" for call in calls if name(call) in makers]
+
+
+def test_only_app_db_makes_a_database_engine(lesson):
+    """Only app/db.py makes a database engine: no create_engine elsewhere in app/ or alembic/env.py.
+    Every session, the socket's and the stream's too, comes from its engine and its pool (a test
+    fills that pool), and alembic/env.py takes it from there."""
+    folder = lesson.path
+    db_py = folder / "app" / "db.py"
+    assert db_py.is_file() and engines_made(db_py.read_text()), "app/db.py makes no engine (create_engine)"
+    code = [path for path in [*(folder / "app").rglob("*.py"), folder / "alembic" / "env.py"]
+            if path.is_file() and path != db_py]
+    makers = {str(path.relative_to(folder)): made for path in code
+              if (made := engines_made(path.read_text()))}
+    assert makers == {}, "only app/db.py may make an engine: import app.db's engine (or its SessionLocal)"
+
+
 def test_alembic_reads_the_package_and_finds_the_models_and_the_migrations_agree(lesson, app):
     """alembic/env.py takes the engine and Base from the package; `alembic check` finds nothing to do."""
     env_py = (lesson.path / "alembic" / "env.py").read_text()

@@ -500,6 +500,10 @@ def test_an_http_answer_the_failing_line_does_not_name_is_shown_as_an_earlier_on
     assert not any(line.startswith("answer:") for line in lines), lines
     earlier = [line for line in lines if line.startswith("earlier:  401 ")]
     assert earlier and "before the failing line" in earlier[0], lines
+    failure.response["body"] = 'data: {"token": "Hi"}\n\nevent: done\ndata: {}\n\n'  # a stream's
+    lines = failure_lines(RequirementResult(requirement, "missed", [case]), lesson, lesson.path, False)
+    shown = 'earlier:  401 data: {"token": "Hi"} event: done data: {} ('  # one line of the report
+    assert any(line.startswith(shown) for line in lines), lines
 
 
 def test_what_went_wrong_inside_a_task_group_or_a_started_answer_is_what_a_line_names():

@@ -380,6 +380,12 @@ def error_line(failure: Failure) -> str:
                       *(f"  | {line[:200]}" for line in more)])
 
 
+def one_line(text: str, limit: int) -> str:
+    """TEXT on one line of the report (a streamed body has many), cut to LIMIT characters."""
+    text = " ".join(text.split())
+    return f"{text[:limit]}..." if len(text) > limit else text
+
+
 def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hint: bool) -> list[str]:
     """The details of one missed requirement, each line indented under its checklist line."""
     failed = req.failed_cases
@@ -411,15 +417,12 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
         lines.append(f"says:     {why}")
     if failure.response and not failure.response.get("named", True):
         if body := failure.response["body"]:  # (a stream whose body the test was reading has none yet)
-            cut = f"{body[:200]}{'...' if len(body) > 200 else ''}"
-            lines.append(f"earlier:  {failure.response['status']} {cut} (the last HTTP answer this test got, "
-                         "before the failing line)")
+            lines.append(f"earlier:  {failure.response['status']} {one_line(body, 200)} (the last HTTP "
+                         "answer this test got, before the failing line)")
     elif failure.response and failure.response["status"] != _as_int(failure.actual):
-        body = failure.response["body"]
-        lines.append(f"answer:   {failure.response['status']} {body[:300]}{'...' if len(body) > 300 else ''}")
+        lines.append(f"answer:   {failure.response['status']} {one_line(failure.response['body'], 300)}")
     elif failure.response and failure.response["body"]:
-        body = failure.response["body"]
-        lines.append(f"answer:   {body[:300]}{'...' if len(body) > 300 else ''}")
+        lines.append(f"answer:   {one_line(failure.response['body'], 300)}")
     if failure.server_error:
         lines.append(f"server:   your app raised {failure.server_error}")
     if failure.learner_at:
