@@ -60,6 +60,7 @@ from test_22_bigger_app import (  # noqa: F401  (lesson 22's tests that still ho
     test_an_llm_without_a_key_answers_502_when_swapped_in,
     test_cors_origins_come_from_the_settings,
     test_dependency_overrides_swap_the_settings_of_login_endpoints_and_socket,
+    test_only_app_db_makes_a_database_engine,
     test_only_config_reads_the_environment,
     test_post_api_chat_still_answers_502_when_the_llm_fails_or_sends_a_page,
     test_settings_are_read_once_and_typed,
