@@ -579,7 +579,9 @@ def test_a_token_without_an_id_or_a_version_is_refused(app, user):
 @pytest.mark.parametrize("change", ["PUT /api/me", "POST /api/logout-all"])
 def test_a_change_to_an_account_deleted_meanwhile_is_a_401_not_a_500(app, db_env, db, user, change):
     """A profile change or a logout everywhere whose account is deleted meanwhile gets the 401, not a 500.
-    Hint: the UPDATE finds no row, and the commit raises StaleDataError (sqlalchemy.orm.exc)."""
+    Hint: the row is gone: an UPDATE through the ORM finds no row, and the commit raises
+    StaleDataError (sqlalchemy.orm.exc); reading the object after a rollback raises
+    ObjectDeletedError. Whatever your code meets there, the answer is the 401."""
     def request():
         with TestClient(app) as client:
             if change == "PUT /api/me":
