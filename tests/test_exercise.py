@@ -506,6 +506,21 @@ def test_an_http_answer_the_failing_line_does_not_name_is_shown_as_an_earlier_on
     assert any(line.startswith(shown) for line in lines), lines
 
 
+def test_a_failure_before_the_requirement_gets_the_tables_hint_not_the_requirements_own():
+    """No socket route at all: the requirement's own hint (how to answer mid-answer messages)
+    would send the learner after the wrong thing."""
+    lesson = find("21")
+    requirement = next(q for q in requirements(lesson) if q.test.startswith("test_a_message_sent_mid_answer"))
+    assert requirement.hint, requirement
+    failure = Failure("Failed", "the server refused the WebSocket at ws://127.0.0.1:5/ws/chat with HTTP 403: "
+                      "most often there is no WebSocket route there (@app.websocket)")
+    case = results.TestResult("x", requirement.file, requirement.test, None, "failed", failure=failure)
+    lines = failure_lines(RequirementResult(requirement, "missed", [case]), lesson, lesson.path, True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("hint:"))
+    hint = " ".join(line.removeprefix("hint:").strip() for line in lines[start:])
+    assert "include_router" in hint and requirement.hint not in hint, lines
+
+
 def test_what_went_wrong_inside_a_task_group_or_a_started_answer_is_what_a_line_names():
     """A stream's failure reaches the test wrapped: in an ExceptionGroup (a task group's), or in
     Starlette's "response already started". The line names what is inside, and its place."""

@@ -279,6 +279,9 @@ HINTS: list[tuple[str, str]] = [
      "must become a 503 with a short detail: an @app.exception_handler for it"),
     (r"^(?!server: |body: ).*(could not connect|Connection refused)",
      "the database does not answer: start it with make db"),
+    (r"no WebSocket route there",
+     "no route takes the socket: @app.websocket(\"/ws/chat\"), or @router.websocket in a router the app "
+     "includes (app.include_router)"),
     (r"NameError: name '(?P<name>\w+)' is not defined",
      "your code still uses {name}, which is gone (or misspelled): replace that use, at the line named above"),
     (r"exited at startup",
@@ -323,6 +326,14 @@ HINTS: list[tuple[str, str]] = [
      "say what is sent and what must come back; VERBOSE=1 make check LESSON={number} shows the whole "
      "test report"),
 ]
+
+
+# Failures that stop a test before it reaches what its requirement is about (no main.py, a syntax
+# error, no socket route at all): the table's hint, not the requirement's own, which would send
+# the learner after the wrong thing.
+BEFORE_THE_REQUIREMENT = re.compile(r"No module named '(main|database|models|schemas|deps|auth|app)'|"
+                                    r"^(SyntaxError|IndentationError|TabError):|no WebSocket route there",
+                                    re.MULTILINE)
 
 
 def exception_name(failure: Failure) -> str:
@@ -429,7 +440,8 @@ def failure_lines(req: RequirementResult, lesson: Lesson, folder: Path, with_hin
         file, _, line = failure.learner_at.rpartition(":")
         lines.append(f"your code: {file}, line {line}")
     if with_hint:
-        lines += wrapped("hint:     ", req.requirement.hint or hint_for(failure, lesson, folder))
+        own = "" if BEFORE_THE_REQUIREMENT.search(situation(failure)) else req.requirement.hint
+        lines += wrapped("hint:     ", own or hint_for(failure, lesson, folder))
     return lines
 
 
