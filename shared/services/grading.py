@@ -247,6 +247,10 @@ def own_message(failure: Failure) -> str:
     return "" if not first or any(first in text for text in shown_elsewhere) else first[:300]
 
 
+# The modules a lesson's app is made of: Python finding none of them means a file is missing.
+APP_MODULES = "main|database|models|schemas|deps|auth|app"
+
+
 # (pattern, hint): the first row whose pattern matches a failure's situation gives the hint. The
 # situation is "ExceptionName: message" (module.ExceptionName when not a builtin:
 # "psycopg2.errors.SyntaxError: ..."), for a compared status a line "status GOT expected WANT"
@@ -254,7 +258,7 @@ def own_message(failure: Failure) -> str:
 # server the test started logged a traceback, a line "server: ExceptionName: message".
 # Named groups fill the hint's {fields}, with {folder} and {number} (the lesson's).
 HINTS: list[tuple[str, str]] = [
-    (r"No module named '(?P<module>main|database|models|schemas|deps|auth|app)'",
+    (rf"No module named '(?P<module>{APP_MODULES})'",
      "Python found no {module}.py in {folder}: is the file there, with that name?"),
     (r"No module named '(?P<module>[\w.]+)'",
      "your code imports {module}, which is not installed: check the spelling, or add it to requirements.txt"),
@@ -331,7 +335,7 @@ HINTS: list[tuple[str, str]] = [
 # Failures that stop a test before it reaches what its requirement is about (no main.py, a syntax
 # error, no socket route at all): the table's hint, not the requirement's own, which would send
 # the learner after the wrong thing.
-BEFORE_THE_REQUIREMENT = re.compile(r"No module named '(main|database|models|schemas|deps|auth|app)'|"
+BEFORE_THE_REQUIREMENT = re.compile(rf"No module named '({APP_MODULES})'|"
                                     r"^(SyntaxError|IndentationError|TabError):|no WebSocket route there",
                                     re.MULTILINE)
 
